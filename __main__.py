@@ -1,0 +1,22 @@
+"""DeepSeek-R1-W8A8 on vllm-ascend: read the stack config, plan every node, declare the cluster."""
+
+import pulumi
+
+from components.cluster import VllmCluster
+from components.config import ConfigError
+from components.plan import plan_cluster
+from components.stack import config_from_pulumi
+
+try:
+    config = config_from_pulumi()
+except ConfigError as error:
+    # Nothing has been declared yet: a bad stack never half-deploys.
+    raise pulumi.RunError(str(error)) from None
+
+plan = plan_cluster(config, stack=pulumi.get_stack())
+cluster = VllmCluster("deepseek-r1", plan)
+
+pulumi.export("endpoint", cluster.endpoint)
+pulumi.export("servedModelName", plan.served_model_name)
+pulumi.export("nodes", cluster.node_summaries())
+pulumi.export("smokeTest", plan.smoke_curl(with_api_key=config.api_key is not None))

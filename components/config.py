@@ -1,0 +1,539 @@
+"""The stack configuration: what a site may set, with the reference deployment as every default.
+
+The defaults are the values of vllm-ascend's DeepSeek-R1-W8A8 tutorial, so a stack file only
+holds what differs per site (nodes, addresses, mirrors). Everything here is pure: the same
+checks run under `pulumi up` and under `python -m components.render`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+PROJECT = "deepseek-r1-ascend"
+
+# Accuracy runs (gsm8k, AISBench) need long contexts; the tutorial asks for at least this.
+ACCURACY_MIN_MODEL_LEN = 35000
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One Atlas server model: what its NPUs are and which image build runs on it."""
+
+    name: str
+    npus: int
+    hbm_gb_per_npu: int
+    # vllm-ascend publishes `<version>-a3` images for A3; the plain tag is the A2 build.
+    image_tag_suffix: str
+
+    @property
+    def hbm_gb(self) -> int:
+        return self.npus * self.hbm_gb_per_npu
+
+
+PROFILES = {
+    "atlas-800-a3": Profile("atlas-800-a3", npus=16, hbm_gb_per_npu=64, image_tag_suffix="-a3"),
+    "atlas-800-a2": Profile("atlas-800-a2", npus=8, hbm_gb_per_npu=64, image_tag_suffix=""),
+}
+
+# The environment of the tutorial's scripts, besides the per-node NIC/IP variables and
+# VLLM_USE_MODELSCOPE. A single node and a multi-node DP group are tuned differently.
+SINGLE_NODE_ENV = {
+    "HCCL_OP_EXPANSION_MODE": "AIV",
+    "VLLM_ASCEND_BALANCE_SCHEDULING": "1",
+    "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True",
+}
+MULTI_NODE_ENV = {
+    "OMP_PROC_BIND": "false",
+    "OMP_NUM_THREADS": "1",
+    "HCCL_BUFFSIZE": "200",
+    "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True",
+    "VLLM_ASCEND_BALANCE_SCHEDULING": "1",
+    "HCCL_INTRA_PCIE_ENABLE": "1",
+    "HCCL_INTRA_ROCE_ENABLE": "0",
+}
+# Set from each node's address and NIC; a typo here is what hangs a cluster, so never by hand.
+NETWORK_ENV = ("HCCL_IF_IP", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME")
+# Secret config keys and the container variable each one becomes (vllm reads VLLM_API_KEY
+# like --api-key, which keeps the key out of the command line).
+SECRET_ENV = {
+    "apiKey": "VLLM_API_KEY",
+    "modelscopeToken": "MODELSCOPE_API_TOKEN",
+    "hfToken": "HF_TOKEN",
+}
+
+# The tutorial's JSON arguments, byte for byte.
+SEED_SPECULATIVE_CONFIG = '{"num_speculative_tokens":3,"method":"mtp"}'
+SEED_COMPILATION_CONFIG = (
+    '{"cudagraph_capture_sizes":[4,16,32,48,64], "cudagraph_mode": "FULL_DECODE_ONLY"}'
+)
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # Linux IFNAMSIZ allows 15 characters
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """Every problem in a stack's configuration, each as `config.path: what is wrong; what would be right`."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid configuration for deepseek-r1-ascend:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never fall back silently to a default.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True
+    )
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"'{value}' is not an absolute path; use a path starting with /")
+    return value
+
+
+def image_reference_problem(ref: str) -> Optional[str]:
+    """Why an image reference is not pinned, or None when it names a fixed version."""
+    if _DIGEST.search(ref):
+        return None
+    last = ref.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"'{ref}' has no tag; pin a version tag such as :v0.18.0 or a @sha256: digest"
+    tag = last.split(":", 1)[1]
+    if tag == "latest":
+        return f"'{ref}' uses the moving tag 'latest'; pin a version tag such as :v0.18.0 or a @sha256: digest"
+    if not _TAG.match(tag):
+        return f"'{ref}' has an invalid tag '{tag}'; use letters, digits, '.', '_' or '-'"
+    return None
+
+
+class Node(_Section):
+    name: str
+    ip: str
+    nic: str
+    docker_host: Optional[str] = None
+    ssh_opts: list[str] = []
+    container_name: str = "vllm-ascend"
+    host_root: str = "/"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"'{v}' is not a valid node name; use 1-40 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(
+                f"'{v}' is not an IP address; use the address of the node's NIC, e.g. 192.0.2.10"
+            ) from None
+
+    @field_validator("nic")
+    @classmethod
+    def _nic(cls, v: str) -> str:
+        if not _NIC.match(v):
+            raise ValueError(
+                f"'{v}' is not a network interface name; use the name `ip -o addr` shows for the "
+                "node's IP (at most 15 characters, e.g. enp189s0f0)"
+            )
+        return v
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^(ssh|tcp|unix|npipe)://\S+$", v):
+            raise ValueError(
+                f"'{v}' is not a Docker host; use ssh://user@host, tcp://host:2376 or unix:///path"
+            )
+        return v
+
+    @field_validator("container_name")
+    @classmethod
+    def _container_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
+            raise ValueError(f"'{v}' is not a valid container name; use letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("host_root")
+    @classmethod
+    def _host_root(cls, v: str) -> str:
+        return _absolute_path(v)
+
+    @property
+    def docker_url(self) -> str:
+        return self.docker_host or f"ssh://root@{self.ip}"
+
+
+class Image(_Section):
+    registry: str = "m.daocloud.io/quay.io"
+    repository: str = "ascend/vllm-ascend"
+    tag: str = "v0.18.0"
+    # A full reference (tag or digest) replaces registry/repository/tag and the profile suffix.
+    ref: Optional[str] = None
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        if v == "latest":
+            raise ValueError("'latest' moves between releases; pin a version tag such as v0.18.0")
+        if not _TAG.match(v):
+            raise ValueError(f"'{v}' is not a Docker tag; pin a version tag such as v0.18.0")
+        return v
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: Optional[str]) -> Optional[str]:
+        problem = image_reference_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    def reference(self, profile: Profile) -> str:
+        if self.ref:
+            return self.ref
+        prefix = f"{self.registry.rstrip('/')}/" if self.registry else ""
+        return f"{prefix}{self.repository}:{self.tag}{profile.image_tag_suffix}"
+
+
+class Model(_Section):
+    name: str = "vllm-ascend/DeepSeek-R1-W8A8"
+    served_name: str = "deepseek_r1"
+    # Host directory mounted at /root/.cache, where the image's ModelScope/HF caches look.
+    weights_dir: str = "/root/.cache"
+    use_modelscope: bool = True
+    # NPU memory the weights plus a useful KV cache need: one A3 or two A2 nodes for W8A8.
+    required_hbm_gb: int = Field(default=1024, gt=0)
+
+    @field_validator("weights_dir")
+    @classmethod
+    def _weights_dir(cls, v: str) -> str:
+        return _absolute_path(v)
+
+
+JsonArg = Union[str, dict[str, Any]]
+
+
+class Serve(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_parallel_size: int = Field(default=4, ge=1)
+    tensor_parallel_size: int = Field(default=4, ge=1)
+    data_parallel_rpc_port: int = Field(default=13389, ge=1, le=65535)
+    quantization: str = "ascend"
+    seed: int = 1024
+    enable_expert_parallel: bool = True
+    async_scheduling: bool = True
+    max_num_seqs: int = Field(default=16, ge=1)
+    max_model_len: int = Field(default=16384, ge=1)
+    max_num_batched_tokens: int = Field(default=4096, ge=1)
+    trust_remote_code: bool = True
+    gpu_memory_utilization: float = Field(default=0.92, gt=0, le=1)
+    speculative_config: Optional[JsonArg] = SEED_SPECULATIVE_CONFIG
+    compilation_config: Optional[JsonArg] = SEED_COMPILATION_CONFIG
+    enable_prefix_caching: bool = True
+    extra_args: list[str] = []
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(f"'{v}' is not an IP address to listen on; use 0.0.0.0 or a node address") from None
+
+    @field_validator("speculative_config", "compilation_config")
+    @classmethod
+    def _json_object(cls, v: Optional[JsonArg]) -> Optional[JsonArg]:
+        if isinstance(v, str):
+            try:
+                parsed = json.loads(v)
+            except ValueError as e:
+                raise ValueError(f"is not valid JSON ({e}); give a JSON object or a YAML mapping") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("must be a JSON object, e.g. {\"method\": \"mtp\"}")
+        return v
+
+
+def _env_values(v: Any) -> dict[str, Optional[str]]:
+    """YAML gives numbers and booleans; the environment only has strings (null drops a default)."""
+    if not isinstance(v, dict):
+        return v
+    out: dict[str, Optional[str]] = {}
+    for key, value in v.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise ValueError(f"'{key}' is not an environment variable name; use letters, digits and '_'")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif value is not None and not isinstance(value, str):
+            raise ValueError(f"{key}: give a string, number or boolean, not {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+class Env(_Section):
+    # Entries here are merged over the tutorial's; null removes one of its variables.
+    single_node: dict[str, Optional[str]] = {}
+    multi_node: dict[str, Optional[str]] = {}
+    extra: dict[str, Optional[str]] = {}
+
+    @field_validator("single_node", "multi_node", "extra", mode="before")
+    @classmethod
+    def _values(cls, v: Any) -> Any:
+        return _env_values(v)
+
+    def for_topology(self, multi_node: bool) -> dict[str, str]:
+        base, overrides = (MULTI_NODE_ENV, self.multi_node) if multi_node else (SINGLE_NODE_ENV, self.single_node)
+        merged = {**base, **overrides, **self.extra}
+        return {k: v for k, v in merged.items() if v is not None}
+
+
+class Container(_Section):
+    shm_size: str = "1g"
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+    # Some hosts refuse --shm-size without it; it hands the container the whole host.
+    privileged: bool = False
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_size(cls, v: str) -> str:
+        if not _SIZE.match(str(v)):
+            raise ValueError(f"'{v}' is not a size; use a Docker size such as 1g or 2048m")
+        return str(v)
+
+    @property
+    def shm_bytes(self) -> int:
+        number, unit = _SIZE.match(self.shm_size).groups()
+        return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+class Accuracy(_Section):
+    enabled: bool = False
+
+
+class ClusterConfig(_Section):
+    profile: Literal["atlas-800-a3", "atlas-800-a2"]
+    nodes: list[Node] = Field(min_length=1)
+    image: Image = Image()
+    model: Model = Model()
+    serve: Serve = Serve()
+    env: Env = Env()
+    container: Container = Container()
+    accuracy: Accuracy = Accuracy()
+    api_key: Optional[str] = None
+    modelscope_token: Optional[str] = None
+    hf_token: Optional[str] = None
+
+    @property
+    def hardware(self) -> Profile:
+        return PROFILES[self.profile]
+
+
+# The tutorial's model flags in its order, each with the setting it comes from. Booleans are
+# switches (present when true); None leaves a flag out.
+MODEL_FLAGS = (
+    ("--tensor-parallel-size", "serve.tensor_parallel_size"),
+    ("--quantization", "serve.quantization"),
+    ("--seed", "serve.seed"),
+    ("--served-model-name", "model.served_name"),
+    ("--enable-expert-parallel", "serve.enable_expert_parallel"),
+    ("--async-scheduling", "serve.async_scheduling"),
+    ("--max-num-seqs", "serve.max_num_seqs"),
+    ("--max-model-len", "serve.max_model_len"),
+    ("--max-num-batched-tokens", "serve.max_num_batched_tokens"),
+    ("--trust-remote-code", "serve.trust_remote_code"),
+    ("--gpu-memory-utilization", "serve.gpu_memory_utilization"),
+    ("--speculative-config", "serve.speculative_config"),
+    ("--compilation-config", "serve.compilation_config"),
+)
+# Flags the plan sets from topology, roles and secrets, never through extraArgs.
+DERIVED_FLAGS = {
+    "--host": "serve.host",
+    "--port": "serve.port",
+    "--headless": "nodes (node 0 is the head, the others are headless)",
+    "--data-parallel-size": "serve.dataParallelSize",
+    "--data-parallel-size-local": "serve.dataParallelSize divided by the number of nodes",
+    "--data-parallel-start-rank": "each node's position in nodes",
+    "--data-parallel-address": "nodes[0].ip",
+    "--data-parallel-rpc-port": "serve.dataParallelRpcPort",
+    "--enable-prefix-caching": "serve.enablePrefixCaching",
+    "--no-enable-prefix-caching": "serve.enablePrefixCaching",
+    "--api-key": "apiKey (a secret)",
+}
+
+
+def _camel_path(*parts: str) -> str:
+    return ".".join(to_camel(p) for p in parts)
+
+
+def _flag_keys() -> dict[str, str]:
+    return {**DERIVED_FLAGS, **{flag: _camel_path(*path.split(".")) for flag, path in MODEL_FLAGS}}
+
+
+def _loc_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys a section accepts, found by walking the models along an error's location."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for f in model.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        model = next((t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if model is None:
+            return []
+    return [f.alias for f in model.model_fields.values()]
+
+
+def _describe(error: dict) -> str:
+    path = _loc_path(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(ClusterConfig, error["loc"])
+        unknown = str(error["loc"][-1])
+        close = difflib.get_close_matches(unknown, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"{path}: unknown key; {hint}known keys here: {', '.join(known)}"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        return f"{path}: {message}"
+    if kind == "literal_error":
+        return f"{path}: {error['input']!r} is not allowed; {message[0].lower()}{message[1:]}"
+    return f"{path}: {message} (got {error['input']!r})"
+
+
+def _topology_problems(cfg: ClusterConfig) -> list[str]:
+    problems = []
+    hw, serve, nodes = cfg.hardware, cfg.serve, cfg.nodes
+    count = len(nodes)
+    npus = hw.npus * count
+    tp, dp = serve.tensor_parallel_size, serve.data_parallel_size
+    where = f"{count} {hw.name} node{'s' if count > 1 else ''}"
+    if tp * dp != npus:
+        options = ", ".join(
+            f"dataParallelSize {npus // t} x tensorParallelSize {t}"
+            for t in (1, 2, 4, 8, 16)
+            if npus % t == 0 and (npus // t) % count == 0 and t <= hw.npus
+        )
+        problems.append(
+            f"serve.tensorParallelSize: tensorParallelSize {tp} x dataParallelSize {dp} = {tp * dp} NPUs, "
+            f"but {where} have {npus}; every NPU must hold one rank, e.g. {options}"
+        )
+    if dp % count:
+        problems.append(
+            f"serve.dataParallelSize: {dp} data-parallel ranks do not divide evenly over {count} nodes; "
+            f"use a multiple of {count}"
+        )
+    if hw.hbm_gb * count < cfg.model.required_hbm_gb:
+        needed = -(-cfg.model.required_hbm_gb // hw.hbm_gb)
+        problems.append(
+            f"nodes: {where} have {hw.hbm_gb * count} GB of NPU memory, but {cfg.model.name} needs "
+            f"{cfg.model.required_hbm_gb} GB (model.requiredHbmGb); use at least {needed} {hw.name} nodes"
+        )
+    if serve.port == serve.data_parallel_rpc_port:
+        problems.append(
+            f"serve.dataParallelRpcPort: {serve.data_parallel_rpc_port} is also serve.port; "
+            "the API and the data-parallel RPC need distinct ports"
+        )
+    return problems
+
+
+def _node_problems(cfg: ClusterConfig) -> list[str]:
+    problems = []
+    first_seen: dict[tuple[str, str], int] = {}
+    for i, node in enumerate(cfg.nodes):
+        for key, value, what in (
+            ("name", node.name, "node names"),
+            ("ip", node.ip, "node addresses"),
+            ("containerName", (node.docker_url, node.container_name), "container names on one Docker host"),
+        ):
+            j = first_seen.setdefault((key, str(value)), i)
+            if j != i:
+                shown = node.container_name if key == "containerName" else value
+                problems.append(f"nodes[{i}].{key}: '{shown}' is also nodes[{j}].{key}; {what} must be unique")
+    return problems
+
+
+def _setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[str]:
+    problems = []
+    if cfg.accuracy.enabled and cfg.serve.max_model_len < ACCURACY_MIN_MODEL_LEN:
+        problems.append(
+            f"serve.maxModelLen: {cfg.serve.max_model_len} is too short for accuracy runs "
+            f"(accuracy.enabled is true); set it to at least {ACCURACY_MIN_MODEL_LEN}"
+        )
+    derived = set(NETWORK_ENV) | set(SECRET_ENV.values()) | {"VLLM_USE_MODELSCOPE"}
+    for section in ("single_node", "multi_node", "extra"):
+        for name in getattr(cfg.env, section):
+            if name in derived:
+                source = {"VLLM_USE_MODELSCOPE": "model.useModelscope"}.get(
+                    name,
+                    next((k for k, v in SECRET_ENV.items() if v == name), "each node's ip and nic"),
+                )
+                problems.append(f"{_camel_path('env', section)}.{name}: set from {source}; remove it here")
+    flag_keys = _flag_keys()
+    for i, arg in enumerate(cfg.serve.extra_args):
+        flag = arg.split("=", 1)[0]
+        if flag in flag_keys:
+            problems.append(f"serve.extraArgs[{i}]: '{flag}' is set from {flag_keys[flag]}; set it there")
+    for key in SECRET_ENV:
+        if getattr(cfg, to_snake(key)) is not None and key not in secret_keys:
+            problems.append(
+                f"{key}: stored in plain text; set it with `pulumi config set --secret {key} <value>`"
+            )
+    return problems
+
+
+def to_snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> ClusterConfig:
+    """Validate a stack's settings (keys without the project prefix) or raise ConfigError with all problems.
+
+    `secret_keys` are the top-level keys Pulumi holds encrypted.
+    """
+    try:
+        cfg = ClusterConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError([_describe(err) for err in e.errors()]) from None
+    problems = _node_problems(cfg) + _topology_problems(cfg) + _setting_problems(cfg, secret_keys)
+    if problems:
+        raise ConfigError(problems)
+    return cfg

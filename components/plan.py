@@ -1,0 +1,263 @@
+"""The per-node deployment plan: pure data derived from a validated config.
+
+Everything downstream (Pulumi resources, rendered scripts, outputs, checks) reads this plan,
+so a flag, a device or an environment variable is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass, replace
+from typing import Literal, Optional
+
+from .config import MODEL_FLAGS, NETWORK_ENV, PROJECT, SECRET_ENV, ClusterConfig, Profile, to_snake
+
+Role = Literal["single", "head", "headless"]
+
+# Ascend's management devices, needed besides one /dev/davinciN per NPU.
+MANAGEMENT_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+# The driver files and tools the container reads from the host; vllm-ascend's images expect
+# them at the same paths. Read-only: nothing in the container may change the host driver.
+DRIVER_PATHS = (
+    "/usr/local/dcmi",
+    "/etc/hccn.conf",
+    "/usr/bin/hccn_tool",
+    "/usr/local/Ascend/driver/tools/hccn_tool",
+    "/usr/local/bin/npu-smi",
+    "/usr/local/Ascend/driver/lib64",
+    "/usr/local/Ascend/driver/version.info",
+    "/etc/ascend_install.info",
+)
+WEIGHTS_MOUNT = "/root/.cache"
+LABEL_PREFIX = f"{PROJECT}."
+
+
+@dataclass(frozen=True)
+class Device:
+    host_path: str
+    container_path: str
+
+
+@dataclass(frozen=True)
+class Mount:
+    host_path: str
+    container_path: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int
+    name: str
+    role: Role
+    ip: str
+    nic: str
+    docker_host: str
+    ssh_opts: tuple[str, ...]
+    container_name: str
+    image: str
+    devices: tuple[Device, ...]
+    mounts: tuple[Mount, ...]
+    env: tuple[tuple[str, str], ...]
+    # Names of env entries whose values come from Pulumi secrets.
+    secret_env: frozenset[str]
+    argv: tuple[str, ...]
+    dp_start_rank: int
+    dp_local: int
+    shm_bytes: int
+    restart: str
+    privileged: bool
+    labels: tuple[tuple[str, str], ...]
+
+    @property
+    def ranks(self) -> range:
+        return range(self.dp_start_rank, self.dp_start_rank + self.dp_local)
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    stack: str
+    profile: Profile
+    nodes: tuple[NodePlan, ...]
+    served_model_name: str
+    port: int
+    # Changes whenever anything the data-parallel group shares changes: every node is then
+    # replaced together, because vllm cannot re-admit a single restarted rank.
+    group_fingerprint: str
+
+    @property
+    def head(self) -> NodePlan:
+        return self.nodes[0]
+
+    @property
+    def endpoint(self) -> str:
+        host = self.head.ip if ":" not in self.head.ip else f"[{self.head.ip}]"
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def smoke_request(self) -> dict:
+        return {
+            "model": self.served_model_name,
+            "prompt": "The future of AI is",
+            "max_completion_tokens": 50,
+            "temperature": 0,
+        }
+
+    def smoke_curl(self, with_api_key: bool) -> str:
+        auth = ' -H "Authorization: Bearer $VLLM_API_KEY"' if with_api_key else ""
+        body = json.dumps(self.smoke_request)
+        return (
+            f"curl -sS {self.endpoint}/completions -H 'Content-Type: application/json'{auth} "
+            f"-d {shlex.quote(body)}"
+        )
+
+
+def _setting(cfg: ClusterConfig, path: str):
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _flag_args(flag: str, value) -> list[str]:
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [flag]
+    if isinstance(value, dict):
+        return [flag, json.dumps(value, separators=(",", ":"))]
+    return [flag, str(value)]
+
+
+def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -> tuple[str, ...]:
+    s = cfg.serve
+    head_ip = cfg.nodes[0].ip
+    argv = ["vllm", "serve", cfg.model.name, "--host", s.host, "--port", str(s.port)]
+    if role == "headless":
+        argv.append("--headless")
+    argv += ["--data-parallel-size", str(s.data_parallel_size)]
+    if role != "single":
+        argv += ["--data-parallel-size-local", str(dp_local)]
+        if role == "headless":
+            argv += ["--data-parallel-start-rank", str(start_rank)]
+        argv += ["--data-parallel-address", head_ip, "--data-parallel-rpc-port", str(s.data_parallel_rpc_port)]
+    for flag, path in MODEL_FLAGS:
+        argv += _flag_args(flag, _setting(cfg, path))
+    if not s.enable_prefix_caching:
+        argv.append("--no-enable-prefix-caching")
+    return tuple(argv + list(s.extra_args))
+
+
+def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ...]:
+    network = dict(zip(NETWORK_ENV, (ip, nic, nic, nic)))
+    tuned = cfg.env.for_topology(multi_node=len(cfg.nodes) > 1)
+    modelscope = {"VLLM_USE_MODELSCOPE": "True" if cfg.model.use_modelscope else "False"}
+    secrets = {name: getattr(cfg, to_snake(key)) for key, name in SECRET_ENV.items()}
+    secrets = {name: value for name, value in secrets.items() if value is not None}
+    return tuple({**network, **tuned, **modelscope, **secrets}.items())
+
+
+def _under(root: str, path: str) -> str:
+    return path if root == "/" else root.rstrip("/") + path
+
+
+def node_devices(profile: Profile, host_root: str) -> tuple[Device, ...]:
+    paths = [f"/dev/davinci{i}" for i in range(profile.npus)] + list(MANAGEMENT_DEVICES)
+    return tuple(Device(_under(host_root, p), p) for p in paths)
+
+
+def node_mounts(cfg: ClusterConfig, host_root: str) -> tuple[Mount, ...]:
+    driver = [Mount(_under(host_root, p), p, read_only=True) for p in DRIVER_PATHS]
+    return tuple(driver + [Mount(cfg.model.weights_dir, WEIGHTS_MOUNT, read_only=False)])
+
+
+def _fingerprint(nodes: list[NodePlan]) -> str:
+    # Secret values stay out: a label is readable by anyone with Docker access. Secrets are the
+    # same on every node, so changing one changes every node's env and replaces them all anyway.
+    shared = [
+        {
+            "image": n.image,
+            "argv": n.argv,
+            "env": [(k, "<secret>" if k in n.secret_env else v) for k, v in n.env],
+            "devices": [(d.host_path, d.container_path) for d in n.devices],
+            "mounts": [(m.host_path, m.container_path, m.read_only) for m in n.mounts],
+            "shm": n.shm_bytes,
+            "privileged": n.privileged,
+            "docker_host": n.docker_host,
+            "container": n.container_name,
+        }
+        for n in nodes
+    ]
+    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
+    """The plan for every node of a validated config; node 0 is the head."""
+    profile = cfg.hardware
+    count = len(cfg.nodes)
+    dp_local = cfg.serve.data_parallel_size // count
+    image = cfg.image.reference(profile)
+    secret_env = frozenset(SECRET_ENV.values())
+    unlabelled = []
+    for index, node in enumerate(cfg.nodes):
+        role: Role = "single" if count == 1 else ("head" if index == 0 else "headless")
+        start = index * dp_local
+        env = node_env(cfg, node.ip, node.nic)
+        unlabelled.append(
+            NodePlan(
+                index=index,
+                name=node.name,
+                role=role,
+                ip=node.ip,
+                nic=node.nic,
+                docker_host=node.docker_url,
+                ssh_opts=tuple(node.ssh_opts),
+                container_name=node.container_name,
+                image=image,
+                devices=node_devices(profile, node.host_root),
+                mounts=node_mounts(cfg, node.host_root),
+                env=env,
+                secret_env=secret_env & {k for k, _ in env},
+                argv=serve_argv(cfg, role, start, dp_local),
+                dp_start_rank=start,
+                dp_local=dp_local,
+                shm_bytes=cfg.container.shm_bytes,
+                restart=cfg.container.restart,
+                privileged=cfg.container.privileged,
+                labels=(),
+            )
+        )
+    fingerprint = _fingerprint(unlabelled)
+    nodes = tuple(
+        _with_labels(n, stack=stack, model=cfg.model.served_name, fingerprint=fingerprint) for n in unlabelled
+    )
+    return ClusterPlan(
+        stack=stack,
+        profile=profile,
+        nodes=nodes,
+        served_model_name=cfg.model.served_name,
+        port=cfg.serve.port,
+        group_fingerprint=fingerprint,
+    )
+
+
+def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str) -> NodePlan:
+    labels = {
+        "stack": stack,
+        "node": node.name,
+        "role": node.role,
+        "model": model,
+        "dp-ranks": f"{node.ranks.start}-{node.ranks.stop - 1}",
+        "dp-group": fingerprint,
+    }
+    return replace(node, labels=tuple((LABEL_PREFIX + k, v) for k, v in labels.items()))
+
+
+def find_node(plan: ClusterPlan, name: str) -> Optional[NodePlan]:
+    return next((n for n in plan.nodes if n.name == name), None)

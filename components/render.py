@@ -1,0 +1,109 @@
+"""Dry run: print, per node, the shell script a person could run by hand for a stack.
+
+    python -m components.render a2 [--node NAME]
+
+Reads Pulumi.<stack>.yaml, validates it exactly as `pulumi up` does, and needs neither the
+Pulumi CLI nor Ascend hardware. Secrets are never printed: the script reads them from the
+environment of whoever runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+from .plan import ClusterPlan, NodePlan, find_node, plan_cluster
+from .stack import config_from_stack_file, stack_file
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _size(num_bytes: int) -> str:
+    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if num_bytes % factor == 0:
+            return f"{num_bytes // factor}{unit}"
+    return str(num_bytes)
+
+
+def docker_run_argv(node: NodePlan) -> list[str]:
+    """`docker run` for one node, with env passed by name so values stay in the exports above it."""
+    argv = ["docker", "run", "-d", "--name", node.container_name, "--net=host", f"--shm-size={_size(node.shm_bytes)}"]
+    argv += ["--restart", node.restart]
+    if node.privileged:
+        argv.append("--privileged")
+    for device in node.devices:
+        spec = device.host_path if device.host_path == device.container_path else f"{device.host_path}:{device.container_path}"
+        argv += ["--device", spec]
+    for mount in node.mounts:
+        argv += ["-v", f"{mount.host_path}:{mount.container_path}" + (":ro" if mount.read_only else "")]
+    for name, _ in node.env:
+        argv += ["-e", name]
+    for key, value in node.labels:
+        argv += ["--label", f"{key}={value}"]
+    return argv + [node.image] + list(node.argv)
+
+
+def _continued(argv: list[str], start_new_line) -> str:
+    """Join arguments as one shell command, breaking lines before each option for readability."""
+    lines, current = [], []
+    for arg in argv:
+        if current and start_new_line(arg):
+            lines.append(" ".join(current))
+            current = []
+        current.append(shlex.quote(arg))
+    lines.append(" ".join(current))
+    return " \\\n  ".join(lines)
+
+
+def node_script(plan: ClusterPlan, node: NodePlan) -> str:
+    ranks = f"{node.ranks.start}-{node.ranks.stop - 1}"
+    lines = [
+        "#!/bin/sh",
+        f"# {plan.stack} / {node.name} ({node.role}): data-parallel ranks {ranks} of "
+        f"{len(plan.nodes) * node.dp_local}, Docker host {node.docker_host}",
+        "set -eu",
+    ]
+    for name, value in node.env:
+        if name in node.secret_env:
+            lines.append(f'export {name}="${{{name}:?set {name} in your environment first}}"')
+        else:
+            lines.append(f"export {name}={shlex.quote(value)}")
+    image_and_command = {node.image, node.argv[0]}
+    lines.append(
+        _continued(docker_run_argv(node), lambda a: a.startswith("-") or a in image_and_command)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render(plan: ClusterPlan, node_name: str | None = None) -> str:
+    nodes = plan.nodes if node_name is None else (find_node(plan, node_name),)
+    return "\n".join(node_script(plan, n) for n in nodes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--node", help="print only this node's script")
+    args = parser.parse_args(argv)
+    path = stack_file(PROJECT_DIR, args.stack)
+    if not path.exists():
+        print(f"error: no stack file {path.name}", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_cluster(config_from_stack_file(path), stack=args.stack)
+    except ConfigError as e:
+        print(f"error: {path.name}: {e}", file=sys.stderr)
+        return 2
+    if args.node and find_node(plan, args.node) is None:
+        names = ", ".join(n.name for n in plan.nodes)
+        print(f"error: no node '{args.node}' in {path.name}; nodes are: {names}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render(plan, args.node))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

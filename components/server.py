@@ -1,0 +1,51 @@
+"""One node's vllm process: the pinned image and the container running `vllm serve` in its role."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from .host import AscendHost
+from .plan import NodePlan
+
+
+class VllmServer(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        node: NodePlan,
+        host: AscendHost,
+        group_fingerprint: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("deepseek-r1-ascend:index:VllmServer", name, None, opts)
+        on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
+        # Seven hundred gigabytes of weights depend on this image: never delete it from the host
+        # just because the stack moved on to another tag.
+        self.image = docker.RemoteImage(f"{name}-image", name=node.image, keep_locally=True, opts=on_host)
+        envs = [f"{key}={value}" for key, value in node.env]
+        self.container = docker.Container(
+            f"{name}-vllm",
+            name=node.container_name,
+            image=self.image.image_id,
+            command=list(node.argv),
+            envs=pulumi.Output.secret(envs) if node.secret_env else envs,
+            devices=host.devices,
+            volumes=host.volumes,
+            network_mode="host",
+            shm_size=node.shm_bytes // (1024 * 1024),
+            privileged=node.privileged,
+            restart=node.restart,
+            must_run=True,
+            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in node.labels],
+            opts=pulumi.ResourceOptions.merge(
+                on_host,
+                pulumi.ResourceOptions(
+                    # The NPUs and host ports are held by the old container until it is gone.
+                    delete_before_replace=True,
+                    # A DP group restarts as a whole: any shared change replaces every node.
+                    replacement_trigger=group_fingerprint,
+                ),
+            ),
+        )
+        self.register_outputs({"containerName": self.container.name, "imageId": self.image.image_id})

@@ -1,0 +1,65 @@
+"""Where a stack's settings come from: the running Pulumi program, or a Pulumi.<stack>.yaml file.
+
+Both hand the same raw settings to `load_config`, so `pulumi up` and the dry-run renderer
+accept and refuse exactly the same stacks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import PROJECT, ClusterConfig, load_config
+
+_PREFIX = f"{PROJECT}:"
+# What the renderer shows instead of a secret it cannot (and must not) decrypt.
+SECRET_PLACEHOLDER = "<secret>"
+
+
+def _decode(value: Any) -> Any:
+    # The engine hands structured values over as JSON text, scalars as plain text.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def config_from_pulumi() -> ClusterConfig:
+    """The running program's stack config (only this project's namespace; unknown keys are errors)."""
+    from pulumi import runtime
+
+    keys = set(runtime.config.CONFIG.get()) | set(runtime.get_config_env())
+    secret = set(runtime.get_config_secret_keys_env())
+    raw, secret_keys = {}, set()
+    for full_key in sorted(keys):
+        if not full_key.startswith(_PREFIX):
+            continue
+        key = full_key[len(_PREFIX):]
+        raw[key] = _decode(runtime.get_config(full_key))
+        if full_key in secret or runtime.is_config_secret(full_key):
+            secret_keys.add(key)
+    return load_config(raw, frozenset(secret_keys))
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def config_from_stack_file(path: Path) -> ClusterConfig:
+    """A stack file's config, with encrypted values replaced by a placeholder."""
+    document = yaml.safe_load(path.read_text()) or {}
+    raw, secret_keys = {}, set()
+    for full_key, value in (document.get("config") or {}).items():
+        key = full_key[len(_PREFIX):] if full_key.startswith(_PREFIX) else None
+        if key is None:
+            continue
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            value = SECRET_PLACEHOLDER
+            secret_keys.add(key)
+        raw[key] = value
+    return load_config(raw, frozenset(secret_keys))
