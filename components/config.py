@@ -425,7 +425,9 @@ def _describe(error: dict) -> str:
     if kind == "extra_forbidden":
         known = _known_keys(ClusterConfig, error["loc"])
         unknown = str(error["loc"][-1])
-        close = difflib.get_close_matches(unknown, known, n=1)
+        close = [k for k in known if unknown.lower().startswith(k.lower())] or difflib.get_close_matches(
+            unknown, known, n=1
+        )
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"{path}: unknown key; {hint}known keys here: {', '.join(known)}"
     if kind == "missing":
@@ -436,7 +438,7 @@ def _describe(error: dict) -> str:
         return f"{path}: {message}"
     if kind == "literal_error":
         return f"{path}: {error['input']!r} is not allowed; {message[0].lower()}{message[1:]}"
-    return f"{path}: {message} (got {error['input']!r})"
+    return f"{path}: got {error['input']!r}; {message[0].lower()}{message[1:]}"
 
 
 def _topology_problems(cfg: ClusterConfig) -> list[str]:
@@ -445,7 +447,7 @@ def _topology_problems(cfg: ClusterConfig) -> list[str]:
     count = len(nodes)
     npus = hw.npus * count
     tp, dp = serve.tensor_parallel_size, serve.data_parallel_size
-    where = f"{count} {hw.name} node{'s' if count > 1 else ''}"
+    where = f"{count} {hw.name} node{'s have' if count > 1 else ' has'}"
     if tp * dp != npus:
         options = ", ".join(
             f"dataParallelSize {npus // t} x tensorParallelSize {t}"
@@ -454,7 +456,7 @@ def _topology_problems(cfg: ClusterConfig) -> list[str]:
         )
         problems.append(
             f"serve.tensorParallelSize: tensorParallelSize {tp} x dataParallelSize {dp} = {tp * dp} NPUs, "
-            f"but {where} have {npus}; every NPU must hold one rank, e.g. {options}"
+            f"but {where} {npus}; every NPU must hold one rank, e.g. {options}"
         )
     if dp % count:
         problems.append(
@@ -464,7 +466,7 @@ def _topology_problems(cfg: ClusterConfig) -> list[str]:
     if hw.hbm_gb * count < cfg.model.required_hbm_gb:
         needed = -(-cfg.model.required_hbm_gb // hw.hbm_gb)
         problems.append(
-            f"nodes: {where} have {hw.hbm_gb * count} GB of NPU memory, but {cfg.model.name} needs "
+            f"nodes: {where} {hw.hbm_gb * count} GB of NPU memory, but {cfg.model.name} needs "
             f"{cfg.model.required_hbm_gb} GB (model.requiredHbmGb); use at least {needed} {hw.name} nodes"
         )
     if serve.port == serve.data_parallel_rpc_port:

@@ -40,6 +40,8 @@ class Deployment:
     resources: list[Resource] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
     secret_outputs: set = field(default_factory=set)
+    # What the program raised, if anything (the engine would print it and fail the update).
+    error: Optional[BaseException] = None
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -94,7 +96,7 @@ class _RecordingMonitor(MockMonitor):
                     urn=response.urn,
                     type=request.type,
                     name=request.name,
-                    inputs=rpc.deserialize_properties(request.object),
+                    inputs=rpc.deserialize_properties_unwrap_secrets(request.object)[0],
                     provider=request.provider,
                     parent=request.parent,
                     dependencies=list(request.dependencies),
@@ -140,7 +142,11 @@ def run_program(
         async def program():
             runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
 
-        loop.run_until_complete(run_pulumi_func(program))
+        try:
+            loop.run_until_complete(run_pulumi_func(program))
+        except Exception as error:  # noqa: BLE001 - handed to the test to assert on
+            deployment.error = error
+            return deployment
         root = settings.get_root_resource()
         for name, value in root.outputs.items():
             output = pulumi.Output.from_input(value)

@@ -1,0 +1,212 @@
+"""The Pulumi program under mocks: what `pulumi up` would declare for each stack."""
+
+import json
+
+import pulumi
+import pytest
+
+from mocked import run_program, stack_settings
+
+CONTAINER = "docker:index/container:Container"
+IMAGE = "docker:index/remoteImage:RemoteImage"
+PROVIDER = "pulumi:providers:docker"
+
+
+@pytest.fixture(scope="module")
+def a2():
+    return run_program(stack_settings("a2"), stack="a2")
+
+
+@pytest.fixture(scope="module")
+def a3():
+    return run_program(stack_settings("a3"), stack="a3")
+
+
+def labels(container):
+    return {item["label"]: item["value"] for item in container.inputs["labels"]}
+
+
+def env(container):
+    return dict(item.split("=", 1) for item in container.inputs["envs"])
+
+
+def test_a3_declares_one_host_one_image_one_container(a3):
+    assert a3.error is None
+    assert sorted((r.type, r.name) for r in a3.resources if r.type in (CONTAINER, IMAGE, PROVIDER)) == [
+        (CONTAINER, "a3-0-vllm"),
+        (IMAGE, "a3-0-image"),
+        (PROVIDER, "a3-0-docker"),
+    ]
+    assert a3.named("a3-0-docker").inputs["host"] == "ssh://root@192.0.2.10"
+    assert a3.named("a3-0-image").inputs["name"] == "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0-a3"
+
+
+def test_a2_each_node_runs_on_its_own_docker_host(a2):
+    for node, ip in (("a2-0", "192.0.2.11"), ("a2-1", "192.0.2.12")):
+        provider = a2.named(f"{node}-docker")
+        assert provider.inputs["host"] == f"ssh://root@{ip}"
+        for child in (a2.named(f"{node}-image"), a2.named(f"{node}-vllm")):
+            assert child.provider.startswith(provider.urn + "::")
+
+
+def test_a2_containers_carry_the_reference_docker_options(a2):
+    for node in ("a2-0", "a2-1"):
+        inputs = a2.named(f"{node}-vllm").inputs
+        assert inputs["networkMode"] == "host"
+        assert inputs["shmSize"] == 1024
+        assert inputs["privileged"] is False
+        assert inputs["restart"] == "unless-stopped"
+        assert inputs["name"] == "vllm-ascend"
+        assert [d["hostPath"] for d in inputs["devices"]] == [f"/dev/davinci{i}" for i in range(8)] + [
+            "/dev/davinci_manager",
+            "/dev/devmm_svm",
+            "/dev/hisi_hdc",
+        ]
+        assert {(v["containerPath"], v["readOnly"]) for v in inputs["volumes"]} >= {
+            ("/usr/local/Ascend/driver/lib64", True),
+            ("/etc/hccn.conf", True),
+            ("/root/.cache", False),
+        }
+
+
+def test_a2_head_and_headless_commands_and_env(a2):
+    head, worker = a2.named("a2-0-vllm"), a2.named("a2-1-vllm")
+    assert "--headless" not in head.inputs["command"]
+    assert head.inputs["command"][:3] == ["vllm", "serve", "vllm-ascend/DeepSeek-R1-W8A8"]
+    assert worker.inputs["command"][3:11] == [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--headless",
+        "--data-parallel-size",
+        "4",
+        "--data-parallel-size-local",
+    ]
+    assert env(head)["HCCL_IF_IP"] == "192.0.2.11"
+    assert env(worker)["HCCL_IF_IP"] == "192.0.2.12"
+    assert env(worker)["HCCL_BUFFSIZE"] == "200"
+    assert labels(head) | {"deepseek-r1-ascend.dp-group": "*"} == {
+        "deepseek-r1-ascend.stack": "a2",
+        "deepseek-r1-ascend.node": "a2-0",
+        "deepseek-r1-ascend.role": "head",
+        "deepseek-r1-ascend.model": "deepseek_r1",
+        "deepseek-r1-ascend.dp-ranks": "0-1",
+        "deepseek-r1-ascend.dp-group": "*",
+    }
+
+
+def test_containers_replace_together_and_free_the_npus_first(a2):
+    containers = a2.of_type(CONTAINER)
+    triggers = {c.replacement_trigger for c in containers}
+    assert len(triggers) == 1 and None not in triggers
+    assert triggers == {labels(c)["deepseek-r1-ascend.dp-group"] for c in containers}
+    assert all(c.delete_before_replace for c in containers)
+
+
+def test_containers_start_together_each_after_its_own_image(a2):
+    for node, other in (("a2-0", "a2-1"), ("a2-1", "a2-0")):
+        deps = a2.named(f"{node}-vllm").dependencies
+        assert a2.named(f"{node}-image").urn in deps
+        assert not any(other in urn for urn in deps)
+
+
+def test_components_group_each_node(a2):
+    for node in ("a2-0", "a2-1"):
+        server = next(r for r in a2.resources if r.type == "deepseek-r1-ascend:index:VllmServer" and r.name == node)
+        host = next(r for r in a2.resources if r.type == "deepseek-r1-ascend:index:AscendHost" and r.name == node)
+        assert a2.named(f"{node}-vllm").parent == server.urn
+        assert a2.named(f"{node}-docker").parent == host.urn
+
+
+def test_outputs_tell_a_user_where_and_what_runs(a2):
+    assert a2.outputs["endpoint"] == "http://192.0.2.11:8000/v1"
+    assert a2.outputs["servedModelName"] == "deepseek_r1"
+    assert a2.outputs["nodes"]["a2-1"]["role"] == "headless"
+    assert a2.outputs["nodes"]["a2-1"]["dataParallelRanks"] == [2, 3]
+    assert a2.outputs["nodes"]["a2-1"]["command"].startswith(
+        "vllm serve vllm-ascend/DeepSeek-R1-W8A8 --host 0.0.0.0 --port 8000 --headless"
+    )
+    assert a2.outputs["smokeTest"] == (
+        "curl -sS http://192.0.2.11:8000/v1/completions -H 'Content-Type: application/json' -d "
+        "'{\"model\": \"deepseek_r1\", \"prompt\": \"The future of AI is\", \"max_completion_tokens\": 50, "
+        "\"temperature\": 0}'"
+    )
+
+
+def test_four_a2_nodes_declare_four_hosts_with_contiguous_ranks():
+    raw = stack_settings("a2")
+    raw["nodes"] = [{"name": f"n{i}", "ip": f"192.0.2.{20 + i}", "nic": "eth0"} for i in range(4)]
+    raw["serve"] = {"dataParallelSize": 8}
+    deployment = run_program(raw, stack="big")
+    assert deployment.error is None
+    assert len(deployment.of_type(PROVIDER)) == 4
+    assert [deployment.outputs["nodes"][f"n{i}"]["dataParallelRanks"] for i in range(4)] == [
+        [0, 1],
+        [2, 3],
+        [4, 5],
+        [6, 7],
+    ]
+
+
+def test_an_unchanged_stack_declares_identical_resources(a2):
+    again = run_program(stack_settings("a2"), stack="a2")
+    def declared(deployment):
+        return sorted((r.urn, repr(r.inputs), r.replacement_trigger) for r in deployment.resources)
+
+    assert declared(again) == declared(a2)
+
+
+def test_a_change_to_one_node_replaces_every_container_of_the_group(a2):
+    raw = stack_settings("a2")
+    raw["nodes"][1]["nic"] = "eth1"
+    changed = run_program(raw, stack="a2")
+    for node in ("a2-0", "a2-1"):
+        assert changed.named(f"{node}-vllm").replacement_trigger != a2.named(f"{node}-vllm").replacement_trigger
+
+
+def test_ssh_options_change_the_connection_not_the_containers(a2):
+    raw = stack_settings("a2")
+    raw["nodes"][1]["sshOpts"] = ["-o", "Port=2222"]
+    changed = run_program(raw, stack="a2")
+    # Provider inputs reach the engine as JSON text.
+    assert json.loads(changed.named("a2-1-docker").inputs["sshOpts"]) == ["-o", "Port=2222"]
+    for node in ("a2-0", "a2-1"):
+        before, after = a2.named(f"{node}-vllm"), changed.named(f"{node}-vllm")
+        assert (after.inputs, after.replacement_trigger) == (before.inputs, before.replacement_trigger)
+
+
+def test_secrets_stay_secret_in_inputs_and_outputs():
+    raw = stack_settings("a2") | {"apiKey": "sk-very-secret", "modelscopeToken": "ms-token"}
+    deployment = run_program(raw, stack="a2", secret_keys=("apiKey", "modelscopeToken"))
+    assert deployment.error is None
+    for container in deployment.of_type(CONTAINER):
+        assert container.secret_inputs == {"envs"}
+        assert env(container)["VLLM_API_KEY"] == "sk-very-secret"
+        assert "sk-very-secret" not in " ".join(container.inputs["command"])
+        assert all("sk-very-secret" not in item["value"] for item in container.inputs["labels"])
+    assert "sk-very-secret" not in repr(deployment.outputs)
+    assert "ms-token" not in repr(deployment.outputs)
+    assert 'Authorization: Bearer $VLLM_API_KEY' in deployment.outputs["smokeTest"]
+
+
+def test_bad_stack_declares_nothing_and_names_every_key():
+    raw = stack_settings("a2")
+    raw["nodes"][1]["ip"] = "192.0.2.300"
+    raw["serve"] = {"tensorParallelSize": 8, "maxNumSeq": 8}
+    deployment = run_program(raw, stack="a2")
+    assert isinstance(deployment.error, pulumi.RunError)
+    assert str(deployment.error) == (
+        "invalid configuration for deepseek-r1-ascend:\n"
+        "  - nodes[1].ip: '192.0.2.300' is not an IP address; use the address of the node's NIC, e.g. 192.0.2.10\n"
+        "  - serve.maxNumSeq: unknown key; did you mean 'maxNumSeqs'? known keys here: host, port, "
+        "dataParallelSize, tensorParallelSize, dataParallelRpcPort, quantization, seed, enableExpertParallel, "
+        "asyncScheduling, maxNumSeqs, maxModelLen, maxNumBatchedTokens, trustRemoteCode, gpuMemoryUtilization, "
+        "speculativeConfig, compilationConfig, enablePrefixCaching, extraArgs"
+    )
+    assert deployment.resources == []
+
+
+def test_other_namespaces_are_left_to_their_owners():
+    deployment = run_program(stack_settings("a3"), stack="a3", other_config={"docker:host": "unix:///x"})
+    assert deployment.error is None
