@@ -793,12 +793,25 @@ def parse_hccn(output: str) -> dict[int, NpuNet] | None:
     return out
 
 
+def _hccn_unusable(parsed: Mapping[int, NpuNet] | None, output: str) -> str | None:
+    """``seen`` text when no NPU gave a single recognisable answer (e.g.
+    hccn_tool missing: every section holds "hccn_tool: not found")."""
+    if parsed is None:
+        return unparseable(output)
+    if all(n.link is None and n.net_health is None and n.ipaddr is None and n.tls_switch is None
+           for n in parsed.values()):
+        bodies = "\n".join(t for n in parsed.values() for t in n.raw.values() if t)
+        return unparseable(bodies)
+    return None
+
+
 def judge_npu_network(node: str, output: str, npu_count: int) -> CheckResult:
     """Every NPU 0..npu_count-1: link UP, net health Success, an IP set."""
     expected = f"{npu_count} NPUs with link UP, net health Success and an IP"
     parsed = parse_hccn(output)
-    if parsed is None:
-        return CheckResult(node, "npu-network", False, expected, unparseable(output))
+    bad = _hccn_unusable(parsed, output)
+    if bad is not None or parsed is None:
+        return CheckResult(node, "npu-network", False, expected, bad or unparseable(output))
     problems: list[str] = []
     for i in range(npu_count):
         n = parsed.get(i)
@@ -844,7 +857,8 @@ def judge_tls_consistency(outputs: Mapping[str, str]) -> list[CheckResult]:
     per_node: dict[str, dict[int, str | None] | None] = {}
     for node, out in outputs.items():
         parsed = parse_hccn(out)
-        per_node[node] = None if parsed is None else {i: n.tls_switch for i, n in sorted(parsed.items())}
+        unusable = parsed is None or _hccn_unusable(parsed, out) is not None
+        per_node[node] = None if unusable else {i: n.tls_switch for i, n in sorted(parsed.items())}
     reference: tuple[str, str] | None = None
     for node, vals in per_node.items():
         if vals and None not in vals.values() and len(set(vals.values())) == 1:
@@ -859,7 +873,9 @@ def judge_tls_consistency(outputs: Mapping[str, str]) -> list[CheckResult]:
         else:
             expected = f"tls switch {reference[1]} as on node {reference[0]}"
         if vals is None:
-            results.append(CheckResult(node, "npu-tls", False, expected, unparseable(outputs[node])))
+            results.append(
+                CheckResult(node, "npu-tls", False, expected, _hccn_unusable(parse_hccn(outputs[node]), outputs[node]) or "")
+            )
             continue
         uniform = None not in vals.values() and len(set(vals.values())) == 1
         ok = uniform and reference is not None and next(iter(vals.values())) == reference[1]
