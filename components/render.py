@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--node", help="print only this node's script")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
     args = parser.parse_args(argv)
-    path = stack_file(PROJECT_DIR, args.stack)
+    path = stack_file(args.project_dir, args.stack)
     if not path.exists():
         print(f"error: no stack file {path.name}", file=sys.stderr)
         return 2

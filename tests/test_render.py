@@ -1,0 +1,125 @@
+"""`python -m components.render`: the dry run anyone can do without Pulumi or hardware."""
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import seed
+from mocked import PROJECT_DIR
+
+
+def render(*args, cwd=PROJECT_DIR):
+    return subprocess.run(
+        [sys.executable, "-m", "components.render", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def script_parts(script):
+    """(exported env, docker run options before the image, image, command) of one node's script."""
+    exports, command = {}, []
+    for line in script.replace("\\\n", " ").splitlines():
+        if line.startswith("export "):
+            name, value = line[len("export ") :].split("=", 1)
+            exports[name] = shlex.split(value)[0]
+        elif line.startswith("docker run"):
+            command = shlex.split(line)
+    image_at = next(i for i, arg in enumerate(command) if arg.startswith("m.daocloud.io/"))
+    return exports, command[:image_at], command[image_at], command[image_at + 1 :]
+
+
+def option_values(options, flag):
+    return [options[i + 1] for i, arg in enumerate(options) if arg == flag]
+
+
+def test_a2_scripts_are_the_tutorials_node_scripts():
+    result = render("a2")
+    assert result.returncode == 0, result.stderr
+    node0, node1 = result.stdout.split("\n#!/bin/sh\n")
+    for script, ip, serve in ((node0, "192.0.2.11", seed.NODE0_SERVE), (node1, "192.0.2.12", seed.NODE1_SERVE)):
+        exports, options, image, command = script_parts(script)
+        assert exports == seed.fill(seed.MULTI_NODE_ENV, local_ip=ip, nic_name="eth0")
+        assert command == seed.fill(serve, local_ip=ip, node0_ip="192.0.2.11")
+        assert image == seed.IMAGE
+        assert {"--net=host", "--shm-size=1g"} <= set(options)
+        assert option_values(options, "--device") == seed.DOCKER_DEVICES_A2
+        assert option_values(options, "-v")[:-1] == [f"{p}:{p}:ro" for p in seed.DOCKER_MOUNTS]
+        assert option_values(options, "-e") == list(exports)
+
+
+def test_a3_script_is_the_tutorials_single_node_script():
+    result = render("a3", "--node", "a3-0")
+    assert result.returncode == 0, result.stderr
+    exports, options, image, command = script_parts(result.stdout)
+    assert exports == seed.fill(seed.SINGLE_NODE_ENV, local_ip="192.0.2.10", nic_name="eth0")
+    assert command == seed.fill(seed.SINGLE_NODE_SERVE)
+    assert option_values(options, "--device") == seed.DOCKER_DEVICES_A3
+    assert image == seed.IMAGE + "-a3"
+
+
+def test_one_node_of_a_stack():
+    result = render("a2", "--node", "a2-1")
+    assert result.returncode == 0
+    assert result.stdout.count("#!/bin/sh") == 1
+    assert "# a2 / a2-1 (headless): data-parallel ranks 2-3 of 4" in result.stdout
+
+
+def test_unknown_node_is_an_error():
+    result = render("a2", "--node", "a2-9")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "error: no node 'a2-9' in Pulumi.a2.yaml; nodes are: a2-0, a2-1\n"
+
+
+def test_missing_stack_file_is_an_error(tmp_path):
+    result = render("nowhere", "--project-dir", str(tmp_path))
+    assert (result.returncode, result.stderr) == (2, "error: no stack file Pulumi.nowhere.yaml\n")
+
+
+def test_bad_stack_file_exits_non_zero_with_every_problem(tmp_path):
+    (tmp_path / "Pulumi.bad.yaml").write_text(
+        "config:\n"
+        "  deepseek-r1-ascend:profile: atlas-800-a2\n"
+        "  deepseek-r1-ascend:nodes:\n"
+        "    - {name: a2-0, ip: 192.0.2.11, nic: eth0}\n"
+        "    - {name: a2-1, ip: 192.0.2.11, nic: eth0, dockerHost: ssh://root@192.0.2.12}\n"
+        "  deepseek-r1-ascend:image: {tag: latest}\n"
+    )
+    result = render("bad", "--project-dir", str(tmp_path))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: Pulumi.bad.yaml: invalid configuration for deepseek-r1-ascend:\n"
+        "  - image.tag: 'latest' moves between releases; pin a version tag such as v0.18.0\n"
+    )
+    (tmp_path / "Pulumi.bad.yaml").write_text(
+        "config:\n"
+        "  deepseek-r1-ascend:profile: atlas-800-a2\n"
+        "  deepseek-r1-ascend:nodes:\n"
+        "    - {name: a2-0, ip: 192.0.2.11, nic: eth0}\n"
+        "    - {name: a2-1, ip: 192.0.2.11, nic: eth0, dockerHost: ssh://root@192.0.2.12}\n"
+    )
+    result = render("bad", "--project-dir", str(tmp_path))
+    assert result.stderr == (
+        "error: Pulumi.bad.yaml: invalid configuration for deepseek-r1-ascend:\n"
+        "  - nodes[1].ip: '192.0.2.11' is also nodes[0].ip; node addresses must be unique\n"
+    )
+
+
+def test_secrets_are_never_printed(tmp_path):
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        (PROJECT_DIR / "Pulumi.a3.yaml").read_text()
+        + "  deepseek-r1-ascend:apiKey:\n    secure: v1:AAAAencryptedAAAA\n"
+    )
+    result = render("s", "--project-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'export VLLM_API_KEY="${VLLM_API_KEY:?set VLLM_API_KEY in your environment first}"' in result.stdout
+    assert "encrypted" not in result.stdout and "<secret>" not in result.stdout
+
+
+def test_plain_text_secret_in_a_stack_file_is_refused(tmp_path):
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        (PROJECT_DIR / "Pulumi.a3.yaml").read_text() + "  deepseek-r1-ascend:hfToken: hf_plain\n"
+    )
+    result = render("s", "--project-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "hfToken: stored in plain text; set it with `pulumi config set --secret hfToken <value>`" in result.stderr
