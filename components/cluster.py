@@ -1,28 +1,68 @@
-"""The whole deployment: one host and one vllm server per node, node 0 heading the DP group."""
+"""The whole deployment: per node its host, checks and vllm server; then the service's verification."""
 
 from __future__ import annotations
 
 import pulumi
 
+from . import servicechecks
 from .host import AscendHost
+from .nodecommand import node_command
 from .plan import ClusterPlan
+from .preflight import ClusterPreflight, HostPreflight
 from .server import VllmServer
+from .verification import ServiceVerification
 
 
 class VllmCluster(pulumi.ComponentResource):
     def __init__(self, name: str, plan: ClusterPlan, opts: pulumi.ResourceOptions | None = None):
         super().__init__("deepseek-r1-ascend:index:VllmCluster", name, None, opts)
         self.plan = plan
-        self.hosts = {}
+        child = pulumi.ResourceOptions(parent=self)
+        self.hosts = {n.name: AscendHost(n.name, n, opts=child) for n in plan.nodes}
+        self.preflight = (
+            {n.name: HostPreflight(n.name, plan, n, opts=child) for n in plan.nodes} if plan.preflight.enabled else {}
+        )
+        cluster_checks = (
+            ClusterPreflight(name, plan, self.preflight, opts=child)
+            if self.preflight and len(plan.nodes) > 1
+            else None
+        )
         self.servers = {}
         for node in plan.nodes:
-            host = AscendHost(node.name, node, opts=pulumi.ResourceOptions(parent=self))
+            checks = self.preflight.get(node.name)
+            # A node starts only once its own checks and the cross-node checks have passed.
+            gate = None
+            if checks is not None:
+                gate = pulumi.Output.all(checks.driver_version, cluster_checks.passed if cluster_checks else "").apply(
+                    lambda values: values[0]
+                )
+            staged = []
+            if plan.stage_weights:
+                staged.append(
+                    node_command(
+                        f"{node.name}-stage-weights",
+                        node,
+                        servicechecks.staging_command(node.image, node.weights_dir, plan.model, plan.use_modelscope),
+                        ssh_private_key=plan.ssh_private_key,
+                        environment={k: v for k, v in node.env if k in node.secret_env and k != "VLLM_API_KEY"} or None,
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=list(checks.commands.values()) if checks else []),
+                    )
+                )
             # No server waits for another: in data-parallel mode the head only turns ready once
             # every node's ranks have joined, so all containers must start together.
-            self.hosts[node.name] = host
             self.servers[node.name] = VllmServer(
-                node.name, node, host, plan.group_fingerprint, opts=pulumi.ResourceOptions(parent=self)
+                node.name,
+                node,
+                self.hosts[node.name],
+                plan.group_fingerprint,
+                nic=checks.nic if checks is not None else node.nic,
+                checked_driver=gate,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=staged),
             )
+        containers = [s.container for s in self.servers.values()]
+        self.verification = ServiceVerification(
+            name, plan, containers, [c.id for c in containers], opts=child
+        )
         self.endpoint = plan.endpoint
         self.register_outputs({"endpoint": self.endpoint, "servedModelName": plan.served_model_name})
 
@@ -34,6 +74,11 @@ class VllmCluster(pulumi.ComponentResource):
                 "dataParallelRanks": list(n.ranks),
                 "container": self.servers[n.name].container.name,
                 "command": n.command_line,
+                **(
+                    {"driverVersion": self.preflight[n.name].driver_version, "nic": self.preflight[n.name].nic}
+                    if n.name in self.preflight
+                    else {}
+                ),
             }
             for n in self.plan.nodes
         }

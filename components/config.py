@@ -68,6 +68,9 @@ SECRET_ENV = {
     "modelscopeToken": "MODELSCOPE_API_TOKEN",
     "hfToken": "HF_TOKEN",
 }
+SECRET_KEYS = (*SECRET_ENV, "sshPrivateKey")
+# `nodes[i].nic: auto` asks the preflight to find the interface that holds the node's IP.
+AUTO_NIC = "auto"
 
 # The tutorial's JSON arguments, byte for byte.
 SEED_SPECULATIVE_CONFIG = '{"num_speculative_tokens":3,"method":"mtp"}'
@@ -127,6 +130,8 @@ class Node(_Section):
     nic: str
     docker_host: Optional[str] = None
     ssh_opts: list[str] = []
+    # The node's SSH host key as `ssh-keyscan` prints it ("ssh-ed25519 AAAA..."): pins the host.
+    host_key: Optional[str] = None
     container_name: str = "vllm-ascend"
     host_root: str = "/"
 
@@ -153,12 +158,22 @@ class Node(_Section):
     @field_validator("nic")
     @classmethod
     def _nic(cls, v: str) -> str:
-        if not _NIC.match(v):
+        if v != AUTO_NIC and not _NIC.match(v):
             raise ValueError(
                 f"'{v}' is not a network interface name; use the name `ip -o addr` shows for the "
-                "node's IP (at most 15 characters, e.g. enp189s0f0)"
+                "node's IP (at most 15 characters, e.g. enp189s0f0), or auto to discover it"
             )
         return v
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+$", v.strip()):
+            raise ValueError(
+                "is not an SSH public host key; use the key type and base64 text `ssh-keyscan <ip>` prints, "
+                "e.g. ssh-ed25519 AAAAC3Nza..."
+            )
+        return v.strip() if v else v
 
     @field_validator("docker_host")
     @classmethod
@@ -330,8 +345,58 @@ class Container(_Section):
         return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
 
 
-class Accuracy(_Section):
+class Ssh(_Section):
+    """How check commands reach the nodes (Docker itself uses nodes[i].dockerHost)."""
+
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+
+
+class Preflight(_Section):
+    """Host checks before any container: NPUs, driver files, Docker, disk, NIC, NPU links."""
+
+    enabled: bool = True
+    min_free_gib: float = Field(default=50, ge=0)
+    # NPU i pings NPU i of every other node (one RoCE plane per index), or every NPU pair.
+    ping_pairs: Literal["same-index", "all"] = "same-index"
+
+
+class Verify(_Section):
+    """After the containers: wait for the head to serve, then send the tutorial's request."""
+
+    # Loading ~700 GB of weights and compiling graphs takes a while on the first start.
+    readiness_timeout_seconds: int = Field(default=3600, ge=30)
+    readiness_interval_seconds: int = Field(default=10, ge=1)
+    smoke_test: bool = True
+
+
+class Benchmark(_Section):
+    """`vllm bench serve` with the tutorial's parameters, run in the head container."""
+
     enabled: bool = False
+    dataset_name: str = "random"
+    random_input_len: int = Field(default=200, ge=1)
+    num_prompts: int = Field(default=200, ge=1)
+    request_rate: float = Field(default=1, gt=0)
+    # Inside the container; /root/.cache is model.weightsDir on the host, so results persist.
+    result_dir: str = "/root/.cache/benchmarks"
+
+
+class Accuracy(_Section):
+    """lm_eval against the head's completions API (the image must provide lm_eval)."""
+
+    enabled: bool = False
+    tasks: str = "gsm8k"
+    limit: Optional[int] = Field(default=None, ge=1)
+    # Appended to lm_eval's --model_args, e.g. tokenizer=/root/.cache/modelscope/...
+    model_args: str = ""
+    output_dir: str = "/root/.cache/accuracy"
+
+
+class Weights(_Section):
+    """Download the model into model.weightsDir once per node (skipped when already there)."""
+
+    stage: bool = False
 
 
 class ClusterConfig(_Section):
@@ -342,10 +407,16 @@ class ClusterConfig(_Section):
     serve: Serve = Serve()
     env: Env = Env()
     container: Container = Container()
+    ssh: Ssh = Ssh()
+    preflight: Preflight = Preflight()
+    verify: Verify = Verify()
+    benchmark: Benchmark = Benchmark()
     accuracy: Accuracy = Accuracy()
+    weights: Weights = Weights()
     api_key: Optional[str] = None
     modelscope_token: Optional[str] = None
     hf_token: Optional[str] = None
+    ssh_private_key: Optional[str] = None
 
     @property
     def hardware(self) -> Profile:
@@ -514,7 +585,13 @@ def _setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[s
         flag = arg.split("=", 1)[0]
         if flag in flag_keys:
             problems.append(f"serve.extraArgs[{i}]: '{flag}' is set from {flag_keys[flag]}; set it there")
-    for key in SECRET_ENV:
+    for i, node in enumerate(cfg.nodes):
+        if node.nic == AUTO_NIC and not cfg.preflight.enabled:
+            problems.append(
+                f"nodes[{i}].nic: auto is discovered by the preflight, which preflight.enabled turns off; "
+                "set the NIC name or enable the preflight"
+            )
+    for key in SECRET_KEYS:
         if getattr(cfg, to_snake(key)) is not None and key not in secret_keys:
             problems.append(
                 f"{key}: stored in plain text; set it with `pulumi config set --secret {key} <value>`"

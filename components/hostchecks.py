@@ -23,6 +23,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from . import plan
+
 __all__ = [
     "CheckResult",
     "HostCheckFailed",
@@ -65,6 +67,9 @@ __all__ = [
     "parse_hccn",
     "judge_npu_network",
     "judge_tls_consistency",
+    # other containers holding NPUs
+    "npu_holders_command",
+    "judge_npu_holders",
     # ping
     "PingTarget",
     "PingOutcome",
@@ -417,12 +422,12 @@ def judge_npu_smi(node: str, output: str, expected_devices: int) -> list[CheckRe
 # 2. /dev/davinci*
 # ---------------------------------------------------------------------------
 
-MANAGEMENT_DEVICES = ("davinci_manager", "devmm_svm", "hisi_hdc")
+MANAGEMENT_DEVICES = tuple(path.removeprefix("/dev/") for path in plan.MANAGEMENT_DEVICES)
 
 
-def dev_list_command() -> str:
-    """One name per line of ``/dev``."""
-    return "ls -1 /dev 2>&1 || true"
+def dev_list_command(dev_dir: str = "/dev") -> str:
+    """One name per line of the device directory."""
+    return f"ls -1 {_q(dev_dir)} 2>&1 || true"
 
 
 _LS_NAME = re.compile(r"^[A-Za-z0-9_.:+@-]+$")
@@ -1055,3 +1060,44 @@ def _canon(ip: str) -> str:
         return str(ipaddress.ip_address(ip))
     except ValueError:
         return ip
+
+
+# ---------------------------------------------------------------------------
+# 9. Other containers holding NPUs
+# ---------------------------------------------------------------------------
+# npu-smi lists processes, not containers, and during a replacement our own running container
+# holds the NPUs legitimately; Docker knows which container was given which device.
+
+_HOLDER_MARK = "=== container "
+
+
+def npu_holders_command() -> str:
+    """Every running container's name and the host devices it was given."""
+    fmt = "{{.Name}} {{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}"
+    return (
+        'ids=$(docker ps -q 2>&1) || { echo "docker ps failed: $ids"; exit 0; }; '
+        'for id in $ids; do '
+        f"echo {_q(_HOLDER_MARK.strip())} $(docker inspect --format {_q(fmt)} \"$id\" 2>&1); "
+        "done; true"
+    )
+
+
+def judge_npu_holders(node: str, output: str, own_container: str) -> CheckResult:
+    """No container but ours may hold a /dev/davinciN device."""
+    expected = f"no container but {own_container} holding /dev/davinciN"
+    text = _text(output)
+    holders = []
+    for line in text.splitlines():
+        if not line.startswith(_HOLDER_MARK):
+            if line.strip():
+                return CheckResult(node, "npu-free", False, expected, unparseable(text))
+            continue
+        fields = line[len(_HOLDER_MARK):].split()
+        if not fields or not fields[0].startswith("/"):  # Docker names start with '/'
+            return CheckResult(node, "npu-free", False, expected, unparseable(line))
+        name = fields[0].lstrip("/")
+        davinci = sorted(int(m.group(1)) for f in fields[1:] if (m := re.search(r"davinci(\d+)$", f)))
+        if davinci and name != own_container:
+            holders.append(f"container {name} holds NPU {_ranges(davinci)}")
+    seen = "; ".join(holders) if holders else "none"
+    return CheckResult(node, "npu-free", not holders, expected, seen, {"holders": holders})

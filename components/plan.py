@@ -12,7 +12,20 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
-from .config import MODEL_FLAGS, NETWORK_ENV, PROJECT, SECRET_ENV, ClusterConfig, Profile, to_snake
+from .config import (
+    AUTO_NIC,
+    MODEL_FLAGS,
+    NETWORK_ENV,
+    PROJECT,
+    SECRET_ENV,
+    Accuracy,
+    Benchmark,
+    ClusterConfig,
+    Preflight,
+    Profile,
+    Verify,
+    to_snake,
+)
 
 Role = Literal["single", "head", "headless"]
 
@@ -31,6 +44,8 @@ DRIVER_PATHS = (
     "/etc/ascend_install.info",
 )
 WEIGHTS_MOUNT = "/root/.cache"
+# The variables that name the node's NIC (HCCL_IF_IP names its address).
+NIC_ENV = NETWORK_ENV[1:]
 LABEL_PREFIX = f"{PROJECT}."
 
 
@@ -56,6 +71,9 @@ class NodePlan:
     nic: str
     docker_host: str
     ssh_opts: tuple[str, ...]
+    ssh_user: str
+    ssh_port: int
+    host_key: Optional[str]
     container_name: str
     image: str
     devices: tuple[Device, ...]
@@ -70,6 +88,23 @@ class NodePlan:
     restart: str
     privileged: bool
     labels: tuple[tuple[str, str], ...]
+
+    @property
+    def local_engine(self) -> bool:
+        """Docker runs on the deploying machine itself, so node commands need no SSH."""
+        return self.docker_host.startswith("unix://")
+
+    @property
+    def npus(self) -> int:
+        return sum(1 for d in self.devices if d.container_path.removeprefix("/dev/davinci").isdigit())
+
+    @property
+    def driver_paths(self) -> tuple[str, ...]:
+        return tuple(m.host_path for m in self.mounts if m.read_only)
+
+    @property
+    def weights_dir(self) -> str:
+        return next(m.host_path for m in self.mounts if m.container_path == WEIGHTS_MOUNT)
 
     @property
     def ranks(self) -> range:
@@ -87,6 +122,15 @@ class ClusterPlan:
     nodes: tuple[NodePlan, ...]
     served_model_name: str
     port: int
+    listen_host: str
+    model: str
+    preflight: Preflight
+    verify: Verify
+    benchmark: Benchmark
+    accuracy: Accuracy
+    stage_weights: bool
+    use_modelscope: bool
+    ssh_private_key: Optional[str]
     # Changes whenever anything the data-parallel group shares changes: every node is then
     # replaced together, because vllm cannot re-admit a single restarted rank.
     group_fingerprint: str
@@ -97,8 +141,16 @@ class ClusterPlan:
 
     @property
     def endpoint(self) -> str:
-        host = self.head.ip if ":" not in self.head.ip else f"[{self.head.ip}]"
-        return f"http://{host}:{self.port}/v1"
+        return f"http://{_url_host(self.head.ip)}:{self.port}/v1"
+
+    @property
+    def head_local_url(self) -> str:
+        """The API as seen on the head host itself, where the verification commands run."""
+        return f"http://{_url_host(self.listen_host)}:{self.port}"
+
+    @property
+    def api_key(self) -> Optional[str]:
+        return dict(self.head.env).get(SECRET_ENV["apiKey"])
 
     @property
     def smoke_request(self) -> dict:
@@ -116,6 +168,10 @@ class ClusterPlan:
             f"curl -sS {self.endpoint}/completions -H 'Content-Type: application/json'{auth} "
             f"-d {shlex.quote(body)}"
         )
+
+
+def _url_host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def _setting(cfg: ClusterConfig, path: str):
@@ -218,6 +274,9 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 nic=node.nic,
                 docker_host=node.docker_url,
                 ssh_opts=tuple(node.ssh_opts),
+                ssh_user=cfg.ssh.user,
+                ssh_port=cfg.ssh.port,
+                host_key=node.host_key,
                 container_name=node.container_name,
                 image=image,
                 devices=node_devices(profile, node.host_root),
@@ -243,6 +302,15 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         nodes=nodes,
         served_model_name=cfg.model.served_name,
         port=cfg.serve.port,
+        listen_host="127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host,
+        model=cfg.model.name,
+        preflight=cfg.preflight,
+        verify=cfg.verify,
+        benchmark=cfg.benchmark,
+        accuracy=cfg.accuracy,
+        stage_weights=cfg.weights.stage,
+        use_modelscope=cfg.model.use_modelscope,
+        ssh_private_key=cfg.ssh_private_key,
         group_fingerprint=fingerprint,
     )
 

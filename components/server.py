@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 import pulumi_docker as docker
 
+from .config import AUTO_NIC
 from .host import AscendHost
-from .plan import NodePlan
+from .plan import LABEL_PREFIX, NIC_ENV, NodePlan
 
 
 class VllmServer(pulumi.ComponentResource):
@@ -16,14 +19,21 @@ class VllmServer(pulumi.ComponentResource):
         node: NodePlan,
         host: AscendHost,
         group_fingerprint: str,
+        nic: pulumi.Input[str],
+        checked_driver: Optional[pulumi.Output[str]] = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """`nic` is the node's NIC (discovered by the preflight for `nic: auto`); `checked_driver`
+        resolves once the node's checks pass and holds the driver version they found."""
         super().__init__("deepseek-r1-ascend:index:VllmServer", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
         # Seven hundred gigabytes of weights depend on this image: never delete it from the host
         # just because the stack moved on to another tag.
         self.image = docker.RemoteImage(f"{name}-image", name=node.image, keep_locally=True, opts=on_host)
-        envs = [f"{key}={value}" for key, value in node.env]
+        envs = pulumi.Output.from_input(nic).apply(lambda nic_name: container_env(node, nic_name))
+        labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in node.labels]
+        if checked_driver is not None:
+            labels.append(docker.ContainerLabelArgs(label=LABEL_PREFIX + "driver", value=checked_driver))
         self.container = docker.Container(
             f"{name}-vllm",
             name=node.container_name,
@@ -37,7 +47,7 @@ class VllmServer(pulumi.ComponentResource):
             privileged=node.privileged,
             restart=node.restart,
             must_run=True,
-            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in node.labels],
+            labels=labels,
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
@@ -49,3 +59,7 @@ class VllmServer(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"containerName": self.container.name, "imageId": self.image.image_id})
+
+
+def container_env(node: NodePlan, nic: str) -> list[str]:
+    return [f"{k}={nic if k in NIC_ENV and v == AUTO_NIC else v}" for k, v in node.env]

@@ -4,6 +4,7 @@ every resource it declares: inputs (wire names), provider, parent, dependencies 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import yaml
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
+
+from fakehosts import FakeHosts
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
@@ -55,11 +58,20 @@ class Deployment:
         return next(r for r in self.resources if r.urn == urn)
 
 
+COMMANDS = ("command:remote:Command", "command:local:Command")
+
+
 class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, hosts: FakeHosts):
+        self.hosts = hosts
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
         if args.typ == "docker:index/remoteImage:RemoteImage":
-            outputs["imageId"] = f"sha256:{abs(hash(args.inputs['name'])):064x}"[:71]
+            outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
+        if args.typ in COMMANDS:
+            outputs["stdout"] = self.hosts.stdout(args.name, args.inputs.get("create", ""))
+            outputs["stderr"] = ""
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -124,14 +136,20 @@ def run_program(
     secret_keys: tuple[str, ...] = (),
     preview: bool = False,
     other_config: Optional[dict] = None,
+    host_outputs: Optional[dict[str, str]] = None,
 ) -> Deployment:
-    """Run __main__.py with `config` (keys without the project prefix) in a fresh event loop."""
+    """Run __main__.py with `config` (keys without the project prefix) in a fresh event loop.
+
+    Commands on the nodes answer as healthy hosts would, except those named in `host_outputs`.
+    """
     deployment = Deployment()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         settings.reset_options()
-        mocks = _Mocks()
+        npus = 16 if config.get("profile") == "atlas-800-a3" else 8
+        nodes = config.get("nodes") if isinstance(config.get("nodes"), list) else []
+        mocks = _Mocks(FakeHosts(nodes, npus, host_outputs))
         pulumi.runtime.set_mocks(
             mocks, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, deployment)
         )

@@ -35,7 +35,8 @@ def test_shipped_stacks_are_valid():
 def test_unknown_top_level_key_is_an_error_with_a_suggestion():
     assert problems(a2(nodez=[])) == [
         "nodez: unknown key; did you mean 'nodes'? known keys here: profile, nodes, image, model, serve, "
-        "env, container, accuracy, apiKey, modelscopeToken, hfToken"
+        "env, container, ssh, preflight, verify, benchmark, accuracy, weights, apiKey, modelscopeToken, hfToken, "
+        "sshPrivateKey"
     ]
 
 
@@ -45,7 +46,7 @@ def test_unknown_nested_key_names_its_path():
     raw["serve"] = {"maxModelLength": 35000}
     assert problems(raw) == [
         "nodes[1].nicName: unknown key; did you mean 'nic'? known keys here: name, ip, nic, dockerHost, "
-        "sshOpts, containerName, hostRoot",
+        "sshOpts, hostKey, containerName, hostRoot",
         "serve.maxModelLength: unknown key; did you mean 'maxModelLen'? known keys here: host, port, "
         "dataParallelSize, tensorParallelSize, dataParallelRpcPort, quantization, seed, enableExpertParallel, "
         "asyncScheduling, maxNumSeqs, maxModelLen, maxNumBatchedTokens, trustRemoteCode, gpuMemoryUtilization, "

@@ -93,6 +93,7 @@ def test_a2_head_and_headless_commands_and_env(a2):
         "deepseek-r1-ascend.model": "deepseek_r1",
         "deepseek-r1-ascend.dp-ranks": "0-1",
         "deepseek-r1-ascend.dp-group": "*",
+        "deepseek-r1-ascend.driver": "24.1.rc2",  # found by the node's preflight
     }
 
 
@@ -108,7 +109,7 @@ def test_containers_start_together_each_after_its_own_image(a2):
     for node, other in (("a2-0", "a2-1"), ("a2-1", "a2-0")):
         deps = a2.named(f"{node}-vllm").dependencies
         assert a2.named(f"{node}-image").urn in deps
-        assert not any(other in urn for urn in deps)
+        assert not any(urn.endswith((f"::{other}-vllm", f"::{other}-image")) for urn in deps)
 
 
 def test_components_group_each_node(a2):

@@ -1,0 +1,205 @@
+"""What proves the service works, as shell commands, and pure readers of what they print.
+
+Readiness, the smoke request, the benchmark, the accuracy run and weights staging all run on a
+node (over SSH, or locally for a local engine). Commands read secrets from their environment
+(`VLLM_API_KEY`, tokens), never from their own text, so command lines and logs stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+
+from .config import Accuracy, Benchmark
+
+# Adds the API key header to curl's arguments when the command runs with VLLM_API_KEY set.
+_CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
+
+
+class ServiceCheckFailed(Exception):
+    """A verification step ran but its answer shows the service is not right."""
+
+
+def readiness_command(base_url: str, served_name: str, timeout_s: int, interval_s: int, container: str) -> str:
+    """Poll until /health is 200 and /v1/models lists the served model; on timeout, show the logs."""
+    health, models = shlex.quote(f"{base_url}/health"), shlex.quote(f"{base_url}/v1/models")
+    listed = shlex.quote(f'"id": *"{re.escape(served_name)}"')
+    return "\n".join(
+        [
+            "set -- -fsS --max-time 10",
+            _CURL_AUTH,
+            "start=$(date +%s)",
+            "while :; do",
+            f"  if curl \"$@\" -o /dev/null {health} 2>/dev/null && curl \"$@\" {models} 2>/dev/null | grep -q {listed}; then",
+            '    echo "ready after $(( $(date +%s) - start ))s"; exit 0',
+            "  fi",
+            f"  if [ $(( $(date +%s) - start )) -ge {int(timeout_s)} ]; then",
+            f"    echo {shlex.quote(f'not ready after {timeout_s}s: {base_url}/health is not 200 or /v1/models does not list {served_name}; last log lines of {container}:')} >&2",
+            f"    docker logs --tail 40 {shlex.quote(container)} >&2 2>&1",
+            "    exit 1",
+            "  fi",
+            f"  sleep {int(interval_s)}",
+            "done",
+        ]
+    )
+
+
+def ready_after_seconds(output: str) -> int:
+    match = re.search(r"ready after (\d+)s", output or "")
+    if not match:
+        raise ServiceCheckFailed(f"readiness: unexpected output {output!r}")
+    return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    text: str
+    latency_ms: float
+    completion_tokens: int
+
+
+def smoke_command(base_url: str, request: dict) -> str:
+    body = shlex.quote(json.dumps(request))
+    return "\n".join(
+        [
+            "set -- -sS --max-time 600 -H 'Content-Type: application/json'",
+            _CURL_AUTH,
+            f"curl \"$@\" -w '\\n%{{http_code}} %{{time_total}}\\n' -d {body} {shlex.quote(base_url + '/v1/completions')}",
+        ]
+    )
+
+
+def parse_smoke(output: str) -> SmokeResult:
+    """The completion text and wall-clock latency, or ServiceCheckFailed saying what came back."""
+    lines = (output or "").rstrip("\n").split("\n")
+    status = re.fullmatch(r"(\d{3}) ([\d.]+)", lines[-1].strip()) if lines else None
+    if not status:
+        raise ServiceCheckFailed(f"smoke test: no HTTP status in curl output {output[:200]!r}")
+    code, seconds = int(status.group(1)), float(status.group(2))
+    body = "\n".join(lines[:-1])
+    if code != 200:
+        raise ServiceCheckFailed(f"smoke test: /v1/completions answered HTTP {code}: {body[:300]}")
+    try:
+        answer = json.loads(body)
+        text = answer["choices"][0]["text"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ServiceCheckFailed(f"smoke test: not an OpenAI completion: {body[:300]!r}") from None
+    if not text:
+        raise ServiceCheckFailed("smoke test: the model returned an empty completion")
+    tokens = int((answer.get("usage") or {}).get("completion_tokens") or 0)
+    return SmokeResult(text=text, latency_ms=round(seconds * 1000, 1), completion_tokens=tokens)
+
+
+def benchmark_result_file(settings: Benchmark, stack: str) -> str:
+    return f"{settings.result_dir.rstrip('/')}/{stack}-{settings.dataset_name}-{settings.num_prompts}p-{settings.request_rate:g}qps.json"
+
+
+def benchmark_command(container: str, model: str, served_name: str, base_url: str, settings: Benchmark, stack: str) -> str:
+    """`vllm bench serve` inside the head container (it has vllm), then print the result file."""
+    result = benchmark_result_file(settings, stack)
+    directory, filename = result.rsplit("/", 1)
+    bench = [
+        "vllm", "bench", "serve",
+        "--backend", "vllm",
+        "--base-url", base_url,
+        "--model", model,
+        "--served-model-name", served_name,
+        "--dataset-name", settings.dataset_name,
+        "--random-input-len", str(settings.random_input_len),
+        "--num-prompts", str(settings.num_prompts),
+        "--request-rate", f"{settings.request_rate:g}",
+        "--save-result", "--result-dir", directory, "--result-filename", filename,
+    ]  # fmt: skip
+    exec_ = ["docker", "exec", "-e", "OPENAI_API_KEY", container]
+    return "\n".join(
+        [
+            'OPENAI_API_KEY="${VLLM_API_KEY:-}"; export OPENAI_API_KEY',
+            f"{shlex.join(exec_ + bench)} >&2",
+            shlex.join(["docker", "exec", container, "cat", result]),
+        ]
+    )
+
+
+# The benchmark figures exported as stack outputs: vllm's result-file keys.
+BENCHMARK_KEYS = (
+    "completed",
+    "request_throughput",
+    "output_throughput",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "median_tpot_ms",
+    "p99_tpot_ms",
+)
+
+
+def parse_benchmark(output: str) -> dict:
+    try:
+        result = json.loads(output)
+    except ValueError:
+        raise ServiceCheckFailed(f"benchmark: the result file is not JSON: {output[:200]!r}") from None
+    missing = [k for k in BENCHMARK_KEYS if k not in result]
+    if missing:
+        raise ServiceCheckFailed(f"benchmark: the result file lacks {', '.join(missing)}")
+    if not result["completed"]:
+        raise ServiceCheckFailed("benchmark: no request completed")
+    return {k: result[k] for k in BENCHMARK_KEYS}
+
+
+def accuracy_command(container: str, served_name: str, base_url: str, settings: Accuracy) -> str:
+    model_args = f"model={served_name},base_url={base_url}/v1/completions,tokenized_requests=False,trust_remote_code=True"
+    if settings.model_args:
+        model_args += f",{settings.model_args}"
+    argv = [
+        "docker", "exec", "-e", "OPENAI_API_KEY", container,
+        "lm_eval", "--model", "local-completions", "--model_args", model_args,
+        "--tasks", settings.tasks, "--output_path", settings.output_dir,
+    ]  # fmt: skip
+    if settings.limit:
+        argv += ["--limit", str(settings.limit)]
+    return 'OPENAI_API_KEY="${VLLM_API_KEY:-}"; export OPENAI_API_KEY\n' + shlex.join(argv)
+
+
+def parse_accuracy(output: str) -> dict[str, dict[str, float]]:
+    """lm_eval's results table as {task: {filter: value}} (exact_match or the first metric)."""
+    scores: dict[str, dict[str, float]] = {}
+    task = None
+    for line in (output or "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 7 or cells[0] in ("Tasks", "Groups") or set(cells[0]) <= {"-", ":"} and cells[0]:
+            continue
+        task = cells[0] or task
+        try:
+            value = float(cells[6])
+        except ValueError:
+            continue
+        if task:
+            scores.setdefault(task, {})[cells[2] or cells[4]] = value
+    if not scores:
+        raise ServiceCheckFailed(f"accuracy: no results table in lm_eval's output: {(output or '')[-300:]!r}")
+    return scores
+
+
+def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bool) -> str:
+    """Download the weights once into the host's weights directory, with the image's own tools."""
+    marker = "/root/.cache/.staged-" + re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+    download = (
+        f"modelscope download --model {shlex.quote(model)}"
+        if use_modelscope
+        else f"huggingface-cli download {shlex.quote(model)}"
+    )
+    inner = (
+        f'if [ -f {marker} ]; then echo "already staged: {model}"; '
+        f"else {download} && touch {marker} && echo \"staged: {model}\"; fi"
+    )
+    return shlex.join(
+        [
+            "docker", "run", "--rm",
+            "-e", "MODELSCOPE_API_TOKEN", "-e", "HF_TOKEN",
+            "-v", f"{weights_dir}:/root/.cache",
+            image, "sh", "-c", inner,
+        ]
+    )  # fmt: skip

@@ -1,0 +1,125 @@
+"""Healthy Ascend hosts as the mocked program's commands see them.
+
+Each remote/local command's stdout is what a healthy node would print for that check, in the
+documented formats; a test replaces any one of them (by resource name) to inject a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hostchecks"
+
+CHECK = re.compile(r"^(?P<node>.+)-check-(?P<check>[a-z-]+)$")
+
+
+def _npu_ip(node_index: int, npu: int) -> str:
+    return f"10.20.{node_index}.{11 + npu}"
+
+
+def hccn_output(node_index: int, npus: int, tls: str = "0") -> str:
+    sections = []
+    for i in range(npus):
+        sections += [
+            f"=== npu {i} link",
+            "link status: UP",
+            f"=== npu {i} net_health",
+            "net health status: Success",
+            f"=== npu {i} ip",
+            f"ipaddr:{_npu_ip(node_index, i)}",
+            "netmask:255.255.255.0",
+            f"=== npu {i} tls",
+            f"dev_id:{i}, tls switch[{tls}](0:disable, 1:enable), tls preconfigured[1](0:non-preset, 1:preset)",
+        ]
+    return "\n".join(sections + ["=== end"]) + "\n"
+
+
+def ping_output(script: str, failing_peer_ip: str | None = None) -> str:
+    lines = []
+    for header in re.findall(r"=== ping \d+ \S+ \d+ [0-9.]+", script):
+        ip = header.rsplit(" ", 1)[1]
+        received = 0 if ip == failing_peer_ip else 3
+        lines += [header, f"3 packets transmitted, {received} received, {100 - received * 100 // 3:.2f}% packet loss"]
+    return "\n".join(lines + ["=== end"]) + "\n"
+
+
+def smoke_output(text: str = " bright, and it is already here.") -> str:
+    body = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "model": "deepseek_r1",
+        "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 6, "completion_tokens": 50, "total_tokens": 56},
+    }
+    return json.dumps(body) + "\n200 1.532\n"
+
+
+BENCHMARK_RESULT = {
+    "backend": "vllm",
+    "completed": 200,
+    "request_throughput": 0.98,
+    "output_throughput": 125.4,
+    "mean_ttft_ms": 210.5,
+    "median_ttft_ms": 190.1,
+    "p99_ttft_ms": 480.2,
+    "mean_tpot_ms": 35.2,
+    "median_tpot_ms": 34.8,
+    "p99_tpot_ms": 51.0,
+}
+
+LM_EVAL_TABLE = """\
+|Tasks|Version|     Filter     |n-shot|  Metric   |   |Value |   |Stderr|
+|-----|------:|----------------|-----:|-----------|---|-----:|---|-----:|
+|gsm8k|      3|flexible-extract|     5|exact_match|↑  |0.9553|±  |0.0057|
+|     |       |strict-match    |     5|exact_match|↑  |0.9545|±  |0.0057|
+"""
+
+
+class FakeHosts:
+    """stdout per command resource, keyed by resource name; `overrides` wins."""
+
+    def __init__(self, nodes: list[dict], npus: int, overrides: dict[str, str] | None = None):
+        self.nodes = {n["name"]: (i, n) for i, n in enumerate(nodes)}
+        self.npus = npus
+        self.overrides = overrides or {}
+
+    def stdout(self, name: str, script: str) -> str:
+        if name in self.overrides:
+            return self.overrides[name]
+        match = CHECK.match(name)
+        if match:
+            index, node = self.nodes[match["node"]]
+            return self._check(match["check"], index, node, script)
+        if name.endswith("-readiness"):
+            return "ready after 412s\n"
+        if name.endswith("-smoke-test"):
+            return smoke_output()
+        if name.endswith("-benchmark"):
+            return json.dumps(BENCHMARK_RESULT)
+        if name.endswith("-accuracy"):
+            return LM_EVAL_TABLE
+        if name.endswith("-stage-weights"):
+            return "already staged\n"
+        raise KeyError(f"no fake output for command {name}")
+
+    def _check(self, check: str, index: int, node: dict, script: str) -> str:
+        npu_smi = "npu_smi_a3_healthy.txt" if self.npus == 16 else "npu_smi_a2_healthy.txt"
+        nic = node["nic"] if node["nic"] != "auto" else f"enp{index}s0"
+        driver_paths = re.findall(r"'?(/[^' ;]+)'?", script.split(";", 1)[0])
+        return {
+            "npu-smi": lambda: (FIXTURES / npu_smi).read_text(),
+            "devices": lambda: "\n".join(
+                [f"davinci{i}" for i in range(self.npus)] + ["davinci_manager", "devmm_svm", "hisi_hdc", "null"]
+            ),
+            "driver": lambda: "\n".join(f"present {p}" for p in driver_paths)
+            + "\n=== version.info\nVersion=24.1.rc2\npackage_version=24.1.rc2\n",
+            "docker": lambda: "28.2.2\n",
+            "npu-holders": lambda: "",
+            "disk": lambda: (FIXTURES / "df_ok.txt").read_text(),
+            "nic": lambda: f"1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
+            f"2: {nic}    inet {node['ip']}/24 brd 192.0.2.255 scope global {nic}\\       valid_lft forever\n",
+            "hccn": lambda: hccn_output(index, self.npus),
+            "npu-ping": lambda: ping_output(script),
+        }[check]()
