@@ -27,15 +27,16 @@ class VllmCluster(pulumi.ComponentResource):
             if self.preflight and len(plan.nodes) > 1
             else None
         )
+        # A DP group only works whole: no node starts before every node's checks have passed.
+        all_checks = pulumi.Output.all(
+            *[p.report for p in self.preflight.values()], *([cluster_checks.passed] if cluster_checks else [])
+        )
         self.servers = {}
         for node in plan.nodes:
             checks = self.preflight.get(node.name)
-            # A node starts only once its own checks and the cross-node checks have passed.
             gate = None
             if checks is not None:
-                gate = pulumi.Output.all(checks.driver_version, cluster_checks.passed if cluster_checks else "").apply(
-                    lambda values: values[0]
-                )
+                gate = pulumi.Output.all(checks.driver_version, all_checks).apply(lambda values: values[0])
             staged = []
             if plan.stage_weights:
                 staged.append(
@@ -57,7 +58,8 @@ class VllmCluster(pulumi.ComponentResource):
                 plan.group_fingerprint,
                 nic=checks.nic if checks is not None else node.nic,
                 checked_driver=gate,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=staged),
+                after=staged,
+                opts=child,
             )
         containers = [s.container for s in self.servers.values()]
         self.verification = ServiceVerification(

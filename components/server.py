@@ -21,10 +21,12 @@ class VllmServer(pulumi.ComponentResource):
         group_fingerprint: str,
         nic: pulumi.Input[str],
         checked_driver: Optional[pulumi.Output[str]] = None,
+        after: Optional[list[pulumi.Resource]] = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """`nic` is the node's NIC (discovered by the preflight for `nic: auto`); `checked_driver`
-        resolves once the node's checks pass and holds the driver version they found."""
+        resolves once the cluster's checks pass and holds the driver version found on this node;
+        the container also waits for the resources in `after`."""
         super().__init__("deepseek-r1-ascend:index:VllmServer", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
         # Seven hundred gigabytes of weights depend on this image: never delete it from the host
@@ -53,6 +55,7 @@ class VllmServer(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     # The NPUs and host ports are held by the old container until it is gone.
                     delete_before_replace=True,
+                    depends_on=after,
                     # A DP group restarts as a whole: any shared change replaces every node.
                     replacement_trigger=group_fingerprint,
                 ),
