@@ -459,6 +459,8 @@ def check_npu_devices(view: ContainerView, report: Callable[[str], None]) -> Non
         return
     paths = []
     for d in devices:
+        if is_unknown(d):
+            return
         if not isinstance(d, dict):
             continue
         path = d.get("containerPath") if d.get("containerPath") is not None else d.get("hostPath")
@@ -682,9 +684,10 @@ def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolati
             f"group has exactly one head: add --headless to {extra.node}",
             extra.urn,
         )
-    head = heads[0] if heads else known[0] if known else None
-    if head is None:
+    if not heads:
+        # Without a known head there is nothing to compare with (its command may be unknown).
         return
+    head = heads[0]
     multi = len(views) > 1
 
     # Same data-parallel size, RPC port and address everywhere; the address is the head's IP.
