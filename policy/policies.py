@@ -540,7 +540,12 @@ def _on_container(check: Callable[..., None], *config: tuple[str, Any]):
         if args.resource_type != CONTAINER:
             return
         view = _resource_view(args)
-        values = [float(_config(args, key, default)) for key, default in config]
+        values = []
+        for key, default in config:
+            try:
+                values.append(float(_config(args, key, default)))
+            except (TypeError, ValueError):
+                values.append(float(default))
         check(view, lambda message: report_violation(message, None), *values)
 
     return validate

@@ -86,6 +86,8 @@ def test_pack_files():
     assert "pulumi-policy==1.21.0" in requirements
     root = (PROJECT_DIR / "requirements.txt").read_text().split()
     assert [r for r in requirements if r.startswith("pulumi==")] == [r for r in root if r.startswith("pulumi==")]
+    # The tests run the pack with the project's test requirements: the same pulumi-policy.
+    assert "pulumi-policy==1.21.0" in (PROJECT_DIR / "requirements-test.txt").read_text().split()
 
 
 def test_example_config_names_every_policy_and_only_schema_properties():
