@@ -147,10 +147,6 @@ def _list(value: Any) -> Optional[list]:
     return None
 
 
-def _str(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) and not is_unknown(value) else None
-
-
 # --- reading a vllm serve command --------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ unknown-checking proxy (as the analyzer does); violations are collected instead 
 from __future__ import annotations
 
 import copy
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +159,3 @@ def drop_flag(flag: str) -> Callable[[dict], None]:
 
     return change
 
-
-def command_line(graph: list[Node], name: str) -> str:
-    return shlex.join(named(graph, name).inputs["command"])
