@@ -669,7 +669,11 @@ def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolati
     if not views:
         return
     report = report_violation
-    known = [v for v in views if v.is_vllm]
+    # The engine's resource order is not the nodes' order: rank 0's node comes first.
+    known = sorted(
+        (v for v in views if v.is_vllm),
+        key=lambda v: (v.start_rank if v.start_rank is not None else 1 << 30, v.node),
+    )
     complete = len(known) == len(views)
 
     heads = [v for v in known if not v.headless]

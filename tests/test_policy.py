@@ -686,3 +686,13 @@ def test_whole_props_unknown_or_malformed_do_not_crash():
         if node.type == policies.CONTAINER:
             node.inputs = {}
     run(g)
+
+
+@pytest.mark.parametrize("case", VIOLATIONS, ids=[v[0] for v in VIOLATIONS])
+def test_resource_order_does_not_matter(case):
+    # The engine sends resources in registration order, which differs between runs.
+    _, stack, resource, change, _, _ = case
+    g = mutate(graph(stack), resource, change)
+    forward = sorted((v.policy, v.message, v.urn) for v in run(g))
+    backward = sorted((v.policy, v.message, v.urn) for v in run(list(reversed(g))))
+    assert forward == backward
