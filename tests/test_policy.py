@@ -1,0 +1,698 @@
+"""The policy pack on the mocked resource graphs: shipped stacks pass, each policy catches a mutated
+graph (naming the node) and lets a near-miss through, and unknown preview values never crash it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import runpy
+from functools import lru_cache
+
+import pulumi_policy
+import pytest
+import yaml
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE
+
+from mocked import run_program, stack_settings
+from policy_harness import POLICY_DIR, PROJECT_DIR, Node, drop_flag, graph_of, mutate, named, policies, run, set_flag
+
+SHIPPED = ("a3", "a2")
+API_KEY = "policy-test-key"
+
+
+@lru_cache(maxsize=None)
+def _graph(stack: str, api_key: bool, preview: bool = False, nodes: int = 0) -> list[Node]:
+    settings = stack_settings(stack)
+    if nodes:
+        settings["nodes"] = [
+            {"name": f"{stack}-{i}", "ip": f"192.0.2.{21 + i}", "nic": "eth0"} for i in range(nodes)
+        ]
+        settings["serve"] = {"dataParallelSize": 2 * nodes}
+    secret_keys: tuple[str, ...] = ()
+    if api_key:
+        settings["apiKey"] = API_KEY
+        secret_keys = ("apiKey",)
+    return graph_of(run_program(settings, stack=stack, secret_keys=secret_keys, preview=preview))
+
+
+def graph(stack: str, api_key: bool = True, **kwargs) -> list[Node]:
+    """A fresh copy of a stack's mocked graph (with an API key unless told otherwise)."""
+    return copy.deepcopy(_graph(stack, api_key, **kwargs))
+
+
+def messages(found, policy: str) -> list[str]:
+    return [v.message for v in found if v.policy == policy]
+
+
+# --- the pack ------------------------------------------------------------------------------------
+
+DEFAULT_LEVELS = {
+    "vllm-container-host-isolation": EnforcementLevel.MANDATORY,
+    "vllm-image-pinned": EnforcementLevel.MANDATORY,
+    "vllm-shm-size": EnforcementLevel.MANDATORY,
+    "vllm-host-network": EnforcementLevel.MANDATORY,
+    "vllm-npu-devices-match-parallelism": EnforcementLevel.MANDATORY,
+    "vllm-w8a8-serve-flags": EnforcementLevel.MANDATORY,
+    "remote-command-host-key-pinned": EnforcementLevel.ADVISORY,
+    "vllm-dp-group-consistent": EnforcementLevel.MANDATORY,
+    "vllm-api-key-on-open-api": EnforcementLevel.ADVISORY,
+}
+
+
+def test_policies_and_default_enforcement_levels():
+    assert {p.name: p.enforcement_level for p in policies.POLICIES} == DEFAULT_LEVELS
+    stack = {p.name for p in policies.POLICIES if isinstance(p, StackValidationPolicy)}
+    assert stack == {"vllm-dp-group-consistent", "vllm-api-key-on-open-api"}
+    assert all(isinstance(p, (ResourceValidationPolicy, StackValidationPolicy)) for p in policies.POLICIES)
+
+
+def test_main_builds_the_pack_from_the_policy_list(monkeypatch):
+    built = {}
+
+    def fake_pack(**kwargs):
+        built.update(kwargs)
+
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", fake_pack)
+    runpy.run_path(str(POLICY_DIR / "__main__.py"), run_name="__main__")
+    assert built["name"] == "deepseek-r1-ascend"
+    assert [p.name for p in built["policies"]] == [p.name for p in policies.POLICIES]
+
+
+def test_pack_files():
+    project = yaml.safe_load((POLICY_DIR / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"] == {"name": "python", "options": {"virtualenv": "venv"}}
+    requirements = (POLICY_DIR / "requirements.txt").read_text().split()
+    assert "pulumi-policy==1.21.0" in requirements
+    root = (PROJECT_DIR / "requirements.txt").read_text().split()
+    assert [r for r in requirements if r.startswith("pulumi==")] == [r for r in root if r.startswith("pulumi==")]
+    # The tests run the pack with the project's test requirements: the same pulumi-policy.
+    assert "pulumi-policy==1.21.0" in (PROJECT_DIR / "requirements-test.txt").read_text().split()
+
+
+def test_example_config_names_every_policy_and_only_schema_properties():
+    example = json.loads((POLICY_DIR / "policy-config.example.json").read_text())
+    by_name = {p.name: p for p in policies.POLICIES}
+    assert set(example) == set(by_name)
+    for name, value in example.items():
+        level = value if isinstance(value, str) else value["enforcementLevel"]
+        assert level == DEFAULT_LEVELS[name].value
+        if isinstance(value, dict):
+            schema = by_name[name].config_schema.properties
+            for key, setting in value.items():
+                if key != "enforcementLevel":
+                    assert setting == schema[key]["default"], (name, key)
+
+
+def test_shared_constants_match_the_program():
+    from components.config import image_reference_problem
+    from components.plan import DRIVER_PATHS, MANAGEMENT_DEVICES
+
+    assert policies.MANAGEMENT_DEVICES == MANAGEMENT_DEVICES
+    assert policies.DRIVER_PATHS == DRIVER_PATHS
+    digest = "@sha256:" + "ab" * 32
+    for ref in (
+        "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0",
+        "quay.io/ascend/vllm-ascend:v0.18.0-a3",
+        "quay.io/ascend/vllm-ascend",
+        "quay.io/ascend/vllm-ascend:latest",
+        "registry:5000/vllm-ascend",
+        "registry:5000/vllm-ascend:v1",
+        "quay.io/ascend/vllm-ascend" + digest,
+        "quay.io/ascend/vllm-ascend:latest" + digest,
+        "vllm-ascend:bad/tag",
+        "vllm-ascend:-x",
+    ):
+        assert policies.image_reference_problem(ref) == image_reference_problem(ref), ref
+
+
+# --- shipped stacks --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_shipped_stacks_pass_every_policy(stack, preview):
+    assert run(graph(stack, preview=preview)) == []
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_shipped_stacks_without_api_key_only_get_the_open_api_advisory(stack):
+    found = run(graph(stack, api_key=False))
+    assert [(v.policy, v.message) for v in found] == [
+        (
+            "vllm-api-key-on-open-api",
+            f"node {stack}-0: the OpenAI API listens on 0.0.0.0:8000 without --api-key or VLLM_API_KEY, "
+            "so anyone who reaches the node can use it; set a key with "
+            "`pulumi config set --secret apiKey <key>` or listen on a private address (serve.host)",
+        )
+    ]
+    assert found[0].urn == named(graph(stack), f"{stack}-0-vllm").urn
+
+
+def test_three_node_group_passes():
+    g = graph("a2", nodes=3)
+    assert "--data-parallel-start-rank 4" in " ".join(named(g, "a2-2-vllm").inputs["command"])
+    assert run(g) == []
+
+
+# --- mutated graphs: each violation, and a near-miss that passes ---------------------------------
+
+
+def _add_volume(host: str, container: str, read_only=None):
+    def change(inputs):
+        volume = {"hostPath": host, "containerPath": container}
+        if read_only is not None:
+            volume["readOnly"] = read_only
+        inputs["volumes"].append(volume)
+
+    return change
+
+
+def _set(key, value):
+    def change(inputs):
+        inputs[key] = value
+
+    return change
+
+
+def _drop(key):
+    return lambda inputs: inputs.pop(key)
+
+
+def _driver_writable(path, value):
+    def change(inputs):
+        for volume in inputs["volumes"]:
+            if volume["containerPath"] == path:
+                if value is None:
+                    volume.pop("readOnly")
+                else:
+                    volume["readOnly"] = value
+
+    return change
+
+
+def _drop_device(path):
+    return lambda inputs: inputs.__setitem__(
+        "devices", [d for d in inputs["devices"] if d["containerPath"] != path]
+    )
+
+
+def _reroot_devices(root):
+    def change(inputs):
+        for d in inputs["devices"]:
+            d["hostPath"] = root + d["hostPath"]
+
+    return change
+
+
+def _reverse_devices(inputs):
+    inputs["devices"].reverse()
+
+
+def _both(*changes):
+    def change(inputs):
+        for c in changes:
+            c(inputs)
+
+    return change
+
+
+def _set_env(key, value):
+    def change(inputs):
+        envs = inputs["envs"]
+        # With an apiKey the program marks envs secret: keep that wrapper.
+        target = envs["value"] if isinstance(envs, dict) else envs
+        target[:] = [e for e in target if not e.startswith(key + "=")] + [f"{key}={value}"]
+
+    return change
+
+
+FIX = "set start ranks to node index x data-parallel-size-local (0, 2, ...)"
+
+# (id, stack, resource, change, policy, expected message)
+VIOLATIONS = [
+    (
+        "privileged",
+        "a2", "a2-1-vllm", _set("privileged", True), "vllm-container-host-isolation",
+        "node a2-1: the container runs privileged, which hands it every host device and capability; "
+        "set container.privileged to false (the NPUs are passed as devices)",
+    ),
+    (
+        "docker-socket",
+        "a2", "a2-1-vllm", _add_volume("/var/run/docker.sock", "/var/run/docker.sock"),
+        "vllm-container-host-isolation",
+        "node a2-1: /var/run/docker.sock is mounted, which gives the container root on the host "
+        "through the container engine; remove that volume",
+    ),
+    (
+        "dir-holding-docker-socket",
+        "a3", "a3-0-vllm", _add_volume("/run/", "/host-run", True), "vllm-container-host-isolation",
+        "node a3-0: /run (holding /run/docker.sock) is mounted, which gives the container root on the "
+        "host through the container engine; remove that volume",
+    ),
+    (
+        "docker-socket-bind-mount",
+        "a3", "a3-0-vllm",
+        _set("mounts", [{"type": "bind", "source": "/var/run/docker.sock", "target": "/docker.sock"}]),
+        "vllm-container-host-isolation",
+        "node a3-0: /var/run/docker.sock is mounted, which gives the container root on the host "
+        "through the container engine; remove that volume",
+    ),
+    (
+        "host-root",
+        "a3", "a3-0-vllm", _add_volume("/", "/host", True), "vllm-container-host-isolation",
+        "node a3-0: the host root / is mounted at /host, which exposes the whole host; mount only the "
+        "paths the container needs",
+    ),
+    (
+        "driver-writable",
+        "a2", "a2-0-vllm", _driver_writable("/usr/local/Ascend/driver/lib64", False),
+        "vllm-container-host-isolation",
+        "node a2-0: driver mount /usr/local/Ascend/driver/lib64 -> /usr/local/Ascend/driver/lib64 is "
+        "writable, so the container could change the host's NPU driver; mount it with readOnly: true",
+    ),
+    (
+        "driver-read-only-unset",
+        "a2", "a2-0-vllm", _driver_writable("/usr/local/bin/npu-smi", None), "vllm-container-host-isolation",
+        "node a2-0: driver mount /usr/local/bin/npu-smi -> /usr/local/bin/npu-smi is writable, so the "
+        "container could change the host's NPU driver; mount it with readOnly: true",
+    ),
+    (
+        "image-latest",
+        "a2", "a2-1-image", _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:latest"), "vllm-image-pinned",
+        "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:latest' uses the moving tag 'latest'; "
+        "pin a version tag such as :v0.18.0 or a @sha256: digest; set image.tag or image.ref in the stack config",
+    ),
+    (
+        "image-untagged",
+        "a3", "a3-0-image", _set("name", "registry:5000/ascend/vllm-ascend"), "vllm-image-pinned",
+        "node a3-0: image 'registry:5000/ascend/vllm-ascend' has no tag; pin a version tag such as "
+        ":v0.18.0 or a @sha256: digest; set image.tag or image.ref in the stack config",
+    ),
+    (
+        "container-image-reference",
+        "a3", "a3-0-vllm", _set("image", "quay.io/ascend/vllm-ascend"), "vllm-image-pinned",
+        "node a3-0: image 'quay.io/ascend/vllm-ascend' has no tag; pin a version tag such as :v0.18.0 "
+        "or a @sha256: digest; set image.tag or image.ref in the stack config",
+    ),
+    (
+        "shm-small",
+        "a2", "a2-1-vllm", _set("shmSize", 1023), "vllm-shm-size",
+        "node a2-1: shmSize is 1023 MiB, below 1024 MiB; vllm's workers need more shared memory: set "
+        "container.shmSize to at least 1024 MiB (e.g. 1g)",
+    ),
+    (
+        "shm-unset",
+        "a3", "a3-0-vllm", _drop("shmSize"), "vllm-shm-size",
+        "node a3-0: shmSize is not set, so Docker gives 64 MiB of /dev/shm and vllm's workers fail or "
+        "hang; set container.shmSize to at least 1024 MiB (e.g. 1g)",
+    ),
+    (
+        "bridge-network-multi-node",
+        "a2", "a2-1-vllm", _set("networkMode", "bridge"), "vllm-host-network",
+        "node a2-1: runs data-parallel ranks of a multi-node group on 'bridge' networking, so the other "
+        "nodes cannot reach its HCCL and RPC ports; set networkMode to 'host'",
+    ),
+    (
+        "default-network-multi-node",
+        "a2", "a2-0-vllm", _drop("networkMode"), "vllm-host-network",
+        "node a2-0: runs data-parallel ranks of a multi-node group on Docker's default bridge networking, "
+        "so the other nodes cannot reach its HCCL and RPC ports; set networkMode to 'host'",
+    ),
+    (
+        "npu-missing",
+        "a2", "a2-0-vllm", _drop_device("/dev/davinci7"), "vllm-npu-devices-match-parallelism",
+        "node a2-0: --tensor-parallel-size 4 x --data-parallel-size-local 2 = 8 NPUs, but 7 /dev/davinciN "
+        "devices are mounted (/dev/davinci0, /dev/davinci1, /dev/davinci2, /dev/davinci3, /dev/davinci4, "
+        "/dev/davinci5, /dev/davinci6); the missing ranks never start and the group hangs: mount "
+        "/dev/davinci0../dev/davinci7 or change the parallel sizes",
+    ),
+    (
+        "npu-idle",
+        "a2", "a2-1-vllm", set_flag("--data-parallel-size-local", "1"), "vllm-npu-devices-match-parallelism",
+        "node a2-1: --tensor-parallel-size 4 x --data-parallel-size-local 1 = 4 NPUs, but 8 /dev/davinciN "
+        "devices are mounted (/dev/davinci0, /dev/davinci1, /dev/davinci2, /dev/davinci3, /dev/davinci4, "
+        "/dev/davinci5, /dev/davinci6, /dev/davinci7); the extra NPUs sit idle: mount "
+        "/dev/davinci0../dev/davinci3 or change the parallel sizes",
+    ),
+    (
+        "npu-single-node-uses-dp-size",
+        "a3", "a3-0-vllm", set_flag("--tensor-parallel-size", "2"), "vllm-npu-devices-match-parallelism",
+        "node a3-0: --tensor-parallel-size 2 x --data-parallel-size 4 = 8 NPUs, but 16 /dev/davinciN "
+        "devices are mounted (" + ", ".join(f"/dev/davinci{i}" for i in range(16)) + "); the extra NPUs "
+        "sit idle: mount /dev/davinci0../dev/davinci7 or change the parallel sizes",
+    ),
+    (
+        "management-device-missing",
+        "a3", "a3-0-vllm", _drop_device("/dev/devmm_svm"), "vllm-npu-devices-match-parallelism",
+        "node a3-0: management device /dev/devmm_svm is not mounted, so the NPU runtime cannot open the "
+        "NPUs; add every one of /dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc to devices",
+    ),
+    (
+        "quantization-missing",
+        "a2", "a2-1-vllm", drop_flag("--quantization"), "vllm-w8a8-serve-flags",
+        "node a2-1: vllm-ascend/DeepSeek-R1-W8A8 is a W8A8 checkpoint but the command has no "
+        "--quantization; vllm-ascend loads it only with --quantization ascend (serve.quantization)",
+    ),
+    (
+        "quantization-wrong",
+        "a3", "a3-0-vllm", set_flag("--quantization", "fp8"), "vllm-w8a8-serve-flags",
+        "node a3-0: vllm-ascend/DeepSeek-R1-W8A8 is a W8A8 checkpoint but the command has --quantization "
+        "fp8; vllm-ascend loads it only with --quantization ascend (serve.quantization)",
+    ),
+    (
+        "memory-utilization-high",
+        "a3", "a3-0-vllm", set_flag("--gpu-memory-utilization", "0.96"), "vllm-w8a8-serve-flags",
+        "node a3-0: --gpu-memory-utilization 0.96 is outside (0, 0.95]; the NPU runtime and HCCL buffers "
+        "need the rest: set serve.gpuMemoryUtilization to e.g. 0.92",
+    ),
+    (
+        "memory-utilization-zero",
+        "a2", "a2-0-vllm", set_flag("--gpu-memory-utilization", "0"), "vllm-w8a8-serve-flags",
+        "node a2-0: --gpu-memory-utilization 0 is outside (0, 0.95]; the NPU runtime and HCCL buffers "
+        "need the rest: set serve.gpuMemoryUtilization to e.g. 0.92",
+    ),
+    (
+        "second-head",
+        "a2", "a2-1-vllm", drop_flag("--headless"), "vllm-dp-group-consistent",
+        "node a2-1: is a second head (no --headless) beside a2-0; one DP group has exactly one head: "
+        "add --headless to a2-1",
+    ),
+    (
+        "no-head",
+        "a2", "a2-0-vllm", set_flag("--headless"), "vllm-dp-group-consistent",
+        "node a2-0: every node runs --headless, so no node serves the API or coordinates the group; "
+        "remove --headless from the first node (a2-0)",
+    ),
+    (
+        "dp-size-differs",
+        "a2", "a2-1-vllm", set_flag("--data-parallel-size", "8"), "vllm-dp-group-consistent",
+        "node a2-1: --data-parallel-size 8, but head a2-0 has 4; every node of a DP group needs the same value",
+    ),
+    (
+        "rpc-port-differs",
+        "a2", "a2-1-vllm", set_flag("--data-parallel-rpc-port", "13390"), "vllm-dp-group-consistent",
+        "node a2-1: --data-parallel-rpc-port 13390, but head a2-0 has 13389; every node of a DP group "
+        "needs the same value",
+    ),
+    (
+        "address-missing",
+        "a2", "a2-1-vllm", drop_flag("--data-parallel-address"), "vllm-dp-group-consistent",
+        "node a2-1: no --data-parallel-address, but head a2-0 has 192.0.2.11; every node of a DP group "
+        "needs the same value",
+    ),
+    (
+        "address-not-head-ip",
+        "a2", "a2-0-vllm", _set_env("HCCL_IF_IP", "192.0.2.99"), "vllm-dp-group-consistent",
+        "node a2-1: --data-parallel-address 192.0.2.11 is not the address of head a2-0 (192.0.2.99, its "
+        "HCCL_IF_IP); the ranks would wait for a head that is not there: set it to 192.0.2.99 (nodes[0].ip)",
+    ),
+    (
+        "start-rank-overlaps",
+        "a2", "a2-1-vllm", set_flag("--data-parallel-start-rank", "1"), "vllm-dp-group-consistent",
+        f"node a2-1: --data-parallel-start-rank 1 overlaps ranks 0-1 of node a2-0; {FIX}",
+    ),
+    (
+        "start-rank-gap",
+        "a2", "a2-1-vllm", _both(set_flag("--data-parallel-start-rank", "3"), set_flag("--data-parallel-size-local", "1")),
+        "vllm-dp-group-consistent",
+        f"node a2-1: --data-parallel-start-rank 3 leaves ranks 2 unassigned (after node a2-0's ranks 0-1), "
+        f"and the group waits for them forever; {FIX}",
+    ),
+    (
+        "ranks-exceed-size",
+        "a2", "a2-1-vllm", set_flag("--data-parallel-start-rank", "4"), "vllm-dp-group-consistent",
+        f"node a2-1: ranks 4-5 exceed --data-parallel-size 4 (ranks 0-3); make data-parallel-size-local x "
+        f"nodes equal --data-parallel-size and {FIX}",
+    ),
+    (
+        "ranks-uncovered",
+        "a2", "a2-1-vllm", set_flag("--data-parallel-size-local", "1"), "vllm-dp-group-consistent",
+        "node a2-1: ranks 3 of --data-parallel-size 4 are held by no node (the last, a2-1, ends at rank 2), "
+        "and the group waits for them forever; make data-parallel-size-local x nodes equal --data-parallel-size",
+    ),
+    (
+        "image-differs",
+        "a2", "a2-1-image", _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0"), "vllm-dp-group-consistent",
+        "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0' differs from "
+        "'m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0' on head a2-0; every node of a DP group must "
+        "run the same build: set image once in the stack config",
+    ),
+    (
+        "model-flag-differs",
+        "a2", "a2-1-vllm", set_flag("--max-model-len", "8192"), "vllm-dp-group-consistent",
+        "node a2-1: model flags differ from head a2-0: --max-model-len 8192 (head: 16384); every node must "
+        "serve the same model configuration (set it once under serve.*)",
+    ),
+    (
+        "model-switch-missing",
+        "a2", "a2-1-vllm", drop_flag("--enable-expert-parallel"), "vllm-dp-group-consistent",
+        "node a2-1: model flags differ from head a2-0: --enable-expert-parallel missing (head: set); every "
+        "node must serve the same model configuration (set it once under serve.*)",
+    ),
+    (
+        "open-api-without-key",
+        "a2", "a2-0-vllm", _set_env("VLLM_API_KEY", ""), "vllm-api-key-on-open-api",
+        "node a2-0: the OpenAI API listens on 0.0.0.0:8000 without --api-key or VLLM_API_KEY, so anyone "
+        "who reaches the node can use it; set a key with `pulumi config set --secret apiKey <key>` or "
+        "listen on a private address (serve.host)",
+    ),
+]
+
+
+# Mistakes that legitimately break a second guardrail too.
+ALSO_REPORTED = {
+    "image-latest": {"vllm-dp-group-consistent"},  # a2-1's image now differs from the head's
+    "npu-idle": {"vllm-dp-group-consistent"},  # a2-1 now holds one rank: rank 3 is uncovered
+    "start-rank-gap": {"vllm-npu-devices-match-parallelism"},  # 1 local rank x tp4 on 8 NPUs
+    "ranks-uncovered": {"vllm-npu-devices-match-parallelism"},
+    # a serve flag changed on one node only also splits the group's model flags
+    "quantization-missing": {"vllm-dp-group-consistent"},
+    "memory-utilization-zero": {"vllm-dp-group-consistent"},
+}
+
+
+@pytest.mark.parametrize("case", VIOLATIONS, ids=[v[0] for v in VIOLATIONS])
+def test_mutation_is_reported(case):
+    case_id, stack, resource, change, policy, expected = case
+    g = mutate(graph(stack), resource, change)
+    found = run(g)
+    assert expected in messages(found, policy), messages(found, policy)
+    assert all(m.startswith("node ") for m in messages(found, policy))
+    others = {v.policy for v in found} - {policy}
+    assert others == ALSO_REPORTED.get(case_id, set()), found
+    if policy in {"vllm-dp-group-consistent", "vllm-api-key-on-open-api"}:
+        # Stack violations point at the node's container.
+        node = expected.split(":", 1)[0].removeprefix("node ")
+        urn = named(g, f"{node}-vllm").urn
+        assert urn in {v.urn for v in found if v.message == expected}
+
+
+def _headless_host(inputs):
+    set_flag("--host", "127.0.0.1")(inputs)
+
+
+# (id, stack, resource, change, policy)
+NEAR_MISSES = [
+    ("privileged-false-explicit", "a3", "a3-0-vllm", _set("privileged", False), "vllm-container-host-isolation"),
+    ("privileged-unset", "a3", "a3-0-vllm", _drop("privileged"), "vllm-container-host-isolation"),
+    ("other-run-dir", "a2", "a2-1-vllm", _add_volume("/var/run/ascend", "/var/run/ascend", True), "vllm-container-host-isolation"),
+    ("data-dir", "a3", "a3-0-vllm", _add_volume("/data/models", "/models"), "vllm-container-host-isolation"),
+    ("writable-weights", "a3", "a3-0-vllm", _add_volume("/srv/cache", "/srv/cache", False), "vllm-container-host-isolation"),
+    (
+        "driver-under-host-root",
+        "a2", "a2-0-vllm",
+        _add_volume("/host/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/lib64", True),
+        "vllm-container-host-isolation",
+    ),
+    ("image-digest", "a2", "a2-1-image", _set("name", "quay.io/ascend/vllm-ascend@sha256:" + "0" * 64), "vllm-image-pinned"),
+    ("image-latest-prefix-tag", "a3", "a3-0-image", _set("name", "quay.io/ascend/vllm-ascend:latest-a3"), "vllm-image-pinned"),
+    ("registry-port-and-tag", "a3", "a3-0-image", _set("name", "registry:5000/ascend/vllm-ascend:v0.18.0"), "vllm-image-pinned"),
+    ("shm-exactly-1g", "a2", "a2-1-vllm", _set("shmSize", 1024), "vllm-shm-size"),
+    ("shm-larger", "a3", "a3-0-vllm", _set("shmSize", 16384), "vllm-shm-size"),
+    ("bridge-single-node", "a3", "a3-0-vllm", _set("networkMode", "bridge"), "vllm-host-network"),
+    ("devices-reordered", "a2", "a2-0-vllm", _reverse_devices, "vllm-npu-devices-match-parallelism"),
+    ("devices-under-host-root", "a3", "a3-0-vllm", _reroot_devices("/host"), "vllm-npu-devices-match-parallelism"),
+    (
+        "fewer-npus-smaller-tp",
+        "a3", "a3-0-vllm",
+        _both(set_flag("--tensor-parallel-size", "2"), *[_drop_device(f"/dev/davinci{i}") for i in range(8, 16)]),
+        "vllm-npu-devices-match-parallelism",
+    ),
+    ("memory-utilization-limit", "a3", "a3-0-vllm", set_flag("--gpu-memory-utilization", "0.95"), "vllm-w8a8-serve-flags"),
+    ("memory-utilization-default", "a2", "a2-0-vllm", drop_flag("--gpu-memory-utilization"), "vllm-w8a8-serve-flags"),
+    (
+        "other-model-without-quantization",
+        "a3", "a3-0-vllm",
+        lambda i: (drop_flag("--quantization")(i), i["command"].__setitem__(2, "deepseek-ai/DeepSeek-R1")),
+        "vllm-w8a8-serve-flags",
+    ),
+    ("quantization-equals-form", "a3", "a3-0-vllm", lambda i: (drop_flag("--quantization")(i), i["command"].append("--quantization=ascend")), "vllm-w8a8-serve-flags"),
+    ("headless-host-differs", "a2", "a2-1-vllm", _headless_host, "vllm-dp-group-consistent"),
+    ("headless-port-differs", "a2", "a2-1-vllm", set_flag("--port", "8001"), "vllm-dp-group-consistent"),
+    (
+        "model-flags-reordered",
+        "a2", "a2-1-vllm",
+        lambda i: (drop_flag("--seed")(i), set_flag("--seed", "1024")(i)),
+        "vllm-dp-group-consistent",
+    ),
+    ("head-listens-privately", "a2", "a2-0-vllm", set_flag("--host", "192.0.2.11"), "vllm-api-key-on-open-api"),
+    ("api-key-flag", "a2", "a2-0-vllm", set_flag("--api-key", "k"), "vllm-api-key-on-open-api"),
+    ("headless-without-key", "a2", "a2-1-vllm", _set_env("VLLM_API_KEY", ""), "vllm-api-key-on-open-api"),
+]
+
+
+@pytest.mark.parametrize(
+    "stack, resource, change, policy", [n[1:] for n in NEAR_MISSES], ids=[n[0] for n in NEAR_MISSES]
+)
+def test_near_miss_passes(stack, resource, change, policy):
+    found = run(mutate(graph(stack), resource, change), only=policy)
+    assert found == []
+
+
+def test_every_policy_has_a_violation_and_a_near_miss():
+    names = {p.name for p in policies.POLICIES}
+    violated = {v[4] for v in VIOLATIONS} | {"remote-command-host-key-pinned"}
+    near = {n[4] for n in NEAR_MISSES} | {"remote-command-host-key-pinned"}
+    assert violated == names and near == names
+
+
+def test_config_tightens_thresholds():
+    g = graph("a3")
+    config = {
+        "vllm-shm-size": {"minShmMiB": 2048},
+        "vllm-w8a8-serve-flags": {"maxGpuMemoryUtilization": 0.9},
+    }
+    found = run(g, config=config)
+    assert messages(found, "vllm-shm-size") == [
+        "node a3-0: shmSize is 1024 MiB, below 2048 MiB; vllm's workers need more shared memory: set "
+        "container.shmSize to at least 2048 MiB (e.g. 1g)"
+    ]
+    assert messages(found, "vllm-w8a8-serve-flags") == [
+        "node a3-0: --gpu-memory-utilization 0.92 is outside (0, 0.9]; the NPU runtime and HCCL buffers "
+        "need the rest: set serve.gpuMemoryUtilization to e.g. 0.92"
+    ]
+
+
+# --- remote commands (none in the program yet: synthetic resources) -------------------------------
+
+
+def _command(connection) -> Node:
+    return Node(
+        "command:remote:Command",
+        "a2-0-prepare",
+        "urn:pulumi:a2::deepseek-r1-ascend::command:remote:Command::a2-0-prepare",
+        {"connection": connection, "create": "npu-smi info"},
+    )
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq4"
+
+
+@pytest.mark.parametrize(
+    "connection, expected",
+    [
+        (
+            {"host": "192.0.2.11", "user": "root"},
+            [
+                "node 192.0.2.11 (a2-0-prepare): connection.hostKey is not set, so the command trusts any "
+                "machine answering at 192.0.2.11; pin it with connection.hostKey (the output of "
+                "`ssh-keyscan -t ed25519 192.0.2.11`, without the host name)"
+            ],
+        ),
+        ({"host": "192.0.2.11", "user": "root", "hostKey": "  "}, 1),
+        (
+            {"host": "192.0.2.11", "hostKey": HOST_KEY, "proxy": {"host": "192.0.2.1"}},
+            [
+                "node 192.0.2.1 (a2-0-prepare): connection.proxy.hostKey is not set, so the command trusts "
+                "any machine answering at 192.0.2.1; pin it with connection.proxy.hostKey (the output of "
+                "`ssh-keyscan -t ed25519 192.0.2.1`, without the host name)"
+            ],
+        ),
+        ({"host": "192.0.2.11", "user": "root", "hostKey": HOST_KEY}, []),
+        ({"host": "192.0.2.11", "hostKey": HOST_KEY, "proxy": {"host": "192.0.2.1", "hostKey": HOST_KEY}}, []),
+        ({"host": "192.0.2.11", "hostKey": UNKNOWN_STRING_VALUE}, []),
+        (UNKNOWN_STRING_VALUE, []),
+        ({"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": {"host": "h"}}, 1),
+    ],
+    ids=["no-key", "blank-key", "proxy-no-key", "pinned", "proxy-pinned", "key-unknown", "connection-unknown", "secret"],
+)
+def test_remote_command_host_key(connection, expected):
+    found = messages(run([_command(connection)]), "remote-command-host-key-pinned")
+    if isinstance(expected, int):
+        assert len(found) == expected and all(m.startswith("node ") for m in found)
+    else:
+        assert found == expected
+
+
+def test_remote_command_types_covered():
+    for type_ in ("command:remote:CopyToRemote", "command:remote:CopyFile"):
+        node = _command({"host": "192.0.2.12"})
+        node.type = type_
+        assert len(run([node], only="remote-command-host-key-pinned")) == 1
+    node = _command({"host": "192.0.2.12"})
+    node.type = "command:local:Command"
+    assert run([node], only="remote-command-host-key-pinned") == []
+
+
+# --- unknown values at preview ------------------------------------------------------------------
+
+_SENTINEL_FOR = {
+    bool: UNKNOWN_BOOLEAN_VALUE,
+    float: UNKNOWN_NUMBER_VALUE,
+    int: UNKNOWN_NUMBER_VALUE,
+    list: UNKNOWN_ARRAY_VALUE,
+}
+
+
+def _unknown_variants(g: list[Node]):
+    """(label, graph) with one input, or one element of a list input, unknown."""
+    for node in g:
+        if node.type not in (policies.CONTAINER, policies.REMOTE_IMAGE):
+            continue
+        for key, value in node.inputs.items():
+            sentinel = _SENTINEL_FOR.get(type(value), UNKNOWN_STRING_VALUE)
+            yield f"{node.name}.{key}", mutate(g, node.name, _set(key, sentinel))
+            if isinstance(value, list) and value:
+                for index in {0, len(value) // 2, len(value) - 1}:
+                    def change(inputs, key=key, index=index):
+                        inputs[key][index] = UNKNOWN_STRING_VALUE
+                    yield f"{node.name}.{key}[{index}]", mutate(g, node.name, change)
+                    if isinstance(value[index], dict):
+                        for inner in value[index]:
+                            def change_inner(inputs, key=key, index=index, inner=inner):
+                                inputs[key][index][inner] = UNKNOWN_STRING_VALUE
+                            yield f"{node.name}.{key}[{index}].{inner}", mutate(g, node.name, change_inner)
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_unknown_values_never_crash_or_report(stack):
+    checked = 0
+    for label, variant in _unknown_variants(graph(stack)):
+        found = run(variant)
+        # An unknown value may hide a problem until `pulumi up`, never invent one.
+        assert found == [], (label, found)
+        checked += 1
+    assert checked > 40
+
+
+def test_whole_props_unknown_or_malformed_do_not_crash():
+    g = graph("a2")
+    for node in g:
+        if node.type == policies.CONTAINER:
+            node.inputs = {"command": ["vllm", "serve", 3, None], "devices": "x", "volumes": 7, "labels": [1]}
+    run(g)
+    for node in g:
+        if node.type == policies.CONTAINER:
+            node.inputs = {}
+    run(g)
+
+
+@pytest.mark.parametrize("case", VIOLATIONS, ids=[v[0] for v in VIOLATIONS])
+def test_resource_order_does_not_matter(case):
+    # The engine sends resources in registration order, which differs between runs.
+    _, stack, resource, change, _, _ = case
+    g = mutate(graph(stack), resource, change)
+    forward = sorted((v.policy, v.message, v.urn) for v in run(g))
+    backward = sorted((v.policy, v.message, v.urn) for v in run(list(reversed(g))))
+    assert forward == backward
