@@ -234,7 +234,7 @@ class DPHead:
             ).start()
             if complete:
                 self.all_joined.set()
-                log(f"all {self.dp_size} data-parallel ranks joined")
+                log(f"data-parallel ranks 0-{self.dp_size - 1} all present")
                 self.broadcast({"type": "ready", "dp_size": self.dp_size})
             # keep reading heartbeats until the peer goes away
             while not self.stopping:
