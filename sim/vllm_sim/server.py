@@ -60,7 +60,9 @@ class Engine:
             if not isinstance(prompt, str):
                 raise ApiError(400, "'prompt' must be a string")
         n_prompt = textgen.count_tokens(prompt)
-        max_tokens = body.get("max_completion_tokens") if chat else None
+        # The deployment's smoke tests send max_completion_tokens to both
+        # endpoints; honour either name on both.
+        max_tokens = body.get("max_completion_tokens")
         if max_tokens is None:
             max_tokens = body.get("max_tokens")
         if max_tokens is None:
