@@ -63,6 +63,9 @@ class Engine:
         # The deployment's smoke tests send max_completion_tokens to both
         # endpoints; honour either name on both.
         max_tokens = body.get("max_completion_tokens")
+        if max_tokens is not None and not chat and body.get("max_tokens") is None:
+            log("WARNING: max_completion_tokens on /v1/completions: real vllm's "
+                "CompletionRequest has only max_tokens and would ignore it (16 tokens)")
         if max_tokens is None:
             max_tokens = body.get("max_tokens")
         if max_tokens is None:

@@ -168,3 +168,41 @@ def test_api_key_from_env(sim):
     assert http("GET", f"http://127.0.0.1:{hp}/v1/models")[0] == 401
     assert http("GET", f"http://127.0.0.1:{hp}/v1/models",
                 headers={"Authorization": "Bearer envkey"})[0] == 200
+
+
+def test_silent_peer_is_lost_after_heartbeat_timeout(sim):
+    """A joined peer that stops sending heartbeats loses its ranks after 5 s."""
+    import json
+    import socket
+
+    hp, dpp = free_port(), free_port()
+    head = sim.start(dp_args(dpp, dp=2, local=1, http_port=hp), ip="127.0.0.1", npus=1)
+    wait_for(lambda: health(hp) == 503, 10, what="head up")
+    hello = {"type": "hello", "dp_size": 2, "start_rank": 1, "local": 1, "tp": 1,
+             "model": MODEL, "served_model_name": SERVED, "quantization": "ascend",
+             "enable_expert_parallel": True, "max_model_len": 4096}
+    with socket.create_connection(("127.0.0.1", dpp), timeout=5) as s:
+        s.sendall((json.dumps(hello) + "\n").encode())
+        reply = json.loads(s.makefile().readline())
+        assert reply == {"type": "welcome", "ranks": [1, 1]}
+        wait_for(lambda: health(hp) == 200, 5, what="ready with silent peer")
+        t0 = time.monotonic()
+        wait_for(lambda: health(hp) == 503, 9, what="503 after heartbeat timeout")
+        assert time.monotonic() - t0 > 3
+    assert "lost (heartbeat timeout)" in head.log
+
+
+def test_streaming_and_sigterm(sim):
+    import urllib.request
+    hp = free_port()
+    p = sim.start(["serve", MODEL, "--host", "127.0.0.1", "--port", str(hp)], npus=1)
+    wait_for(lambda: health(hp) == 200, 10, what="ready")
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{hp}/v1/completions", method="POST",
+        data=b'{"prompt": "hi", "max_tokens": 4, "stream": true}',
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        lines = [ln.decode().strip() for ln in r if ln.strip()]
+    assert lines[-1] == "data: [DONE]" and len(lines) == 5
+    p.kill(signal.SIGTERM)
+    assert p.p.returncode == 0
