@@ -50,7 +50,8 @@ ensure_engine() {
   fi
   if ! pgrep -x dockerd >/dev/null 2>&1; then
     log "starting dockerd in the background (log: /var/log/dockerd.log)"
-    as_root sh -c 'nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
+    # setsid: keep dockerd alive when the calling job's process group ends
+    as_root sh -c 'setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
   else
     log "dockerd process exists; waiting for it to answer"
   fi
@@ -122,7 +123,15 @@ ensure_base_image() {
 # ---------------------------------------------------------------- sim image
 build_sim_image() {
   log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $SIM_IMAGE $REPO_ROOT/sim"
-  docker build -q --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$SIM_IMAGE" "$REPO_ROOT/sim" >/dev/null
+  local out
+  out="$(mktemp)"
+  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$SIM_IMAGE" "$REPO_ROOT/sim" \
+       >"$out" 2>&1; then
+    tail -n 30 "$out" >&2
+    rm -f "$out"
+    die "docker build of $SIM_IMAGE failed"
+  fi
+  rm -f "$out"
   log "image $SIM_IMAGE ready"
 }
 
