@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import MODEL, VLLM, free_port, http, wait_for
+from simhelpers import MODEL, VLLM, free_port, http, wait_for
 
 KEYS = ["date", "backend", "model_id", "num_prompts", "request_rate", "completed",
         "total_input_tokens", "total_output_tokens", "request_throughput",

@@ -8,7 +8,7 @@ from vllm_sim import checks
 from vllm_sim.cli import build_parser
 from vllm_sim.log import Fatal
 
-from conftest import MODEL
+from simhelpers import MODEL
 
 
 def test_unknown_flag_rejected_like_argparse(sim):

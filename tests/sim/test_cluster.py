@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import MODEL, SERVED, free_port, http, wait_for
+from simhelpers import MODEL, SERVED, free_port, http, wait_for
 
 PROMPT = "The future of AI is"
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import MODEL, REPO, free_port, http, wait_for
+from simhelpers import MODEL, REPO, free_port, http, wait_for
 
 IMAGE = os.environ.get("SIM_IMAGE", "deepseek-r1-ascend-sim:0.1")
 FAKE_ROOT = "/var/lib/deepseek-r1-sim/pytest"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from simhelpers import REPO
 
 FAKE_HOST = REPO / "sim" / "fake_host.py"
 
