@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine is running and the vllm simulator image is built.
+#
+# Idempotent; meant to run as root (CI, tests, a developer's machine):
+#   1. if `docker info` works, keep the running engine; otherwise install
+#      docker.io (apt-get) when dockerd is missing and start dockerd in the
+#      background (log: /var/log/dockerd.log), waiting until it answers;
+#   2. make sure the base image $SIM_BASE_IMAGE exists; image registries are
+#      not reachable here, so it is built locally with debootstrap
+#      (minbase + python3) from the Debian mirror apt is configured with and
+#      imported with `docker import`; the rootfs tarball is cached under
+#      ${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend/;
+#   3. build the simulator image $SIM_IMAGE from sim/.
+#
+# Environment:
+#   SIM_BASE_IMAGE   base image name      (default deepseek-sim-base:bookworm)
+#   SIM_IMAGE        simulator image name (default deepseek-r1-ascend-sim:0.1)
+#   SIM_SUITE        Debian suite         (default bookworm)
+#   DEBIAN_MIRROR    mirror URL           (default: from apt's sources)
+#   DOCKERD_WAIT     seconds to wait for dockerd (default 60)
+#   SKIP_SIM_BUILD=1 only ensure the engine (and base image)
+set -euo pipefail
+
+log() { echo "docker-engine: $*" >&2; }
+die() { echo "docker-engine: ERROR: $*" >&2; exit 1; }
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SIM_BASE_IMAGE="${SIM_BASE_IMAGE:-deepseek-sim-base:bookworm}"
+SIM_IMAGE="${SIM_IMAGE:-deepseek-r1-ascend-sim:0.1}"
+SIM_SUITE="${SIM_SUITE:-bookworm}"
+DOCKERD_WAIT="${DOCKERD_WAIT:-60}"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $*"; fi
+}
+
+# ---------------------------------------------------------------- engine
+ensure_engine() {
+  if docker info >/dev/null 2>&1; then
+    log "docker engine already running"
+    return 0
+  fi
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    log "installing docker.io with apt-get"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+      || die "apt-get install docker.io failed"
+  fi
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    log "starting dockerd in the background (log: /var/log/dockerd.log)"
+    # setsid: keep dockerd alive when the calling job's process group ends
+    as_root sh -c 'setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
+  else
+    log "dockerd process exists; waiting for it to answer"
+  fi
+  local i=0
+  while ! docker info >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -gt "$DOCKERD_WAIT" ]; then
+      tail -n 20 /var/log/dockerd.log >&2 2>/dev/null || true
+      die "dockerd did not come up within ${DOCKERD_WAIT}s (see /var/log/dockerd.log); Docker cannot run on this machine"
+    fi
+    sleep 1
+  done
+  log "docker engine is up ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+}
+
+# ---------------------------------------------------------------- base image
+apt_mirror() {
+  if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+  local url=""
+  # deb822 sources: "URIs: http://.../debian" (skip the security archive)
+  url=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk '{for (i=2;i<=NF;i++) print $i}' | grep -v -- '-security' | grep '/debian' | head -n1 || true)
+  if [ -z "$url" ]; then
+    # one-line sources: "deb [opts] http://.../debian bookworm main"
+    url=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+          | grep -E '^deb ' | sed -E 's/\[[^]]*\]//' | awk '{print $2}' \
+          | grep -v -- '-security' | grep '/debian' | head -n1 || true)
+  fi
+  echo "${url:-http://deb.debian.org/debian}"
+}
+
+ensure_base_image() {
+  if docker image inspect "$SIM_BASE_IMAGE" >/dev/null 2>&1; then
+    log "base image $SIM_BASE_IMAGE present"
+    return 0
+  fi
+  mkdir -p "$CACHE_DIR"
+  local tarball="$CACHE_DIR/rootfs-${SIM_SUITE}-minbase-python3.tar"
+  if [ ! -s "$tarball" ]; then
+    command -v debootstrap >/dev/null 2>&1 || {
+      log "installing debootstrap with apt-get"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    }
+    local mirror dir
+    mirror="$(apt_mirror)"
+    dir="$(mktemp -d /var/tmp/sim-rootfs.XXXXXX)"
+    log "debootstrap --variant=minbase --include=python3 $SIM_SUITE $dir $mirror (a few minutes)"
+    if ! as_root debootstrap --variant=minbase --include=python3 "$SIM_SUITE" "$dir" "$mirror" \
+         >"$CACHE_DIR/debootstrap.log" 2>&1; then
+      tail -n 20 "$CACHE_DIR/debootstrap.log" >&2 || true
+      as_root rm -rf "$dir"
+      die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"
+    fi
+    # keep the image small: drop apt lists and caches, docs
+    as_root rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
+      "$dir"/usr/share/doc/* "$dir"/usr/share/man/* || true
+    as_root tar -C "$dir" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    as_root rm -rf "$dir"
+    log "cached rootfs tarball: $tarball"
+  else
+    log "using cached rootfs tarball $tarball"
+  fi
+  log "docker import $tarball $SIM_BASE_IMAGE"
+  docker import --change 'CMD ["/bin/bash"]' "$tarball" "$SIM_BASE_IMAGE" >/dev/null
+}
+
+# ---------------------------------------------------------------- sim image
+build_sim_image() {
+  log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $SIM_IMAGE $REPO_ROOT/sim"
+  local out
+  out="$(mktemp)"
+  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$SIM_IMAGE" "$REPO_ROOT/sim" \
+       >"$out" 2>&1; then
+    tail -n 30 "$out" >&2
+    rm -f "$out"
+    die "docker build of $SIM_IMAGE failed"
+  fi
+  rm -f "$out"
+  log "image $SIM_IMAGE ready"
+}
+
+ensure_engine
+ensure_base_image
+if [ "${SKIP_SIM_BUILD:-0}" != "1" ]; then
+  build_sim_image
+fi

@@ -1,0 +1,10 @@
+"""vllm-sim: a stdlib-only stand-in for the ``vllm`` CLI (vllm-ascend).
+
+Only for tests and a local simulated cluster; never used in real deployments.
+It keeps the contracts the deployment relies on: the ``vllm serve`` flags,
+the start-up checks for Ascend NPU devices and HCCL network settings, the
+data-parallel handshake between a head and headless nodes, the
+OpenAI-compatible HTTP API with /health and /metrics, and ``vllm bench serve``.
+"""
+
+__version__ = "0.11.0+sim"

@@ -1,0 +1,298 @@
+"""OpenAI-compatible HTTP API of the DP head (stdlib http.server)."""
+
+import json
+import os
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from vllm_sim import textgen
+from vllm_sim.log import log
+from vllm_sim.metrics import Metrics
+
+DEFAULT_MAX_MODEL_LEN = 163840  # DeepSeek-R1's max_position_embeddings
+DEFAULT_MAX_TOKENS = 16
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type_: str = "BadRequestError"):
+        super().__init__(message)
+        self.status, self.message, self.type = status, message, type_
+
+
+class Engine:
+    """What the HTTP layer needs: model identity, health, generation, metrics."""
+
+    def __init__(self, args, health_fn):
+        self.model = args.model
+        self.served_name = args.served_model_name or args.model
+        self.max_model_len = args.max_model_len or DEFAULT_MAX_MODEL_LEN
+        self.seed = args.seed if args.seed is not None else 0
+        self.api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
+        self.health_fn = health_fn
+        self.created = int(time.time())
+        self.metrics = Metrics(self.served_name)
+        self.slots = threading.Semaphore(args.max_num_seqs or 256)
+        self.tpot = float(os.environ.get("VLLM_SIM_TPOT_MS", "2")) / 1000.0
+        self.prefill_per_tok = float(os.environ.get("VLLM_SIM_PREFILL_US_PER_TOKEN", "20")) / 1e6
+        self.ttft_base = float(os.environ.get("VLLM_SIM_TTFT_BASE_MS", "5")) / 1000.0
+
+    # -- request validation
+    def prepare(self, body: dict, chat: bool) -> dict:
+        model = body.get("model")
+        if model is not None and model != self.served_name:
+            raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError")
+        if chat:
+            msgs = body.get("messages")
+            if not isinstance(msgs, list) or not msgs:
+                raise ApiError(400, "'messages' must be a non-empty list")
+            prompt = textgen.chat_prompt(msgs)
+        else:
+            prompt = body.get("prompt")
+            if isinstance(prompt, list):
+                if prompt and all(isinstance(p, int) for p in prompt):
+                    prompt = " ".join(f"t{p}" for p in prompt)  # token ids
+                elif len(prompt) == 1 and isinstance(prompt[0], str):
+                    prompt = prompt[0]
+                else:
+                    raise ApiError(400, "the simulator supports one prompt per request")
+            if not isinstance(prompt, str):
+                raise ApiError(400, "'prompt' must be a string")
+        n_prompt = textgen.count_tokens(prompt)
+        # The deployment's smoke tests send max_completion_tokens to both
+        # endpoints; honour either name on both.
+        max_tokens = body.get("max_completion_tokens")
+        if max_tokens is not None and not chat and body.get("max_tokens") is None:
+            log("WARNING: max_completion_tokens on /v1/completions: real vllm's "
+                "CompletionRequest has only max_tokens and would ignore it (16 tokens)")
+        if max_tokens is None:
+            max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            max_tokens = DEFAULT_MAX_TOKENS
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise ApiError(400, f"max_tokens must be at least 1, got {max_tokens!r}.")
+        temperature = body.get("temperature", 1.0)
+        if temperature is not None and (
+            not isinstance(temperature, (int, float)) or temperature < 0
+        ):
+            raise ApiError(400, f"temperature must be non-negative, got {temperature!r}.")
+        if n_prompt + max_tokens > self.max_model_len:
+            raise ApiError(
+                400,
+                f"This model's maximum context length is {self.max_model_len} tokens. "
+                f"However, you requested {n_prompt + max_tokens} tokens "
+                f"({n_prompt} in the messages, {max_tokens} in the completion). "
+                "Please reduce the length of the messages or completion.",
+            )
+        seed = body.get("seed")
+        if not isinstance(seed, int):
+            seed = self.seed
+        stream_opts = body.get("stream_options") or {}
+        return {
+            "chat": chat,
+            "prompt": prompt,
+            "n_prompt": n_prompt,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stream": bool(body.get("stream")),
+            "include_usage": bool(stream_opts.get("include_usage")),
+        }
+
+    def generate(self, req: dict):
+        """Yield tokens with simulated latency; records metrics at the end."""
+        m = self.metrics
+        start = time.monotonic()
+        with m.lock:
+            m.waiting += 1
+        self.slots.acquire()
+        with m.lock:
+            m.waiting -= 1
+            m.running += 1
+        ttft = None
+        try:
+            tokens = textgen.generate_tokens(req["prompt"], req["max_tokens"], req["seed"])
+            time.sleep(self.ttft_base + req["n_prompt"] * self.prefill_per_tok)
+            for i, tok in enumerate(tokens):
+                if i:
+                    time.sleep(self.tpot)
+                else:
+                    ttft = time.monotonic() - start
+                yield tok
+        finally:
+            with m.lock:
+                m.running -= 1
+            self.slots.release()
+        m.finished(req["n_prompt"], req["max_tokens"], ttft or 0.0, time.monotonic() - start)
+
+
+def make_handler(engine: Engine):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "vllm-sim"
+        sys_version = ""
+
+        def log_message(self, fmt, *a):
+            log(f"{self.client_address[0]} \"{self.requestline}\" {fmt % a if a else fmt}")
+
+        def log_request(self, code="-", size="-"):
+            log(f"{self.client_address[0]} \"{self.requestline}\" {code}")
+
+        # -- helpers
+        def _json(self, status: int, obj) -> None:
+            data = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, e: ApiError) -> None:
+            self._json(e.status, {"object": "error", "message": e.message, "type": e.type,
+                                  "param": None, "code": e.status})
+
+        def _authorized(self) -> bool:
+            if not engine.api_key:
+                return True
+            if self.headers.get("Authorization", "") == f"Bearer {engine.api_key}":
+                return True
+            self._json(401, {"error": "Unauthorized"})
+            return False
+
+        def _ready(self) -> bool:
+            if engine.health_fn():
+                return True
+            self._error(ApiError(503, "The engine is not ready or has lost a data-parallel rank.",
+                                 "ServiceUnavailableError"))
+            return False
+
+        # -- routes
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path == "/health":
+                self.send_response(200 if engine.health_fn() else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif path == "/metrics":
+                data = engine.metrics.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            elif path == "/version":
+                from vllm_sim import __version__
+                self._json(200, {"version": __version__})
+            elif path == "/v1/models":
+                if not self._authorized():
+                    return
+                self._json(200, {"object": "list", "data": [{
+                    "id": engine.served_name, "object": "model", "created": engine.created,
+                    "owned_by": "vllm", "root": engine.model, "parent": None,
+                    "max_model_len": engine.max_model_len, "permission": [],
+                }]})
+            elif path.startswith("/v1/"):
+                if self._authorized():
+                    self._error(ApiError(404, f"Not Found: {path}", "NotFoundError"))
+            else:
+                self._json(404, {"detail": "Not Found"})
+
+        def do_POST(self):
+            path = self.path.split("?", 1)[0]
+            if path not in ("/v1/completions", "/v1/chat/completions"):
+                if path.startswith("/v1/") and not self._authorized():
+                    return
+                self._json(404, {"detail": "Not Found"})
+                return
+            if not self._authorized():
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError("body must be a JSON object")
+            except ValueError as e:
+                self._error(ApiError(400, f"invalid JSON body: {e}"))
+                return
+            if not self._ready():
+                return
+            chat = path == "/v1/chat/completions"
+            try:
+                req = engine.prepare(body, chat)
+            except ApiError as e:
+                self._error(e)
+                return
+            if req["stream"]:
+                self._stream(req)
+            else:
+                self._complete(req)
+
+        def _ids(self, req):
+            prefix = "chatcmpl" if req["chat"] else "cmpl"
+            return f"{prefix}-{uuid.uuid4().hex}", int(time.time())
+
+        def _usage(self, req):
+            return {"prompt_tokens": req["n_prompt"], "completion_tokens": req["max_tokens"],
+                    "total_tokens": req["n_prompt"] + req["max_tokens"]}
+
+        def _complete(self, req):
+            text = "".join(engine.generate(req))
+            rid, created = self._ids(req)
+            if req["chat"]:
+                choice = {"index": 0, "message": {"role": "assistant", "content": text,
+                                                  "reasoning_content": None, "tool_calls": []},
+                          "logprobs": None, "finish_reason": "length", "stop_reason": None}
+                obj = "chat.completion"
+            else:
+                choice = {"index": 0, "text": text, "logprobs": None,
+                          "finish_reason": "length", "stop_reason": None}
+                obj = "text_completion"
+            self._json(200, {"id": rid, "object": obj, "created": created,
+                             "model": engine.served_name, "choices": [choice],
+                             "usage": self._usage(req)})
+
+        def _stream(self, req):
+            rid, created = self._ids(req)
+            obj = "chat.completion.chunk" if req["chat"] else "text_completion"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+
+            def send(payload):
+                self.wfile.write(f"data: {payload}\n\n".encode())
+                self.wfile.flush()
+
+            def chunk(delta_text, finish=None, first=False):
+                if req["chat"]:
+                    delta = {"content": delta_text}
+                    if first:
+                        delta["role"] = "assistant"
+                    choice = {"index": 0, "delta": delta, "logprobs": None,
+                              "finish_reason": finish}
+                else:
+                    choice = {"index": 0, "text": delta_text, "logprobs": None,
+                              "finish_reason": finish}
+                return {"id": rid, "object": obj, "created": created,
+                        "model": engine.served_name, "choices": [choice]}
+
+            try:
+                n = req["max_tokens"]
+                for i, tok in enumerate(engine.generate(req)):
+                    send(json.dumps(chunk(tok, "length" if i == n - 1 else None, i == 0)))
+                if req["include_usage"]:
+                    send(json.dumps({"id": rid, "object": obj, "created": created,
+                                     "model": engine.served_name, "choices": [],
+                                     "usage": self._usage(req)}))
+                send("[DONE]")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
+
+
+class ApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128

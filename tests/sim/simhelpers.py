@@ -1,0 +1,101 @@
+"""Shared helpers for the vllm simulator tests: run `sim/vllm` as subprocesses on
+loopback with a fake device dir and a fake /sys/class/net, no Docker."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VLLM = REPO / "sim" / "vllm"
+SIM_DIR = REPO / "sim"
+if str(SIM_DIR) not in sys.path:
+    sys.path.insert(0, str(SIM_DIR))
+
+MODEL = "/models/DeepSeek-R1-W8A8"
+SERVED = "deepseek-r1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http(method, url, body=None, headers=None, timeout=10.0):
+    """Return (status, parsed JSON or raw text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except OSError:
+        return None, None
+    text = raw.decode()
+    try:
+        return status, json.loads(text) if text else ""
+    except ValueError:
+        return status, text
+
+
+def make_fake_node(root: Path, npus: int) -> Path:
+    dev = root / "dev"
+    dev.mkdir(parents=True, exist_ok=True)
+    for i in range(npus):
+        (dev / f"davinci{i}").touch()
+    for n in ("davinci_manager", "devmm_svm", "hisi_hdc"):
+        (dev / n).touch()
+    return dev
+
+
+class Proc:
+    def __init__(self, args, env, log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.p = subprocess.Popen([sys.executable, str(VLLM), *args], env=env,
+                                  stdout=self._log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout=15.0) -> int:
+        try:
+            return self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"process did not exit in {timeout}s; log:\n{self.log}")
+
+    def wait_log(self, text, timeout=10.0):
+        wait_for(lambda: text in self.log, timeout, what=f"log line {text!r}; log:\n{self.log}")
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=10)
+
+    def close(self):
+        self.kill()
+        self._log.close()
