@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from pulumi.runtime import rpc
 from pulumi_policy import (
     PolicyCustomTimeouts,
     PolicyResource,
@@ -55,9 +56,17 @@ class Node:
 def graph_of(deployment) -> list[Node]:
     """A mutable copy of a mocked Deployment's resources."""
     return [
-        Node(r.type, r.name, r.urn, copy.deepcopy(r.inputs), r.parent or "", tuple(r.dependencies))
+        Node(r.type, r.name, r.urn, _with_secrets(r), r.parent or "", tuple(r.dependencies))
         for r in deployment.resources
     ]
+
+
+def _with_secrets(resource) -> dict:
+    """Inputs as the engine sends them to the analyzer: secret values still wrapped."""
+    inputs = copy.deepcopy(resource.inputs)
+    for key in resource.secret_inputs:
+        inputs[key] = {rpc._special_sig_key: rpc._special_secret_sig, "value": inputs[key]}
+    return inputs
 
 
 def engine_props(inputs: dict) -> Any:

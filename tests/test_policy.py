@@ -19,6 +19,7 @@ from policy_harness import POLICY_DIR, PROJECT_DIR, Node, drop_flag, graph_of, m
 
 SHIPPED = ("a3", "a2")
 API_KEY = "policy-test-key"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
 
 
 @lru_cache(maxsize=None)
@@ -31,8 +32,11 @@ def _graph(stack: str, api_key: bool, preview: bool = False, nodes: int = 0) -> 
         settings["serve"] = {"dataParallelSize": 2 * nodes}
     secret_keys: tuple[str, ...] = ()
     if api_key:
+        # What the README asks of a site: an API key, and each node's SSH host key pinned.
         settings["apiKey"] = API_KEY
         secret_keys = ("apiKey",)
+        for node in settings["nodes"]:
+            node["hostKey"] = HOST_KEY
     return graph_of(run_program(settings, stack=stack, secret_keys=secret_keys, preview=preview))
 
 
@@ -136,8 +140,12 @@ def test_shipped_stacks_pass_every_policy(stack, preview):
 
 
 @pytest.mark.parametrize("stack", SHIPPED)
-def test_shipped_stacks_without_api_key_only_get_the_open_api_advisory(stack):
+def test_shipped_stacks_without_site_secrets_only_get_advisories(stack):
     found = run(graph(stack, api_key=False))
+    remote_commands = [n for n in graph(stack, api_key=False) if n.type == "command:remote:Command"]
+    host_key = [v for v in found if v.policy == "remote-command-host-key-pinned"]
+    assert len(host_key) == len(remote_commands) > 0
+    found = [v for v in found if v.policy != "remote-command-host-key-pinned"]
     assert [(v.policy, v.message) for v in found] == [
         (
             "vllm-api-key-on-open-api",

@@ -51,6 +51,8 @@ def _analyze_all(servicer, graph) -> list:
 @pytest.fixture(scope="module")
 def a2():
     settings = {**stack_settings("a2"), "apiKey": "k"}
+    for node in settings["nodes"]:
+        node["hostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEngineTestHostKey"
     return graph_of(run_program(settings, stack="a2", secret_keys=("apiKey",)))
 
 
