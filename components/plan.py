@@ -154,10 +154,13 @@ class ClusterPlan:
 
     @property
     def smoke_request(self) -> dict:
+        # The tutorial's request. Its max_completion_tokens is a chat-API field that vllm's
+        # /v1/completions ignores (answering 16 tokens), so max_tokens carries the 50.
         return {
             "model": self.served_model_name,
             "prompt": "The future of AI is",
             "max_completion_tokens": 50,
+            "max_tokens": 50,
             "temperature": 0,
         }
 

@@ -137,5 +137,6 @@ def test_endpoint_and_smoke_request_are_the_tutorials():
         "model": "deepseek_r1",
         "prompt": "The future of AI is",
         "max_completion_tokens": 50,
+        "max_tokens": 50,
         "temperature": 0,
     }

@@ -131,7 +131,7 @@ def test_outputs_tell_a_user_where_and_what_runs(a2):
     assert a2.outputs["smokeTest"] == (
         "curl -sS http://192.0.2.11:8000/v1/completions -H 'Content-Type: application/json' -d "
         "'{\"model\": \"deepseek_r1\", \"prompt\": \"The future of AI is\", \"max_completion_tokens\": 50, "
-        "\"temperature\": 0}'"
+        "\"max_tokens\": 50, \"temperature\": 0}'"
     )
 
 

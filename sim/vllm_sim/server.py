@@ -60,12 +60,11 @@ class Engine:
             if not isinstance(prompt, str):
                 raise ApiError(400, "'prompt' must be a string")
         n_prompt = textgen.count_tokens(prompt)
-        # The deployment's smoke tests send max_completion_tokens to both
-        # endpoints; honour either name on both.
-        max_tokens = body.get("max_completion_tokens")
-        if max_tokens is not None and not chat and body.get("max_tokens") is None:
-            log("WARNING: max_completion_tokens on /v1/completions: real vllm's "
-                "CompletionRequest has only max_tokens and would ignore it (16 tokens)")
+        # As in vllm: chat requests take max_completion_tokens (or max_tokens); a completions
+        # request only knows max_tokens and ignores any other field with a warning.
+        max_tokens = body.get("max_completion_tokens") if chat else None
+        if not chat and "max_completion_tokens" in body:
+            log("WARNING: /v1/completions ignores the unknown field max_completion_tokens; use max_tokens")
         if max_tokens is None:
             max_tokens = body.get("max_tokens")
         if max_tokens is None:

@@ -47,7 +47,7 @@ def test_handshake_ready_models_and_completion(cluster):
     assert models["data"][0]["id"] == SERVED
     assert models["data"][0]["root"] == MODEL
     assert models["data"][0]["max_model_len"] == 4096
-    body = {"model": SERVED, "prompt": PROMPT, "max_completion_tokens": 50, "temperature": 0}
+    body = {"model": SERVED, "prompt": PROMPT, "max_tokens": 50, "temperature": 0}
     st, r1 = http("POST", f"http://127.0.0.1:{hp}/v1/completions", body)
     assert st == 200, r1
     assert r1["object"] == "text_completion" and r1["model"] == SERVED
