@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: test render clean
+.PHONY: test clean local-hosts
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest
@@ -15,3 +15,8 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Fake NPU devices and driver files for the nodes of Pulumi.local.yaml (root; `make test` does it too).
+local-hosts: $(VENV)/.installed
+	bash scripts/docker-engine.sh
+	$(PYTHON) sim/local_hosts.py local

@@ -1,0 +1,193 @@
+"""The local stack for real: its per-node scripts (`python -m components.render local`) run on this
+machine's Docker engine with the simulator image, then the deployment's own readiness, smoke and
+benchmark commands run against it, and teardown leaves nothing behind.
+
+Needs root and a Docker engine (scripts/docker-engine.sh starts one and builds the images).
+Where Docker cannot run these tests skip with the reason; under CI (CI=true) they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from components import servicechecks
+from components.config import Benchmark
+from components.plan import LABEL_PREFIX, plan_cluster
+from components.render import node_script
+from components.stack import config_from_stack_file, stack_file
+from mocked import PROJECT_DIR
+
+STACK = "local"
+READY_TIMEOUT_S = 90
+
+
+def sh(script: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def engine():
+    problem = None
+    if os.geteuid() != 0:
+        problem = "needs root to run Docker and create fake NPU device nodes"
+    else:
+        result = subprocess.run(
+            ["bash", str(PROJECT_DIR / "scripts" / "docker-engine.sh")], capture_output=True, text=True, timeout=1800
+        )
+        if result.returncode != 0:
+            problem = "Docker cannot run here: " + result.stderr.strip().splitlines()[-1]
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"the local-stack integration test must run in CI, but {problem}")
+        pytest.skip(problem)
+    subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "sim" / "local_hosts.py"), STACK], check=True, capture_output=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_cluster(config_from_stack_file(stack_file(PROJECT_DIR, STACK)), stack=STACK)
+
+
+def stack_containers() -> list[str]:
+    out = sh(f"docker ps -aq --filter label={LABEL_PREFIX}stack={STACK}").stdout
+    return out.split()
+
+
+def remove_stack_containers():
+    ids = stack_containers()
+    if ids:
+        sh("docker rm -f " + " ".join(ids))
+
+
+@pytest.fixture
+def cluster(engine, plan):
+    """Starts nothing itself; removes whatever the test started, and checks nothing is left."""
+    remove_stack_containers()
+    networks = sh("docker network ls -q").stdout.split()
+    yield plan
+    remove_stack_containers()
+    assert stack_containers() == []
+    assert sh("docker network ls -q").stdout.split() == networks
+
+
+def start(plan, edit=lambda node, script: script):
+    """Run each node's rendered script (optionally edited as a person might mistype it)."""
+    for node in plan.nodes:
+        result = sh(edit(node, node_script(plan, node)))
+        assert result.returncode == 0, result.stderr
+
+
+def logs(plan, index: int) -> str:
+    result = sh(f"docker logs {plan.nodes[index].container_name}")
+    return result.stdout + result.stderr
+
+
+def wait_ready(plan, timeout: int = READY_TIMEOUT_S) -> subprocess.CompletedProcess:
+    script = servicechecks.readiness_command(
+        plan.head_local_url, plan.served_model_name, timeout, 1, plan.head.container_name
+    )
+    return sh(script, timeout=timeout + 30)
+
+
+def health(plan) -> int:
+    try:
+        with urllib.request.urlopen(f"{plan.head_local_url}/health", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_local_stack_serves_the_smoke_request_and_benchmark(cluster):
+    plan = cluster
+    start(plan)
+    ready = wait_ready(plan)
+    assert ready.returncode == 0, ready.stderr
+    assert servicechecks.ready_after_seconds(ready.stdout) <= READY_TIMEOUT_S
+
+    head_log = logs(plan, 0)
+    assert "vllm-sim: rank 2-3 joined from 127.0.0.2" in head_log
+    assert "vllm-sim: all 4 data-parallel ranks joined; ready" in head_log
+
+    smoke = servicechecks.parse_smoke(sh(servicechecks.smoke_command(plan.head_local_url, plan.smoke_request)).stdout)
+    assert smoke.completion_tokens == 50 and smoke.text.strip()
+
+    models = json.load(urllib.request.urlopen(f"{plan.head_local_url}/v1/models", timeout=5))
+    assert [m["id"] for m in models["data"]] == ["deepseek_r1"]
+
+    settings = Benchmark(numPrompts=20, requestRate=20, resultDir="/tmp/bench")
+    bench = sh(
+        servicechecks.benchmark_command(
+            plan.head.container_name, plan.model, plan.served_model_name, plan.head_local_url, settings, STACK
+        ),
+        timeout=300,
+    )
+    assert bench.returncode == 0, bench.stderr
+    metrics = servicechecks.parse_benchmark(bench.stdout)
+    assert metrics["completed"] == 20 and metrics["output_throughput"] > 0
+    assert "Serving Benchmark Result" in bench.stderr
+
+
+def test_losing_the_headless_node_turns_health_to_503(cluster):
+    plan = cluster
+    start(plan)
+    assert wait_ready(plan).returncode == 0
+    assert health(plan) == 200
+    sh(f"docker kill {plan.nodes[1].container_name}")
+    wait_for(lambda: health(plan) == 503, 20, "the head to report the lost rank")
+    assert re.search(r"data-parallel rank 2-3 .*lost", logs(plan, 0))
+
+
+def test_a_mistyped_start_rank_never_becomes_ready(cluster):
+    plan = cluster
+
+    def overlap(node, script):
+        return script.replace("--data-parallel-start-rank 2", "--data-parallel-start-rank 1")
+
+    start(plan, overlap)
+    not_ready = wait_ready(plan, timeout=15)
+    assert not_ready.returncode == 1
+    assert "not ready after 15s: http://127.0.0.1:8000/health is not 200" in not_ready.stderr
+    assert health(plan) == 503
+    wait_for(lambda: "rejected" in logs(plan, 1), 20, "the headless node to be rejected")
+    assert re.search(r"vllm-sim: ERROR: .*overlap", logs(plan, 1))
+
+
+def test_a_mistyped_rpc_port_never_becomes_ready(cluster):
+    plan = cluster
+
+    def wrong_port(node, script):
+        if node.role != "headless":
+            return script
+        script = script.replace("--data-parallel-rpc-port 13389", "--data-parallel-rpc-port 13390")
+        # Give up joining quickly instead of the real cluster's long hang.
+        return script.replace("set -eu\n", "set -eu\nexport VLLM_SIM_JOIN_TIMEOUT=5\n").replace(
+            "docker run \\\n", "docker run -e VLLM_SIM_JOIN_TIMEOUT \\\n"
+        )
+
+    start(plan, wrong_port)
+    assert wait_ready(plan, timeout=15).returncode == 1
+    wait_for(lambda: "could not reach DP head at 127.0.0.1:13390" in logs(plan, 1), 30, "the join to time out")
