@@ -18,10 +18,18 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from pulumi_policy import (
+# The pack lives inside the project: it reads the program's facts (driver paths, devices, what a
+# pinned image is) instead of keeping copies that could drift.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components.config import image_reference_problem  # noqa: E402
+from components.plan import DRIVER_PATHS, LABEL_PREFIX, MANAGEMENT_DEVICES  # noqa: E402
+from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
     PolicyConfigSchema,
     ReportViolation,
@@ -42,24 +50,10 @@ from pulumi_policy.proxy import (
     UnknownValueError,
 )
 
-PROJECT = "deepseek-r1-ascend"
-LABEL_PREFIX = f"{PROJECT}."
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 REMOTE_COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote", "command:remote:CopyFile")
 
-# Kept equal to components.plan.MANAGEMENT_DEVICES / DRIVER_PATHS (tests/test_policy.py checks).
-MANAGEMENT_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
-DRIVER_PATHS = (
-    "/usr/local/dcmi",
-    "/etc/hccn.conf",
-    "/usr/bin/hccn_tool",
-    "/usr/local/Ascend/driver/tools/hccn_tool",
-    "/usr/local/bin/npu-smi",
-    "/usr/local/Ascend/driver/lib64",
-    "/usr/local/Ascend/driver/version.info",
-    "/etc/ascend_install.info",
-)
 # Anything below these is driver or firmware too, whatever the exact path.
 DRIVER_TREES = ("/usr/local/Ascend/driver", "/usr/local/Ascend/firmware", "/usr/local/dcmi")
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
@@ -330,25 +324,6 @@ def _config(args: Any, key: str, default: Any) -> Any:
 
 
 # --- image references ---------------------------------------------------------------------------
-
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-
-
-def image_reference_problem(ref: str) -> Optional[str]:
-    """Why an image reference is not pinned (same rule as components.config), or None."""
-    if _DIGEST.search(ref):
-        return None
-    last = ref.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return f"'{ref}' has no tag; pin a version tag such as :v0.18.0 or a @sha256: digest"
-    tag = last.split(":", 1)[1]
-    if tag == "latest":
-        return f"'{ref}' uses the moving tag 'latest'; pin a version tag such as :v0.18.0 or a @sha256: digest"
-    if not _TAG.match(tag):
-        return f"'{ref}' has an invalid tag '{tag}'; use letters, digits, '.', '_' or '-'"
-    return None
-
 
 # --- resource policies: containers ---------------------------------------------------------------
 
