@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from . import servicechecks
+from .config import TOKEN_ENV
 from .host import AscendHost
 from .nodecommand import node_command
 from .plan import ClusterPlan
@@ -45,7 +46,7 @@ class VllmCluster(pulumi.ComponentResource):
                         node,
                         servicechecks.staging_command(node.image, node.weights_dir, plan.model, plan.use_modelscope),
                         ssh_private_key=plan.ssh_private_key,
-                        environment={k: v for k, v in node.env if k in node.secret_env and k != "VLLM_API_KEY"} or None,
+                        environment={k: v for k, v in node.env if k in TOKEN_ENV} or None,
                         opts=pulumi.ResourceOptions(parent=self, depends_on=list(checks.commands.values()) if checks else []),
                     )
                 )

@@ -7,6 +7,7 @@ checks run under `pulumi up` and under `python -m components.render`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
 import json
@@ -69,6 +70,8 @@ SECRET_ENV = {
     "hfToken": "HF_TOKEN",
 }
 SECRET_KEYS = (*SECRET_ENV, "sshPrivateKey")
+# The download tokens, which weights staging needs and the API key it does not.
+TOKEN_ENV = (SECRET_ENV["modelscopeToken"], SECRET_ENV["hfToken"])
 # `nodes[i].nic: auto` asks the preflight to find the interface that holds the node's IP.
 AUTO_NIC = "auto"
 
@@ -474,27 +477,40 @@ def _loc_path(loc: tuple) -> str:
     return path
 
 
-def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys a section accepts, found by walking the models along an error's location."""
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
+def _section(loc: tuple) -> Optional[type[BaseModel]]:
+    """The model whose key the last named part of an error's location is."""
+    model: Optional[type[BaseModel]] = ClusterConfig
+    names = [part for part in loc if isinstance(part, str)]
+    for part in names[:-1]:
         field = next((f for f in model.model_fields.values() if f.alias == part), None)
         if field is None:
-            return []
-        annotation = field.annotation
-        inner = getattr(annotation, "__args__", (annotation,))
+            return None
+        inner = getattr(field.annotation, "__args__", (field.annotation,))
         model = next((t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)), None)
         if model is None:
-            return []
-    return [f.alias for f in model.model_fields.values()]
+            return None
+    return model
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    model = _section(loc)
+    return [f.alias for f in model.model_fields.values()] if model else []
+
+
+def _key_loc(loc: tuple) -> tuple:
+    """An error's location cut after the last config key (pydantic appends union branch names)."""
+    for end in range(len(loc), 0, -1):
+        part = loc[end - 1]
+        if isinstance(part, int) or part in _known_keys(loc[:end]):
+            return loc[:end]
+    return loc
 
 
 def _describe(error: dict) -> str:
-    path = _loc_path(error["loc"])
     kind = error["type"]
+    path = _loc_path(error["loc"] if kind == "extra_forbidden" else _key_loc(error["loc"]))
     if kind == "extra_forbidden":
-        known = _known_keys(ClusterConfig, error["loc"])
+        known = _known_keys(error["loc"])
         unknown = str(error["loc"][-1])
         close = [k for k in known if unknown.lower().startswith(k.lower())] or difflib.get_close_matches(
             unknown, known, n=1
@@ -609,10 +625,55 @@ def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) 
     `secret_keys` are the top-level keys Pulumi holds encrypted.
     """
     try:
-        cfg = ClusterConfig.model_validate(raw)
+        cfg, problems = ClusterConfig.model_validate(raw), []
     except ValidationError as e:
-        raise ConfigError([_describe(err) for err in e.errors()]) from None
-    problems = _node_problems(cfg) + _topology_problems(cfg) + _setting_problems(cfg, secret_keys)
+        problems = _one_line_per_key([_describe(err) for err in e.errors()])
+        cfg = _with_defaults_where_invalid(raw, e.errors())
+        if cfg is None:
+            raise ConfigError(problems) from None
+    # Cross-key rules also run when a key with a default was invalid (judged with its default),
+    # so a typo and a topology mistake show up in one run; never twice for one key.
+    reported = {p.split(":", 1)[0] for p in problems}
+    problems += [
+        p
+        for p in _node_problems(cfg) + _topology_problems(cfg) + _setting_problems(cfg, secret_keys)
+        if p.split(":", 1)[0] not in reported
+    ]
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _one_line_per_key(problems: list[str]) -> list[str]:
+    """A value that fits none of a key's accepted types gets one line naming them all."""
+    merged: dict[str, str] = {}
+    for problem in problems:
+        key = problem.split(":", 1)[0]
+        if key in merged:
+            merged[key] += " or " + problem.rsplit("input should be ", 1)[-1]
+        else:
+            merged[key] = problem
+    return list(merged.values())
+
+
+def _with_defaults_where_invalid(raw: dict[str, Any], errors: list[dict]) -> Optional[ClusterConfig]:
+    """The config with every invalid or unknown key dropped, if each dropped key has a default."""
+    trimmed = copy.deepcopy(raw)
+    for error in errors:
+        loc = error["loc"] if error["type"] == "extra_forbidden" else _key_loc(error["loc"])
+        loc = loc[: max(i for i, part in enumerate(loc) if isinstance(part, str)) + 1]
+        model = _section(loc)
+        field = next((f for f in model.model_fields.values() if f.alias == loc[-1]), None) if model else None
+        if error["type"] != "extra_forbidden" and (field is None or field.is_required()):
+            return None
+        try:
+            parent = trimmed
+            for part in loc[:-1]:
+                parent = parent[part]
+            parent.pop(loc[-1], None)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+    try:
+        return ClusterConfig.model_validate(trimmed)
+    except ValidationError:
+        return None

@@ -12,7 +12,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .config import Accuracy, Benchmark
+from .config import TOKEN_ENV, Accuracy, Benchmark
+from .plan import WEIGHTS_MOUNT
 
 # Adds the API key header to curl's arguments when the command runs with VLLM_API_KEY set.
 _CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
@@ -185,7 +186,7 @@ def parse_accuracy(output: str) -> dict[str, dict[str, float]]:
 
 def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bool) -> str:
     """Download the weights once into the host's weights directory, with the image's own tools."""
-    marker = "/root/.cache/.staged-" + re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+    marker = f"{WEIGHTS_MOUNT}/.staged-" + re.sub(r"[^A-Za-z0-9_.-]", "_", model)
     download = (
         f"modelscope download --model {shlex.quote(model)}"
         if use_modelscope
@@ -195,11 +196,5 @@ def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bo
         f'if [ -f {marker} ]; then echo "already staged: {model}"; '
         f"else {download} && touch {marker} && echo \"staged: {model}\"; fi"
     )
-    return shlex.join(
-        [
-            "docker", "run", "--rm",
-            "-e", "MODELSCOPE_API_TOKEN", "-e", "HF_TOKEN",
-            "-v", f"{weights_dir}:/root/.cache",
-            image, "sh", "-c", inner,
-        ]
-    )  # fmt: skip
+    tokens = [arg for name in TOKEN_ENV for arg in ("-e", name)]
+    return shlex.join(["docker", "run", "--rm", *tokens, "-v", f"{weights_dir}:{WEIGHTS_MOUNT}", image, "sh", "-c", inner])

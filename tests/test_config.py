@@ -230,6 +230,27 @@ def test_every_problem_is_reported_at_once():
     ]
 
 
+def test_invalid_keys_with_defaults_do_not_hide_cross_key_problems():
+    raw = a2(serve={"tensorParallelSize": 8, "maxNumSeq": 8, "port": "http"})
+    assert [p.split(":")[0] for p in problems(raw)] == [
+        "serve.port",
+        "serve.maxNumSeq",
+        "serve.tensorParallelSize",
+    ]
+
+
+def test_a_missing_required_key_stops_before_cross_key_rules():
+    raw = a2(serve={"tensorParallelSize": 8})
+    del raw["nodes"][1]["ip"]
+    assert problems(raw) == ["nodes[1].ip: required key is missing"]
+
+
+def test_union_branches_do_not_leak_into_key_paths():
+    assert problems(a2(serve={"speculativeConfig": [1, 2]})) == [
+        "serve.speculativeConfig: got [1, 2]; input should be a valid string or a valid dictionary"
+    ]
+
+
 def test_error_text_lists_every_problem():
     with pytest.raises(ConfigError) as caught:
         load_config(a2(image={"tag": "latest"}, container={"shmSize": "lots"}))
