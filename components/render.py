@@ -14,8 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import ConfigError
-from .plan import ClusterPlan, NodePlan, find_node, plan_cluster
+from .config import AUTO_NIC, ConfigError
+from .plan import NIC_ENV, ClusterPlan, NodePlan, find_node, plan_cluster
 from .stack import config_from_stack_file, stack_file
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -66,8 +66,16 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
         f"{len(plan.nodes) * node.dp_local}, Docker host {node.docker_host}",
         "set -eu",
     ]
+    if node.nic == AUTO_NIC:
+        # The same discovery the preflight does: the interface that holds the node's address.
+        lines.append(
+            f"nic_name=$(ip -o addr show | awk -v ip={shlex.quote(node.ip)} '$4 ~ \"^\" ip \"/\" {{print $2; exit}}')"
+        )
+        lines.append(f'[ -n "$nic_name" ] || {{ echo "no interface holds {node.ip}" >&2; exit 1; }}')
     for name, value in node.env:
-        if name in node.secret_env:
+        if node.nic == AUTO_NIC and name in NIC_ENV:
+            lines.append(f'export {name}="$nic_name"')
+        elif name in node.secret_env:
             lines.append(f'export {name}="${{{name}:?set {name} in your environment first}}"')
         else:
             lines.append(f"export {name}={shlex.quote(value)}")

@@ -112,3 +112,19 @@ def test_plain_text_secret_in_a_stack_file_is_refused(tmp_path):
     result = render("s", "--project-dir", str(tmp_path))
     assert result.returncode == 2
     assert "hfToken: stored in plain text; set it with `pulumi config set --secret hfToken <value>`" in result.stderr
+
+
+def test_auto_nic_is_discovered_by_the_script(tmp_path):
+    (tmp_path / "Pulumi.auto.yaml").write_text(
+        "config:\n"
+        "  deepseek-r1-ascend:profile: atlas-800-a3\n"
+        "  deepseek-r1-ascend:nodes:\n"
+        "    - {name: a3-0, ip: 127.0.0.1, nic: auto}\n"
+    )
+    script = render("auto", "--project-dir", str(tmp_path)).stdout
+    exports = script.split("docker run")[0]
+    # Run the discovery and exports on this machine: loopback holds 127.0.0.1.
+    result = subprocess.run(["sh", "-c", exports + "echo $GLOO_SOCKET_IFNAME $TP_SOCKET_IFNAME $HCCL_SOCKET_IFNAME"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.stdout.split() == ["lo", "lo", "lo"]
+    assert "export HCCL_IF_IP=127.0.0.1" in exports

@@ -1,0 +1,96 @@
+"""Readers of what the verification commands print: healthy answers, failures and garbage."""
+
+import json
+
+import pytest
+
+from components import servicechecks as sc
+from components.config import Accuracy, Benchmark
+from fakehosts import BENCHMARK_RESULT, LM_EVAL_TABLE, smoke_output
+
+
+def test_readiness_reports_the_wait():
+    assert sc.ready_after_seconds("ready after 812s\n") == 812
+    with pytest.raises(sc.ServiceCheckFailed, match="readiness: unexpected output 'curl: not found'"):
+        sc.ready_after_seconds("curl: not found")
+
+
+def test_smoke_reads_text_latency_and_tokens():
+    result = sc.parse_smoke(smoke_output(" is bright"))
+    assert (result.text, result.latency_ms, result.completion_tokens) == (" is bright", 1532.0, 50)
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("", "smoke test: no HTTP status in curl output ''"),
+        ("curl: (7) Failed to connect to 127.0.0.1 port 8000", "smoke test: no HTTP status in curl output"),
+        ('{"error":"Unauthorized"}\n401 0.002\n', 'smoke test: /v1/completions answered HTTP 401: {"error":"Unauthorized"}'),
+        ("<html>proxy error</html>\n200 0.1\n", "smoke test: not an OpenAI completion: '<html>proxy error</html>'"),
+        ('{"choices": [{"text": ""}]}\n200 0.1\n', "smoke test: the model returned an empty completion"),
+    ],
+)
+def test_smoke_failures_say_what_came_back(output, message):
+    with pytest.raises(sc.ServiceCheckFailed) as caught:
+        sc.parse_smoke(output)
+    assert str(caught.value).startswith(message)
+
+
+def test_smoke_command_sends_the_request_with_the_key_from_the_environment():
+    script = sc.smoke_command("http://127.0.0.1:8000", {"model": "m", "prompt": "p"})
+    assert "-d '{\"model\": \"m\", \"prompt\": \"p\"}' http://127.0.0.1:8000/v1/completions" in script
+    assert '"Authorization: Bearer $VLLM_API_KEY"' in script
+
+
+def test_benchmark_reads_vllms_result_file():
+    metrics = sc.parse_benchmark(json.dumps({**BENCHMARK_RESULT, "date": "20261128-010203"}))
+    assert metrics == {k: BENCHMARK_RESULT[k] for k in sc.BENCHMARK_KEYS}
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("Traceback (most recent call last):", "benchmark: the result file is not JSON"),
+        (json.dumps({"completed": 3}), "benchmark: the result file lacks request_throughput, output_throughput"),
+        (json.dumps({**BENCHMARK_RESULT, "completed": 0}), "benchmark: no request completed"),
+    ],
+)
+def test_benchmark_failures(output, message):
+    with pytest.raises(sc.ServiceCheckFailed) as caught:
+        sc.parse_benchmark(output)
+    assert str(caught.value).startswith(message)
+
+
+def test_benchmark_command_uses_the_tutorials_parameters_in_the_head_container():
+    script = sc.benchmark_command("vllm-ascend", "vllm-ascend/DeepSeek-R1-W8A8", "deepseek_r1", "http://127.0.0.1:8000", Benchmark(), "a2")
+    assert script.splitlines()[1] == (
+        "docker exec -e OPENAI_API_KEY vllm-ascend vllm bench serve --backend vllm --base-url http://127.0.0.1:8000 "
+        "--model vllm-ascend/DeepSeek-R1-W8A8 --served-model-name deepseek_r1 --dataset-name random "
+        "--random-input-len 200 --num-prompts 200 --request-rate 1 --save-result --result-dir /root/.cache/benchmarks "
+        "--result-filename a2-random-200p-1qps.json >&2"
+    )
+    assert script.splitlines()[2] == "docker exec vllm-ascend cat /root/.cache/benchmarks/a2-random-200p-1qps.json"
+
+
+def test_accuracy_reads_lm_evals_table():
+    assert sc.parse_accuracy("2025-01-01 INFO evaluating...\n" + LM_EVAL_TABLE) == {
+        "gsm8k": {"flexible-extract": 0.9553, "strict-match": 0.9545}
+    }
+
+
+def test_accuracy_without_a_table_fails():
+    with pytest.raises(sc.ServiceCheckFailed, match="accuracy: no results table in lm_eval's output"):
+        sc.parse_accuracy("lm_eval: command not found")
+
+
+def test_accuracy_command_points_lm_eval_at_the_head():
+    script = sc.accuracy_command("vllm-ascend", "deepseek_r1", "http://127.0.0.1:8000", Accuracy(limit=50, modelArgs="tokenizer=/w"))
+    assert "--model_args model=deepseek_r1,base_url=http://127.0.0.1:8000/v1/completions,tokenized_requests=False,trust_remote_code=True,tokenizer=/w" in script
+    assert script.endswith("--tasks gsm8k --output_path /root/.cache/accuracy --limit 50")
+
+
+def test_staging_is_skipped_once_the_marker_exists():
+    script = sc.staging_command("img:v1", "/data/weights", "vllm-ascend/DeepSeek-R1-W8A8", use_modelscope=True)
+    assert script.startswith("docker run --rm -e MODELSCOPE_API_TOKEN -e HF_TOKEN -v /data/weights:/root/.cache img:v1 sh -c ")
+    assert "if [ -f /root/.cache/.staged-vllm-ascend_DeepSeek-R1-W8A8 ]" in script
+    assert "huggingface-cli download" in sc.staging_command("i:1", "/w", "org/m", use_modelscope=False)
