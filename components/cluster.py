@@ -33,23 +33,14 @@ class VllmCluster(pulumi.ComponentResource):
             *[p.report for p in self.preflight.values()], *([cluster_checks.passed] if cluster_checks else [])
         )
         self.servers = {}
+        staged = None
         for node in plan.nodes:
             checks = self.preflight.get(node.name)
             gate = None
             if checks is not None:
                 gate = pulumi.Output.all(checks.driver_version, all_checks).apply(lambda values: values[0])
-            staged = []
             if plan.stage_weights:
-                staged.append(
-                    node_command(
-                        f"{node.name}-stage-weights",
-                        node,
-                        servicechecks.staging_command(node.image, node.weights_dir, plan.model, plan.use_modelscope),
-                        ssh_private_key=plan.ssh_private_key,
-                        environment={k: v for k, v in node.env if k in TOKEN_ENV} or None,
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=list(checks.commands.values()) if checks else []),
-                    )
-                )
+                staged = self._stage_weights(node, all_checks, after=staged)
             # No server waits for another: in data-parallel mode the head only turns ready once
             # every node's ranks have joined, so all containers must start together.
             self.servers[node.name] = VllmServer(
@@ -59,7 +50,7 @@ class VllmCluster(pulumi.ComponentResource):
                 plan.group_fingerprint,
                 nic=checks.nic if checks is not None else node.nic,
                 checked_driver=gate,
-                after=staged,
+                after=[staged] if staged else None,
                 opts=child,
             )
         containers = [s.container for s in self.servers.values()]
@@ -68,6 +59,19 @@ class VllmCluster(pulumi.ComponentResource):
         )
         self.endpoint = plan.endpoint
         self.register_outputs({"endpoint": self.endpoint, "servedModelName": plan.served_model_name})
+
+    def _stage_weights(self, node, all_checks: pulumi.Output, after):
+        """Download the weights once the checks passed; one node after another, so on a shared
+        weights directory the first downloads and the others find its marker."""
+        script = servicechecks.staging_command(node.image, node.weights_dir, self.plan.model, self.plan.use_modelscope)
+        return node_command(
+            f"{node.name}-stage-weights",
+            node,
+            all_checks.apply(lambda _: script),
+            ssh_private_key=self.plan.ssh_private_key,
+            secrets={k: v for k, v in node.env if k in TOKEN_ENV} or None,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[after] if after else None),
+        )
 
     def node_summaries(self) -> dict:
         return {

@@ -199,10 +199,6 @@ class Node(_Section):
     def _host_root(cls, v: str) -> str:
         return _absolute_path(v)
 
-    @property
-    def docker_url(self) -> str:
-        return self.docker_host or f"ssh://root@{self.ip}"
-
 
 class Image(_Section):
     registry: str = "m.daocloud.io/quay.io"
@@ -425,6 +421,14 @@ class ClusterConfig(_Section):
     def hardware(self) -> Profile:
         return PROFILES[self.profile]
 
+    def docker_url(self, node: Node) -> str:
+        """The node's Docker engine: its dockerHost, else SSH with the stack's user and port."""
+        if node.docker_host:
+            return node.docker_host
+        host = f"[{node.ip}]" if ":" in node.ip else node.ip
+        port = f":{self.ssh.port}" if self.ssh.port != 22 else ""
+        return f"ssh://{self.ssh.user}@{host}{port}"
+
 
 # The tutorial's model flags in its order, each with the setting it comes from. Booleans are
 # switches (present when true); None leaves a flag out.
@@ -523,9 +527,10 @@ def _describe(error: dict) -> str:
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
         return f"{path}: {message}"
+    shown = "a secret value" if error["loc"] and error["loc"][0] in SECRET_KEYS else repr(error["input"])
     if kind == "literal_error":
-        return f"{path}: {error['input']!r} is not allowed; {message[0].lower()}{message[1:]}"
-    return f"{path}: got {error['input']!r}; {message[0].lower()}{message[1:]}"
+        return f"{path}: {shown} is not allowed; {message[0].lower()}{message[1:]}"
+    return f"{path}: got {shown}; {message[0].lower()}{message[1:]}"
 
 
 def _topology_problems(cfg: ClusterConfig) -> list[str]:
@@ -567,16 +572,32 @@ def _topology_problems(cfg: ClusterConfig) -> list[str]:
 def _node_problems(cfg: ClusterConfig) -> list[str]:
     problems = []
     first_seen: dict[tuple[str, str], int] = {}
+    families = {ipaddress.ip_address(n.ip).version for n in cfg.nodes}
     for i, node in enumerate(cfg.nodes):
-        for key, value, what in (
-            ("name", node.name, "node names"),
-            ("ip", node.ip, "node addresses"),
-            ("containerName", (node.docker_url, node.container_name), "container names on one Docker host"),
+        docker = cfg.docker_url(node)
+        # Two nodes on one Docker host must not claim the same NPUs or the same container name.
+        for key, value, shown, what in (
+            ("name", node.name, node.name, "node names"),
+            ("ip", node.ip, node.ip, "node addresses"),
+            ("containerName", (docker, node.container_name), node.container_name, "container names on one Docker host"),
+            ("hostRoot", (docker, node.host_root), node.host_root, "NPU devices on one Docker host"),
         ):
             j = first_seen.setdefault((key, str(value)), i)
             if j != i:
-                shown = node.container_name if key == "containerName" else value
                 problems.append(f"nodes[{i}].{key}: '{shown}' is also nodes[{j}].{key}; {what} must be unique")
+        address = ipaddress.ip_address(node.ip)
+        if address.is_unspecified:
+            problems.append(f"nodes[{i}].ip: {node.ip} is no node's address; use the address of its NIC")
+        elif address.is_loopback and not docker.startswith("unix://"):
+            problems.append(
+                f"nodes[{i}].ip: {node.ip} is a loopback address, which other nodes cannot reach; "
+                "use the address of the node's NIC (loopback only suits nodes on this machine's Docker)"
+            )
+        if len(families) > 1 and address.version != ipaddress.ip_address(cfg.nodes[0].ip).version:
+            problems.append(
+                f"nodes[{i}].ip: {node.ip} is IPv{address.version} but nodes[0].ip is "
+                f"IPv{ipaddress.ip_address(cfg.nodes[0].ip).version}; a DP group uses one address family"
+            )
     return problems
 
 

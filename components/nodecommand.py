@@ -8,6 +8,7 @@ import pulumi
 import pulumi_command as command
 
 from .plan import NodePlan
+from .servicechecks import secrets_prelude
 
 
 def node_command(
@@ -17,18 +18,23 @@ def node_command(
     *,
     ssh_private_key: Optional[str],
     opts: pulumi.ResourceOptions,
-    environment: Optional[dict[str, str]] = None,
+    secrets: Optional[dict[str, str]] = None,
     triggers: Optional[list] = None,
 ) -> command.local.Command | command.remote.Command:
     """A pulumi-command resource whose stdout carries the command's report.
 
-    `environment` values are secrets (API keys, tokens): they reach the command as variables,
-    never as part of its text, so neither the diff nor the log shows them.
+    `secrets` (API key, tokens) reach the command as shell variables read from its standard
+    input, never as part of its text, so neither the diff nor the log shows them. (SSH would
+    drop them as environment variables unless every sshd had `AcceptEnv` for them.)
     """
-    env = pulumi.Output.secret(environment) if environment else None
+    stdin = None
+    if secrets:
+        names = sorted(secrets)
+        create = pulumi.Output.concat(secrets_prelude(names), create)
+        stdin = pulumi.Output.secret("".join(f"{secrets[n]}\n" for n in names))
     if node.local_engine:
         return command.local.Command(
-            name, create=create, environment=env, triggers=triggers, interpreter=["/bin/sh", "-c"], opts=opts
+            name, create=create, stdin=stdin, triggers=triggers, interpreter=["/bin/sh", "-c"], opts=opts
         )
     connection = command.remote.ConnectionArgs(
         host=node.ip,
@@ -38,5 +44,5 @@ def node_command(
         private_key=pulumi.Output.secret(ssh_private_key) if ssh_private_key else None,
     )
     return command.remote.Command(
-        name, connection=connection, create=create, environment=env, triggers=triggers, opts=opts
+        name, connection=connection, create=create, stdin=stdin, triggers=triggers, opts=opts
     )

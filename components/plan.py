@@ -275,7 +275,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 role=role,
                 ip=node.ip,
                 nic=node.nic,
-                docker_host=node.docker_url,
+                docker_host=cfg.docker_url(node),
                 ssh_opts=tuple(node.ssh_opts),
                 ssh_user=cfg.ssh.user,
                 ssh_port=cfg.ssh.port,

@@ -19,6 +19,11 @@ from .plan import WEIGHTS_MOUNT
 _CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
 
 
+def secrets_prelude(names: list[str]) -> str:
+    """Shell that reads one secret per line of standard input into these variables, in order."""
+    return "".join(f"IFS= read -r {name} || true; export {name}; " for name in names)
+
+
 class ServiceCheckFailed(Exception):
     """A verification step ran but its answer shows the service is not right."""
 

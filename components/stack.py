@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .config import PROJECT, ClusterConfig, load_config
+from .config import PROJECT, SECRET_KEYS, ClusterConfig, load_config
 
 _PREFIX = f"{PROJECT}:"
 # What the renderer shows instead of a secret it cannot (and must not) decrypt.
@@ -40,7 +40,9 @@ def config_from_pulumi() -> ClusterConfig:
         if not full_key.startswith(_PREFIX):
             continue
         key = full_key[len(_PREFIX):]
-        raw[key] = _decode(runtime.get_config(full_key))
+        value = runtime.get_config(full_key)
+        # A secret is text as typed: decoding "123" or "null" would change (or erase) it.
+        raw[key] = value if key in SECRET_KEYS else _decode(value)
         if full_key in secret or runtime.is_config_secret(full_key):
             secret_keys.add(key)
     return load_config(raw, frozenset(secret_keys))

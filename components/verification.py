@@ -33,7 +33,7 @@ class ServiceVerification(pulumi.ComponentResource):
                 head,
                 script,
                 ssh_private_key=plan.ssh_private_key,
-                environment=secrets,
+                secrets=secrets,
                 triggers=triggers,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )

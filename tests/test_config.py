@@ -92,19 +92,47 @@ def test_duplicate_names_addresses_and_container_names():
         "nodes[1].ip: '192.0.2.11' is also nodes[0].ip; node addresses must be unique",
         "nodes[1].containerName: 'vllm-ascend' is also nodes[0].containerName; "
         "container names on one Docker host must be unique",
+        "nodes[1].hostRoot: '/' is also nodes[0].hostRoot; NPU devices on one Docker host must be unique",
     ]
 
 
-def test_nodes_sharing_a_docker_host_need_distinct_container_names():
+def test_nodes_sharing_a_docker_host_need_their_own_container_and_npus():
     raw = a2()
     for node in raw["nodes"]:
         node["dockerHost"] = "unix:///var/run/docker.sock"
     assert problems(raw) == [
         "nodes[1].containerName: 'vllm-ascend' is also nodes[0].containerName; "
-        "container names on one Docker host must be unique"
+        "container names on one Docker host must be unique",
+        "nodes[1].hostRoot: '/' is also nodes[0].hostRoot; NPU devices on one Docker host must be unique",
     ]
-    raw["nodes"][1]["containerName"] = "vllm-ascend-1"
+    raw["nodes"][1].update(containerName="vllm-ascend-1", hostRoot="/srv/node1")
     load_config(raw)
+
+
+def test_addresses_must_be_reachable_from_the_other_nodes():
+    raw = a2()
+    raw["nodes"][0]["ip"] = "0.0.0.0"
+    raw["nodes"][1]["ip"] = "127.0.0.2"
+    assert problems(raw) == [
+        "nodes[0].ip: 0.0.0.0 is no node's address; use the address of its NIC",
+        "nodes[1].ip: 127.0.0.2 is a loopback address, which other nodes cannot reach; use the address of the "
+        "node's NIC (loopback only suits nodes on this machine's Docker)",
+    ]
+
+
+def test_one_address_family_per_group():
+    raw = a2()
+    raw["nodes"][1]["ip"] = "2001:db8::12"
+    assert problems(raw) == [
+        "nodes[1].ip: 2001:db8::12 is IPv6 but nodes[0].ip is IPv4; a DP group uses one address family"
+    ]
+
+
+def test_ipv6_nodes_and_ssh_settings_make_the_docker_url():
+    raw = a2(ssh={"user": "deploy", "port": 2222})
+    raw["nodes"][0]["ip"], raw["nodes"][1]["ip"] = "2001:db8::11", "2001:db8::12"
+    cfg = load_config(raw)
+    assert [cfg.docker_url(n) for n in cfg.nodes] == ["ssh://deploy@[2001:db8::11]:2222", "ssh://deploy@[2001:db8::12]:2222"]
 
 
 def test_parallel_sizes_must_cover_every_npu():
@@ -205,6 +233,12 @@ def test_secrets_must_be_pulumi_secrets():
     assert load_config(a2(apiKey="sk-1"), frozenset({"apiKey"})).api_key == "sk-1"
 
 
+def test_a_bad_secret_is_never_echoed():
+    assert problems(a2(sshPrivateKey={"key": "hunter2"}), {"sshPrivateKey"}) == [
+        "sshPrivateKey: got a secret value; input should be a valid string"
+    ]
+
+
 def test_json_arguments_must_be_objects():
     assert problems(a2(serve={"speculativeConfig": "[1, 2]", "gpuMemoryUtilization": 0})) == [
         "serve.gpuMemoryUtilization: got 0; input should be greater than 0",
@@ -224,6 +258,7 @@ def test_every_problem_is_reported_at_once():
     assert [p.split(":")[0] for p in problems(raw)] == [
         "nodes[1].ip",
         "nodes[1].containerName",  # the same address means the same default Docker host
+        "nodes[1].hostRoot",
         "serve.tensorParallelSize",
         "serve.dataParallelRpcPort",
         "serve.maxModelLen",

@@ -211,3 +211,10 @@ def test_bad_stack_declares_nothing_and_names_every_key():
 def test_other_namespaces_are_left_to_their_owners():
     deployment = run_program(stack_settings("a3"), stack="a3", other_config={"docker:host": "unix:///x"})
     assert deployment.error is None
+
+
+def test_secrets_are_taken_as_typed_and_never_echoed():
+    raw = stack_settings("a3") | {"apiKey": "20250101123456"}
+    deployment = run_program(raw, stack="a3", secret_keys=("apiKey",))
+    assert deployment.error is None
+    assert env(deployment.named("a3-0-vllm"))["VLLM_API_KEY"] == "20250101123456"

@@ -119,7 +119,7 @@ def test_auto_nic_is_discovered_by_the_script(tmp_path):
         "config:\n"
         "  deepseek-r1-ascend:profile: atlas-800-a3\n"
         "  deepseek-r1-ascend:nodes:\n"
-        "    - {name: a3-0, ip: 127.0.0.1, nic: auto}\n"
+        "    - {name: a3-0, ip: 127.0.0.1, nic: auto, dockerHost: 'unix:///var/run/docker.sock'}\n"
     )
     script = render("auto", "--project-dir", str(tmp_path)).stdout
     exports = script.split("docker run")[0]

@@ -201,8 +201,10 @@ def test_api_key_reaches_verification_as_a_secret_environment():
     deployment = run_program(settings(apiKey="sk-verify"), stack="a2", secret_keys=("apiKey",))
     for step in ("readiness", "smoke-test"):
         command = deployment.named(f"deepseek-r1-{step}")
-        assert command.inputs["environment"] == {"VLLM_API_KEY": "sk-verify"}
-        assert "environment" in command.secret_inputs
+        # Over SSH, environment variables only arrive where sshd accepts them: stdin always does.
+        assert command.inputs["stdin"] == "sk-verify\n"
+        assert "stdin" in command.secret_inputs
+        assert command.inputs["create"].startswith("IFS= read -r VLLM_API_KEY || true; export VLLM_API_KEY; ")
         assert "sk-verify" not in command.inputs["create"]
     assert "sk-verify" not in repr(deployment.outputs)
 
@@ -218,16 +220,23 @@ def test_weights_are_staged_once_per_node_before_its_container():
     deployment = run_program(settings(weights={"stage": True}, modelscopeToken="ms-1"), stack="a2", secret_keys=("modelscopeToken",))
     for node in ("a2-0", "a2-1"):
         stage = deployment.named(f"{node}-stage-weights")
-        assert stage.inputs["create"].startswith("docker run --rm -e MODELSCOPE_API_TOKEN -e HF_TOKEN -v /root/.cache:/root/.cache")
+        assert stage.inputs["create"].startswith(
+            "IFS= read -r MODELSCOPE_API_TOKEN || true; export MODELSCOPE_API_TOKEN; "
+            "docker run --rm -e MODELSCOPE_API_TOKEN -e HF_TOKEN -v /root/.cache:/root/.cache"
+        )
         assert "modelscope download --model vllm-ascend/DeepSeek-R1-W8A8" in stage.inputs["create"]
-        assert stage.inputs["environment"] == {"MODELSCOPE_API_TOKEN": "ms-1"}
+        assert (stage.inputs["stdin"], "stdin" in stage.secret_inputs) == ("ms-1\n", True)
         assert stage.urn in deployment.named(f"{node}-vllm").dependencies
+        # Only once every node's checks have passed, whatever their outcome would cost otherwise.
+        assert deployment.named("a2-1-check-disk").urn in stage.dependencies
+    # One node after the other: on a shared weights directory the second finds the first's marker.
+    assert deployment.named("a2-0-stage-weights").urn in deployment.named("a2-1-stage-weights").dependencies
 
 
 def test_a_local_engine_runs_its_commands_locally():
     raw = settings(preflight={"enabled": False})
     for i, node in enumerate(raw["nodes"]):
-        node.update(dockerHost="unix:///var/run/docker.sock", containerName=f"vllm-{i}")
+        node.update(dockerHost="unix:///var/run/docker.sock", containerName=f"vllm-{i}", hostRoot=f"/srv/sim-{i}")
     deployment = run_program(raw, stack="a2")
     assert names(deployment, LOCAL) == ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
     assert names(deployment, REMOTE) == []
