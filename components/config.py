@@ -15,10 +15,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 PROJECT = "deepseek-r1-ascend"
+
+# Where vllm-ascend's images keep model caches (ModelScope, HuggingFace); model.weightsDir is
+# mounted here, so results written below it persist on the host too.
+WEIGHTS_MOUNT = "/root/.cache"
 
 # Accuracy runs (gsm8k, AISBench) need long contexts; the tutorial asks for at least this.
 ACCURACY_MIN_MODEL_LEN = 35000
@@ -87,6 +91,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
+MIN_SHM_BYTES = 1024**3
 
 
 class ConfigError(Exception):
@@ -234,8 +239,8 @@ class Image(_Section):
 class Model(_Section):
     name: str = "vllm-ascend/DeepSeek-R1-W8A8"
     served_name: str = "deepseek_r1"
-    # Host directory mounted at /root/.cache, where the image's ModelScope/HF caches look.
-    weights_dir: str = "/root/.cache"
+    # Host directory mounted at WEIGHTS_MOUNT.
+    weights_dir: str = WEIGHTS_MOUNT
     use_modelscope: bool = True
     # NPU memory the weights plus a useful KV cache need: one A3 or two A2 nodes for W8A8.
     required_hbm_gb: int = Field(default=1024, gt=0)
@@ -334,14 +339,22 @@ class Container(_Section):
     @field_validator("shm_size")
     @classmethod
     def _shm_size(cls, v: str) -> str:
-        if not _SIZE.match(str(v)):
+        match = _SIZE.match(str(v))
+        if not match:
             raise ValueError(f"'{v}' is not a size; use a Docker size such as 1g or 2048m")
+        if _bytes(*match.groups()) < MIN_SHM_BYTES:
+            raise ValueError(
+                f"{v} is below the 1g the tutorial uses; a smaller /dev/shm crashes vllm's EngineCore"
+            )
         return str(v)
 
     @property
     def shm_bytes(self) -> int:
-        number, unit = _SIZE.match(self.shm_size).groups()
-        return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+        return _bytes(*_SIZE.match(self.shm_size).groups())
+
+
+def _bytes(number: str, unit: str) -> int:
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
 
 
 class Ssh(_Section):
@@ -373,12 +386,13 @@ class Benchmark(_Section):
     """`vllm bench serve` with the tutorial's parameters, run in the head container."""
 
     enabled: bool = False
-    dataset_name: str = "random"
+    # The tutorial's synthetic prompts; other datasets need files this deployment doesn't ship.
+    dataset_name: Literal["random"] = "random"
     random_input_len: int = Field(default=200, ge=1)
     num_prompts: int = Field(default=200, ge=1)
     request_rate: float = Field(default=1, gt=0)
-    # Inside the container; /root/.cache is model.weightsDir on the host, so results persist.
-    result_dir: str = "/root/.cache/benchmarks"
+    # Inside the container, below WEIGHTS_MOUNT: results persist in model.weightsDir.
+    result_dir: str = f"{WEIGHTS_MOUNT}/benchmarks"
 
 
 class Accuracy(_Section):
@@ -387,9 +401,11 @@ class Accuracy(_Section):
     enabled: bool = False
     tasks: str = "gsm8k"
     limit: Optional[int] = Field(default=None, ge=1)
-    # Appended to lm_eval's --model_args, e.g. tokenizer=/root/.cache/modelscope/...
+    # lm_eval loads the model's tokenizer itself: its directory inside the head container.
+    tokenizer: Optional[str] = None
+    # Appended to lm_eval's --model_args.
     model_args: str = ""
-    output_dir: str = "/root/.cache/accuracy"
+    output_dir: str = f"{WEIGHTS_MOUNT}/accuracy"
 
 
 class Weights(_Section):
@@ -416,6 +432,17 @@ class ClusterConfig(_Section):
     modelscope_token: Optional[str] = None
     hf_token: Optional[str] = None
     ssh_private_key: Optional[str] = None
+    # The top-level keys Pulumi holds encrypted (set by load_config).
+    _secret_keys: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secret_env_names(self) -> frozenset[str]:
+        """Container variables whose values are secrets: the named secrets, and all of `env`
+        when any part of it was set with `--secret`."""
+        names = {SECRET_ENV[k] for k in SECRET_ENV if getattr(self, to_snake(k)) is not None}
+        if "env" in self._secret_keys:
+            names |= set(self.env.single_node) | set(self.env.multi_node) | set(self.env.extra)
+        return frozenset(names)
 
     @property
     def hardware(self) -> Profile:
@@ -460,6 +487,16 @@ DERIVED_FLAGS = {
     "--enable-prefix-caching": "serve.enablePrefixCaching",
     "--no-enable-prefix-caching": "serve.enablePrefixCaching",
     "--api-key": "apiKey (a secret)",
+    # vllm's short aliases of the same flags.
+    "-tp": "serve.tensorParallelSize",
+    "-dp": "serve.dataParallelSize",
+    "-dpl": "serve.dataParallelSize divided by the number of nodes",
+    "-dpr": "each node's position in nodes",
+    "-dpa": "nodes[0].ip",
+    "-dpp": "serve.dataParallelRpcPort",
+    # Every NPU holds one tensor x data parallel rank here; pipeline stages would break that.
+    "--pipeline-parallel-size": "nothing: pipeline parallelism is not supported (tensor x data parallel covers every NPU)",
+    "-pp": "nothing: pipeline parallelism is not supported (tensor x data parallel covers every NPU)",
 }
 
 
@@ -603,6 +640,11 @@ def _node_problems(cfg: ClusterConfig) -> list[str]:
 
 def _setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[str]:
     problems = []
+    if cfg.accuracy.enabled and not cfg.accuracy.tokenizer:
+        problems.append(
+            "accuracy.tokenizer: required when accuracy.enabled is true; the model's directory inside the "
+            f"container, e.g. {WEIGHTS_MOUNT}/modelscope/hub/models/{cfg.model.name}"
+        )
     if cfg.accuracy.enabled and cfg.serve.max_model_len < ACCURACY_MIN_MODEL_LEN:
         problems.append(
             f"serve.maxModelLen: {cfg.serve.max_model_len} is too short for accuracy runs "
@@ -662,6 +704,7 @@ def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) 
     ]
     if problems:
         raise ConfigError(problems)
+    cfg._secret_keys = secret_keys
     return cfg
 
 

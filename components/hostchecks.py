@@ -457,7 +457,7 @@ def judge_dev_davinci(node: str, output: str, expected_devices: int) -> CheckRes
 # 3. Driver files + version.info
 # ---------------------------------------------------------------------------
 
-DEFAULT_VERSION_FILE = "/usr/local/Ascend/driver/version.info"
+DEFAULT_VERSION_FILE = next(p for p in plan.DRIVER_PATHS if p.endswith("/version.info"))
 _VERSION_MARK = "=== version.info"
 
 
@@ -707,7 +707,7 @@ def judge_nic_ip(node: str, output: str, nic: str, ip: str) -> CheckResult:
 # 7. NPU network (hccn_tool), one SSH call per host
 # ---------------------------------------------------------------------------
 
-DEFAULT_HCCN_TOOL = "/usr/local/Ascend/driver/tools/hccn_tool"
+DEFAULT_HCCN_TOOL = next(p for p in plan.DRIVER_PATHS if p.endswith("/tools/hccn_tool"))
 _HCCN_QUERIES = (("link", "-link -g"), ("net_health", "-net_health -g"), ("ip", "-ip -g"), ("tls", "-tls -g"))
 _SECTION = re.compile(r"^=== npu (\d+) (link|net_health|ip|tls)\s*$")
 
@@ -1071,9 +1071,9 @@ def _canon(ip: str) -> str:
 _HOLDER_MARK = "=== container "
 
 
-def npu_holders_command() -> str:
-    """Every running container's name and the host devices it was given."""
-    fmt = "{{.Name}} {{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}"
+def npu_holders_command(stack_label: str) -> str:
+    """Every running container's name, its value of `stack_label` and the host devices it was given."""
+    fmt = f'{{{{.Name}}}} stack={{{{index .Config.Labels "{stack_label}"}}}} {{{{range .HostConfig.Devices}}}}{{{{.PathOnHost}}}} {{{{end}}}}'
     return (
         'ids=$(docker ps -q 2>&1) || { echo "docker ps failed: $ids"; exit 0; }; '
         'for id in $ids; do '
@@ -1082,9 +1082,10 @@ def npu_holders_command() -> str:
     )
 
 
-def judge_npu_holders(node: str, output: str, own_container: str) -> CheckResult:
-    """No container but ours may hold a /dev/davinciN device."""
-    expected = f"no container but {own_container} holding /dev/davinciN"
+def judge_npu_holders(node: str, output: str, stack: str) -> CheckResult:
+    """No container but this stack's own may hold a /dev/davinciN device (during a replacement,
+    the stack's old container still runs; it is removed right before its successor starts)."""
+    expected = f"no container outside stack {stack} holding /dev/davinciN"
     text = _text(output)
     holders = []
     for line in text.splitlines():
@@ -1093,11 +1094,13 @@ def judge_npu_holders(node: str, output: str, own_container: str) -> CheckResult
                 return CheckResult(node, "npu-free", False, expected, unparseable(text))
             continue
         fields = line[len(_HOLDER_MARK):].split()
-        if not fields or not fields[0].startswith("/"):  # Docker names start with '/'
+        # Docker names start with '/'; a container without the label shows "stack=" (or
+        # "stack=<no value>", depending on the Docker version).
+        if len(fields) < 2 or not fields[0].startswith("/") or not fields[1].startswith("stack="):
             return CheckResult(node, "npu-free", False, expected, unparseable(line))
-        name = fields[0].lstrip("/")
-        davinci = sorted(int(m.group(1)) for f in fields[1:] if (m := re.search(r"davinci(\d+)$", f)))
-        if davinci and name != own_container:
+        name, owner = fields[0].lstrip("/"), fields[1].removeprefix("stack=")
+        davinci = sorted(int(m.group(1)) for f in fields[2:] if (m := re.search(r"davinci(\d+)$", f)))
+        if davinci and owner != stack:
             holders.append(f"container {name} holds NPU {_ranges(davinci)}")
     seen = "; ".join(holders) if holders else "none"
     return CheckResult(node, "npu-free", not holders, expected, seen, {"holders": holders})

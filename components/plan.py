@@ -22,6 +22,7 @@ from .config import (
     Benchmark,
     ClusterConfig,
     Preflight,
+    WEIGHTS_MOUNT,
     Profile,
     Verify,
     to_snake,
@@ -43,7 +44,6 @@ DRIVER_PATHS = (
     "/usr/local/Ascend/driver/version.info",
     "/etc/ascend_install.info",
 )
-WEIGHTS_MOUNT = "/root/.cache"
 # The variables that name the node's NIC (HCCL_IF_IP names its address).
 NIC_ENV = NETWORK_ENV[1:]
 LABEL_PREFIX = f"{PROJECT}."
@@ -101,6 +101,10 @@ class NodePlan:
     @property
     def driver_paths(self) -> tuple[str, ...]:
         return tuple(m.host_path for m in self.mounts if m.read_only)
+
+    @property
+    def driver_version_file(self) -> str:
+        return next(m.host_path for m in self.mounts if m.container_path.endswith("/version.info"))
 
     @property
     def weights_dir(self) -> str:
@@ -262,7 +266,6 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
     count = len(cfg.nodes)
     dp_local = cfg.serve.data_parallel_size // count
     image = cfg.image.reference(profile)
-    secret_env = frozenset(SECRET_ENV.values())
     unlabelled = []
     for index, node in enumerate(cfg.nodes):
         role: Role = "single" if count == 1 else ("head" if index == 0 else "headless")
@@ -285,7 +288,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 devices=node_devices(profile, node.host_root),
                 mounts=node_mounts(cfg, node.host_root),
                 env=env,
-                secret_env=secret_env & {k for k, _ in env},
+                secret_env=cfg.secret_env_names & {k for k, _ in env},
                 argv=serve_argv(cfg, role, start, dp_local),
                 dp_start_rank=start,
                 dp_local=dp_local,

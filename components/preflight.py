@@ -13,7 +13,9 @@ import pulumi
 from . import hostchecks
 from .config import AUTO_NIC
 from .nodecommand import node_command
-from .plan import ClusterPlan, NodePlan
+from .plan import LABEL_PREFIX, ClusterPlan, NodePlan
+
+STACK_LABEL = LABEL_PREFIX + "stack"
 
 
 class HostPreflight(pulumi.ComponentResource):
@@ -25,9 +27,9 @@ class HostPreflight(pulumi.ComponentResource):
         commands = {
             "npu-smi": hostchecks.npu_smi_command(),
             "devices": hostchecks.dev_list_command(node.devices[0].host_path.rsplit("/", 1)[0]),
-            "driver": hostchecks.driver_files_command(node.driver_paths),
+            "driver": hostchecks.driver_files_command(node.driver_paths, node.driver_version_file),
             "docker": hostchecks.docker_version_command(),
-            "npu-holders": hostchecks.npu_holders_command(),
+            "npu-holders": hostchecks.npu_holders_command(STACK_LABEL),
             "disk": hostchecks.df_command(node.weights_dir),
             "nic": hostchecks.ip_addr_command(),
         }
@@ -59,9 +61,9 @@ def judge_host(plan: ClusterPlan, node: NodePlan, out: dict[str, str]) -> dict:
     results = [r for r in hostchecks.judge_npu_smi(name, out["npu-smi"], node.npus) if r.check == "npu-health"]
     results += [
         hostchecks.judge_dev_davinci(name, out["devices"], node.npus),
-        hostchecks.judge_driver_files(name, out["driver"], node.driver_paths),
+        hostchecks.judge_driver_files(name, out["driver"], node.driver_paths, node.driver_version_file),
         hostchecks.judge_docker(name, out["docker"]),
-        hostchecks.judge_npu_holders(name, out["npu-holders"], node.container_name),
+        hostchecks.judge_npu_holders(name, out["npu-holders"], plan.stack),
         hostchecks.judge_free_space(name, out["disk"], node.weights_dir, plan.preflight.min_free_gib),
     ]
     nic = node.nic

@@ -12,8 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .config import TOKEN_ENV, Accuracy, Benchmark
-from .plan import WEIGHTS_MOUNT
+from .config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
 
 # Adds the API key header to curl's arguments when the command runs with VLLM_API_KEY set.
 _CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
@@ -156,7 +155,10 @@ def parse_benchmark(output: str) -> dict:
 
 
 def accuracy_command(container: str, served_name: str, base_url: str, settings: Accuracy) -> str:
-    model_args = f"model={served_name},base_url={base_url}/v1/completions,tokenized_requests=False,trust_remote_code=True"
+    model_args = (
+        f"model={served_name},base_url={base_url}/v1/completions,tokenizer={settings.tokenizer},"
+        "tokenized_requests=False,trust_remote_code=True"
+    )
     if settings.model_args:
         model_args += f",{settings.model_args}"
     argv = [
@@ -197,9 +199,10 @@ def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bo
         if use_modelscope
         else f"huggingface-cli download {shlex.quote(model)}"
     )
+    done = shlex.quote(f"staged: {model}")
     inner = (
-        f'if [ -f {marker} ]; then echo "already staged: {model}"; '
-        f"else {download} && touch {marker} && echo \"staged: {model}\"; fi"
+        f"if [ -f {marker} ]; then echo already {done}; "
+        f"else {download} && touch {marker} && echo {done}; fi"
     )
     tokens = [arg for name in TOKEN_ENV for arg in ("-e", name)]
     return shlex.join(["docker", "run", "--rm", *tokens, "-v", f"{weights_dir}:{WEIGHTS_MOUNT}", image, "sh", "-c", inner])

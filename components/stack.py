@@ -60,8 +60,21 @@ def config_from_stack_file(path: Path) -> ClusterConfig:
         key = full_key[len(_PREFIX):] if full_key.startswith(_PREFIX) else None
         if key is None:
             continue
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            value = SECRET_PLACEHOLDER
+        value, secret = _without_ciphertext(value)
+        if secret:
             secret_keys.add(key)
         raw[key] = value
     return load_config(raw, frozenset(secret_keys))
+
+
+def _without_ciphertext(value: Any) -> tuple[Any, bool]:
+    """The value with every `secure:` entry (`pulumi config set --secret [--path]`) replaced."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return SECRET_PLACEHOLDER, True
+    if isinstance(value, dict):
+        pairs = {k: _without_ciphertext(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
+    if isinstance(value, list):
+        items = [_without_ciphertext(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False

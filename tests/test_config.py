@@ -199,11 +199,13 @@ def test_image_digest_and_registry_port_are_pinned_references():
     load_config(a2(image={"ref": "localhost:5000/vllm-ascend:v0.18.0"}))
 
 
-def test_accuracy_runs_need_long_context():
+def test_accuracy_runs_need_long_context_and_a_tokenizer():
     assert problems(a2(accuracy={"enabled": True})) == [
-        "serve.maxModelLen: 16384 is too short for accuracy runs (accuracy.enabled is true); set it to at least 35000"
+        "accuracy.tokenizer: required when accuracy.enabled is true; the model's directory inside the container, "
+        "e.g. /root/.cache/modelscope/hub/models/vllm-ascend/DeepSeek-R1-W8A8",
+        "serve.maxModelLen: 16384 is too short for accuracy runs (accuracy.enabled is true); set it to at least 35000",
     ]
-    load_config(a2(accuracy={"enabled": True}, serve={"maxModelLen": 35000}))
+    load_config(a2(accuracy={"enabled": True, "tokenizer": "/root/.cache/r1"}, serve={"maxModelLen": 35000}))
 
 
 def test_derived_environment_cannot_be_overridden():
@@ -223,6 +225,28 @@ def test_extra_args_cannot_repeat_modelled_flags():
     assert problems(a2(serve={"extraArgs": ["--enforce-eager", "--port=9000", "--max-model-len", "8"]})) == [
         "serve.extraArgs[1]: '--port' is set from serve.port; set it there",
         "serve.extraArgs[2]: '--max-model-len' is set from serve.maxModelLen; set it there",
+    ]
+
+
+def test_short_aliases_and_pipeline_parallelism_are_refused():
+    assert problems(a2(serve={"extraArgs": ["-tp", "8", "-dpr=1", "--pipeline-parallel-size", "2"]})) == [
+        "serve.extraArgs[0]: '-tp' is set from serve.tensorParallelSize; set it there",
+        "serve.extraArgs[2]: '-dpr' is set from each node's position in nodes; set it there",
+        "serve.extraArgs[3]: '--pipeline-parallel-size' is set from nothing: pipeline parallelism is not "
+        "supported (tensor x data parallel covers every NPU); set it there",
+    ]
+
+
+def test_shared_memory_below_the_tutorials_is_refused():
+    assert problems(a2(container={"shmSize": "512m"})) == [
+        "container.shmSize: 512m is below the 1g the tutorial uses; a smaller /dev/shm crashes vllm's EngineCore"
+    ]
+    assert load_config(a2(container={"shmSize": "16g"})).container.shm_bytes == 16 * 1024**3
+
+
+def test_benchmark_runs_the_tutorials_dataset_only():
+    assert problems(a2(benchmark={"datasetName": "sharegpt"})) == [
+        "benchmark.datasetName: 'sharegpt' is not allowed; input should be 'random'"
     ]
 
 
@@ -253,7 +277,7 @@ def test_profile_must_be_known():
 
 
 def test_every_problem_is_reported_at_once():
-    raw = a2(serve={"tensorParallelSize": 2, "port": 13389}, accuracy={"enabled": True})
+    raw = a2(serve={"tensorParallelSize": 2, "port": 13389}, accuracy={"enabled": True, "tokenizer": "/t"})
     raw["nodes"][1]["ip"] = raw["nodes"][0]["ip"]
     assert [p.split(":")[0] for p in problems(raw)] == [
         "nodes[1].ip",

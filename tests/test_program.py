@@ -218,3 +218,12 @@ def test_secrets_are_taken_as_typed_and_never_echoed():
     deployment = run_program(raw, stack="a3", secret_keys=("apiKey",))
     assert deployment.error is None
     assert env(deployment.named("a3-0-vllm"))["VLLM_API_KEY"] == "20250101123456"
+
+
+def test_environment_set_as_a_secret_stays_secret():
+    raw = stack_settings("a2") | {"env": {"extra": {"HCCL_CONNECT_TIMEOUT": "1200", "SITE_TOKEN": "t0k3n"}}}
+    deployment = run_program(raw, stack="a2", secret_keys=("env",))
+    for container in deployment.of_type(CONTAINER):
+        assert container.secret_inputs == {"envs"}
+        assert env(container)["SITE_TOKEN"] == "t0k3n"
+    assert "t0k3n" not in repr(deployment.outputs)

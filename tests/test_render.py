@@ -128,3 +128,14 @@ def test_auto_nic_is_discovered_by_the_script(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.stdout.split() == ["lo", "lo", "lo"]
     assert "export HCCL_IF_IP=127.0.0.1" in exports
+
+
+def test_secret_environment_set_by_path_is_never_printed(tmp_path):
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        (PROJECT_DIR / "Pulumi.a3.yaml").read_text()
+        + "  deepseek-r1-ascend:env:\n    extra:\n      SITE_TOKEN:\n        secure: v1:AAAAencryptedAAAA\n"
+    )
+    result = render("s", "--project-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'export SITE_TOKEN="${SITE_TOKEN:?set SITE_TOKEN in your environment first}"' in result.stdout
+    assert "encrypted" not in result.stdout

@@ -84,8 +84,11 @@ def test_accuracy_without_a_table_fails():
 
 
 def test_accuracy_command_points_lm_eval_at_the_head():
-    script = sc.accuracy_command("vllm-ascend", "deepseek_r1", "http://127.0.0.1:8000", Accuracy(limit=50, modelArgs="tokenizer=/w"))
-    assert "--model_args model=deepseek_r1,base_url=http://127.0.0.1:8000/v1/completions,tokenized_requests=False,trust_remote_code=True,tokenizer=/w" in script
+    script = sc.accuracy_command("vllm-ascend", "deepseek_r1", "http://127.0.0.1:8000", Accuracy(limit=50, tokenizer="/w", modelArgs="max_retries=5"))
+    assert (
+        "--model_args model=deepseek_r1,base_url=http://127.0.0.1:8000/v1/completions,tokenizer=/w,"
+        "tokenized_requests=False,trust_remote_code=True,max_retries=5"
+    ) in script
     assert script.endswith("--tasks gsm8k --output_path /root/.cache/accuracy --limit 50")
 
 

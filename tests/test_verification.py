@@ -115,7 +115,10 @@ def test_every_failed_check_of_a_node_is_reported_at_once():
             "a3-0-check-npu-smi": (FIXTURES / "npu_smi_a3_busy_warning.txt").read_text(),
             "a3-0-check-disk": (FIXTURES / "df_missing.txt").read_text(),
             "a3-0-check-nic": "2: eth9    inet 192.0.2.99/24 scope global eth9\\ valid_lft forever\n",
-            "a3-0-check-npu-holders": "=== container /old-vllm /dev/davinci0 /dev/davinci1\n",
+            "a3-0-check-npu-holders": (
+                "=== container /vllm-ascend stack=a3 /dev/davinci0 /dev/davinci1\n"  # this stack's own: fine
+                "=== container /old-vllm stack= /dev/davinci0 /dev/davinci1\n"
+            ),
         },
         stack="a3",
     )
@@ -161,7 +164,12 @@ def test_verification_outputs(a2):
 def test_benchmark_and_accuracy_run_only_when_enabled(a2):
     assert not any(r.name.endswith(("-benchmark", "-accuracy")) for r in a2.resources)
     deployment = run_program(
-        settings(benchmark={"enabled": True}, accuracy={"enabled": True}, serve={"maxModelLen": 35000}), stack="a2"
+        settings(
+            benchmark={"enabled": True},
+            accuracy={"enabled": True, "tokenizer": "/root/.cache/r1"},
+            serve={"maxModelLen": 35000},
+        ),
+        stack="a2",
     )
     smoke, bench, accuracy = (deployment.named(f"deepseek-r1-{s}") for s in ("smoke-test", "benchmark", "accuracy"))
     assert smoke.urn in bench.dependencies and bench.urn in accuracy.dependencies

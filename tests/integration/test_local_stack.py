@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from components import servicechecks
+from components import hostchecks, servicechecks
 from components.config import Benchmark
 from components.plan import LABEL_PREFIX, plan_cluster
 from components.render import node_script
@@ -127,6 +127,15 @@ def test_local_stack_serves_the_smoke_request_and_benchmark(cluster):
     ready = wait_ready(plan)
     assert ready.returncode == 0, ready.stderr
     assert servicechecks.ready_after_seconds(ready.stdout) <= READY_TIMEOUT_S
+
+    # The preflight's Docker-side checks, read off this real engine.
+    holders = sh(hostchecks.npu_holders_command(f"{LABEL_PREFIX}stack")).stdout
+    assert hostchecks.judge_npu_holders("sim-0", holders, STACK).ok
+    assert sorted(hostchecks.judge_npu_holders("sim-0", holders, "another-stack").seen.split("; ")) == [
+        "container vllm-sim-0 holds NPU 0-7",
+        "container vllm-sim-1 holds NPU 0-7",
+    ]
+    assert hostchecks.judge_docker("sim-0", sh(hostchecks.docker_version_command()).stdout).ok
 
     head_log = logs(plan, 0)
     assert "vllm-sim: rank 2-3 joined from 127.0.0.2" in head_log
