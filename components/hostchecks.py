@@ -1087,7 +1087,7 @@ def judge_npu_holders(node: str, output: str, stack: str) -> CheckResult:
     the stack's old container still runs; it is removed right before its successor starts)."""
     expected = f"no container outside stack {stack} holding /dev/davinciN"
     text = _text(output)
-    holders = []
+    holders, own = [], []
     for line in text.splitlines():
         if not line.startswith(_HOLDER_MARK):
             if line.strip():
@@ -1102,5 +1102,7 @@ def judge_npu_holders(node: str, output: str, stack: str) -> CheckResult:
         davinci = sorted(int(m.group(1)) for f in fields[2:] if (m := re.search(r"davinci(\d+)$", f)))
         if davinci and owner != stack:
             holders.append(f"container {name} holds NPU {_ranges(davinci)}")
+        elif davinci:
+            own.append(name)
     seen = "; ".join(holders) if holders else "none"
-    return CheckResult(node, "npu-free", not holders, expected, seen, {"holders": holders})
+    return CheckResult(node, "npu-free", not holders, expected, seen, {"holders": holders, "own": own})

@@ -58,12 +58,17 @@ class HostPreflight(pulumi.ComponentResource):
 def judge_host(plan: ClusterPlan, node: NodePlan, out: dict[str, str]) -> dict:
     """Every check of one node judged at once; raises HostCheckFailed listing all failures."""
     name = node.name
-    results = [r for r in hostchecks.judge_npu_smi(name, out["npu-smi"], node.npus) if r.check == "npu-health"]
+    health, idle = hostchecks.judge_npu_smi(name, out["npu-smi"], node.npus)
+    holders = hostchecks.judge_npu_holders(name, out["npu-holders"], plan.stack)
+    results = [health, holders]
+    # Processes on the NPUs are foreign ones (e.g. a vllm outside Docker) unless this stack's own
+    # container is running there, as it is while it gets replaced.
+    if not holders.detail.get("own"):
+        results.append(idle)
     results += [
         hostchecks.judge_dev_davinci(name, out["devices"], node.npus),
         hostchecks.judge_driver_files(name, out["driver"], node.driver_paths, node.driver_version_file),
         hostchecks.judge_docker(name, out["docker"]),
-        hostchecks.judge_npu_holders(name, out["npu-holders"], plan.stack),
         hostchecks.judge_free_space(name, out["disk"], node.weights_dir, plan.preflight.min_free_gib),
     ]
     nic = node.nic

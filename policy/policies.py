@@ -9,9 +9,9 @@ policy first copies the props into plain Python with `plain()`, which turns unkn
 the `UNKNOWN` marker, and skips a check whose inputs are not known yet, so a preview never fails
 for a value the engine cannot know.
 
-The module is self-contained (only `pulumi_policy`): the pack runs in its own virtualenv without
-the program's dependencies. The few constants it shares with `components/` are checked for
-parity by the tests.
+The facts it shares with the program (driver paths, management devices, what a pinned image
+is, the label prefix) are imported from `components/`, so the pack's virtualenv installs the
+program's pydantic too (policy/requirements.txt).
 """
 
 from __future__ import annotations

@@ -123,8 +123,15 @@ def test_every_failed_check_of_a_node_is_reported_at_once():
         stack="a3",
     )
     checks = [line.split(": check ")[1].split(":")[0] for line in str(error).splitlines()[1:]]
-    assert checks == ["npu-health", "npu-free", "weights-disk", "nic-ip"]
+    assert checks == ["npu-health", "npu-free", "weights-disk", "nic-ip"]  # npu-idle: our own container
     assert "saw container old-vllm holds NPU 0-1" in str(error)
+
+
+def test_processes_on_the_npus_without_our_container_are_foreign():
+    error = failure({"a2-0-check-npu-smi": (FIXTURES / "npu_smi_a2_busy.txt").read_text()})
+    assert str(error).startswith(
+        "1 host check failed:\n  - node a2-0: check npu-idle: expected no processes on any NPU, saw 3 processes"
+    )
 
 
 def test_nic_auto_uses_the_discovered_interface():
