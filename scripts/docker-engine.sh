@@ -98,7 +98,7 @@ ensure_base_image() {
     }
     local mirror dir
     mirror="$(apt_mirror)"
-    dir="$(mktemp -d /var/tmp/sim-rootfs.XXXXXX)"
+    dir="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
     log "debootstrap --variant=minbase --include=python3 $SIM_SUITE $dir $mirror (a few minutes)"
     if ! as_root debootstrap --variant=minbase --include=python3 "$SIM_SUITE" "$dir" "$mirror" \
          >"$CACHE_DIR/debootstrap.log" 2>&1; then
