@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from .config import (
-    AUTO_NIC,
     MODEL_FLAGS,
     NETWORK_ENV,
     PROJECT,
@@ -47,6 +46,8 @@ DRIVER_PATHS = (
 # The variables that name the node's NIC (HCCL_IF_IP names its address).
 NIC_ENV = NETWORK_ENV[1:]
 LABEL_PREFIX = f"{PROJECT}."
+# The label the checks and tests find a stack's containers by.
+STACK_LABEL = f"{LABEL_PREFIX}stack"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class NodePlan:
     ip: str
     nic: str
     docker_host: str
+    # Where the node's NPU devices and driver files are found ("/" on real hardware).
+    host_root: str
     ssh_opts: tuple[str, ...]
     ssh_user: str
     ssh_port: int
@@ -226,17 +229,18 @@ def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ..
     return tuple({**network, **tuned, **modelscope, **secrets}.items())
 
 
-def _under(root: str, path: str) -> str:
+def under_root(root: str, path: str) -> str:
+    """A host path below a node's hostRoot."""
     return path if root == "/" else root.rstrip("/") + path
 
 
 def node_devices(profile: Profile, host_root: str) -> tuple[Device, ...]:
     paths = [f"/dev/davinci{i}" for i in range(profile.npus)] + list(MANAGEMENT_DEVICES)
-    return tuple(Device(_under(host_root, p), p) for p in paths)
+    return tuple(Device(under_root(host_root, p), p) for p in paths)
 
 
 def node_mounts(cfg: ClusterConfig, host_root: str) -> tuple[Mount, ...]:
-    driver = [Mount(_under(host_root, p), p, read_only=True) for p in DRIVER_PATHS]
+    driver = [Mount(under_root(host_root, p), p, read_only=True) for p in DRIVER_PATHS]
     return tuple(driver + [Mount(cfg.model.weights_dir, WEIGHTS_MOUNT, read_only=False)])
 
 
@@ -279,6 +283,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 ip=node.ip,
                 nic=node.nic,
                 docker_host=cfg.docker_url(node),
+                host_root=node.host_root,
                 ssh_opts=tuple(node.ssh_opts),
                 ssh_user=cfg.ssh.user,
                 ssh_port=cfg.ssh.port,
@@ -323,14 +328,19 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
 
 def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str) -> NodePlan:
     labels = {
-        "stack": stack,
-        "node": node.name,
-        "role": node.role,
-        "model": model,
-        "dp-ranks": f"{node.ranks.start}-{node.ranks.stop - 1}",
-        "dp-group": fingerprint,
+        STACK_LABEL: stack,
+        **{
+            LABEL_PREFIX + key: value
+            for key, value in {
+                "node": node.name,
+                "role": node.role,
+                "model": model,
+                "dp-ranks": f"{node.ranks.start}-{node.ranks.stop - 1}",
+                "dp-group": fingerprint,
+            }.items()
+        },
     }
-    return replace(node, labels=tuple((LABEL_PREFIX + k, v) for k, v in labels.items()))
+    return replace(node, labels=tuple(labels.items()))
 
 
 def find_node(plan: ClusterPlan, name: str) -> Optional[NodePlan]:

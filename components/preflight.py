@@ -13,9 +13,7 @@ import pulumi
 from . import hostchecks
 from .config import AUTO_NIC
 from .nodecommand import node_command
-from .plan import LABEL_PREFIX, ClusterPlan, NodePlan
-
-STACK_LABEL = LABEL_PREFIX + "stack"
+from .plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
 
 
 class HostPreflight(pulumi.ComponentResource):
@@ -26,7 +24,7 @@ class HostPreflight(pulumi.ComponentResource):
         multi_node = len(plan.nodes) > 1
         commands = {
             "npu-smi": hostchecks.npu_smi_command(),
-            "devices": hostchecks.dev_list_command(node.devices[0].host_path.rsplit("/", 1)[0]),
+            "devices": hostchecks.dev_list_command(under_root(node.host_root, "/dev")),
             "driver": hostchecks.driver_files_command(node.driver_paths, node.driver_version_file),
             "docker": hostchecks.docker_version_command(),
             "npu-holders": hostchecks.npu_holders_command(STACK_LABEL),

@@ -16,6 +16,8 @@ from .config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
 
 # Adds the API key header to curl's arguments when the command runs with VLLM_API_KEY set.
 _CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
+# vllm's bench and lm_eval's API models read the key as OPENAI_API_KEY; `docker exec -e` passes it on.
+_OPENAI_KEY = 'OPENAI_API_KEY="${VLLM_API_KEY:-}"; export OPENAI_API_KEY'
 
 
 def secrets_prelude(names: list[str]) -> str:
@@ -120,7 +122,7 @@ def benchmark_command(container: str, model: str, served_name: str, base_url: st
     exec_ = ["docker", "exec", "-e", "OPENAI_API_KEY", container]
     return "\n".join(
         [
-            'OPENAI_API_KEY="${VLLM_API_KEY:-}"; export OPENAI_API_KEY',
+            _OPENAI_KEY,
             f"{shlex.join(exec_ + bench)} >&2",
             shlex.join(["docker", "exec", container, "cat", result]),
         ]
@@ -168,7 +170,7 @@ def accuracy_command(container: str, served_name: str, base_url: str, settings: 
     ]  # fmt: skip
     if settings.limit:
         argv += ["--limit", str(settings.limit)]
-    return 'OPENAI_API_KEY="${VLLM_API_KEY:-}"; export OPENAI_API_KEY\n' + shlex.join(argv)
+    return f"{_OPENAI_KEY}\n{shlex.join(argv)}"
 
 
 def parse_accuracy(output: str) -> dict[str, dict[str, float]]:

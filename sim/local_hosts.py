@@ -19,18 +19,8 @@ sys.path.insert(0, str(PROJECT_DIR))
 sys.path.insert(0, str(PROJECT_DIR / "sim"))
 
 import fake_host  # noqa: E402
-from components.plan import ClusterPlan, plan_cluster  # noqa: E402
+from components.plan import plan_cluster  # noqa: E402
 from components.stack import config_from_stack_file, stack_file  # noqa: E402
-
-
-def host_roots(plan: ClusterPlan) -> dict[str, str]:
-    roots = {}
-    for node in plan.nodes:
-        root = node.devices[0].host_path.removesuffix(node.devices[0].container_path)
-        if not root:
-            raise SystemExit(f"local_hosts: node {node.name} uses the real host root; nothing to fake")
-        roots[node.name] = root
-    return roots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,13 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remove", action="store_true", help="delete the fake hosts instead")
     args = parser.parse_args(argv)
     plan = plan_cluster(config_from_stack_file(stack_file(PROJECT_DIR, args.stack)), stack=args.stack)
-    roots = host_roots(plan)
+    real = [n.name for n in plan.nodes if n.host_root == "/"]
+    if real:
+        raise SystemExit(f"local_hosts: {', '.join(real)} use the real host root; nothing to fake")
     for node in plan.nodes:
-        root = roots[node.name]
         if args.remove:
-            fake_host.remove(root)
+            fake_host.remove(node.host_root)
         else:
-            fake_host.create(root, node.npus)
+            fake_host.create(node.host_root, node.npus)
             os.makedirs(node.weights_dir, exist_ok=True)
     return 0
 

@@ -4,7 +4,6 @@ import shlex
 import subprocess
 import sys
 
-import pytest
 
 import seed
 from mocked import PROJECT_DIR

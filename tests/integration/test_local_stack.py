@@ -21,7 +21,7 @@ import pytest
 
 from components import hostchecks, servicechecks
 from components.config import Benchmark
-from components.plan import LABEL_PREFIX, plan_cluster
+from components.plan import STACK_LABEL, plan_cluster
 from components.render import node_script
 from components.stack import config_from_stack_file, stack_file
 from mocked import PROJECT_DIR
@@ -62,7 +62,7 @@ def plan():
 
 
 def stack_containers() -> list[str]:
-    out = sh(f"docker ps -aq --filter label={LABEL_PREFIX}stack={STACK}").stdout
+    out = sh(f"docker ps -aq --filter label={STACK_LABEL}={STACK}").stdout
     return out.split()
 
 
@@ -129,7 +129,7 @@ def test_local_stack_serves_the_smoke_request_and_benchmark(cluster):
     assert servicechecks.ready_after_seconds(ready.stdout) <= READY_TIMEOUT_S
 
     # The preflight's Docker-side checks, read off this real engine.
-    holders = sh(hostchecks.npu_holders_command(f"{LABEL_PREFIX}stack")).stdout
+    holders = sh(hostchecks.npu_holders_command(STACK_LABEL)).stdout
     assert hostchecks.judge_npu_holders("sim-0", holders, STACK).ok
     assert sorted(hostchecks.judge_npu_holders("sim-0", holders, "another-stack").seen.split("; ")) == [
         "container vllm-sim-0 holds NPU 0-7",
