@@ -24,9 +24,7 @@ class VllmCluster(pulumi.ComponentResource):
             {n.name: HostPreflight(n.name, plan, n, opts=child) for n in plan.nodes} if plan.preflight.enabled else {}
         )
         cluster_checks = (
-            ClusterPreflight(name, plan, self.preflight, opts=child)
-            if self.preflight and len(plan.nodes) > 1
-            else None
+            ClusterPreflight(name, plan, self.preflight, opts=child) if self.preflight and len(plan.nodes) > 1 else None
         )
         # A DP group only works whole: no node starts before every node's checks have passed.
         all_checks = pulumi.Output.all(
@@ -54,9 +52,7 @@ class VllmCluster(pulumi.ComponentResource):
                 opts=child,
             )
         containers = [s.container for s in self.servers.values()]
-        self.verification = ServiceVerification(
-            name, plan, containers, [c.id for c in containers], opts=child
-        )
+        self.verification = ServiceVerification(name, plan, containers, [c.id for c in containers], opts=child)
         self.endpoint = plan.endpoint
         self.register_outputs({"endpoint": self.endpoint, "servedModelName": plan.served_model_name})
 

@@ -81,9 +81,7 @@ AUTO_NIC = "auto"
 
 # The tutorial's JSON arguments, byte for byte.
 SEED_SPECULATIVE_CONFIG = '{"num_speculative_tokens":3,"method":"mtp"}'
-SEED_COMPILATION_CONFIG = (
-    '{"cudagraph_capture_sizes":[4,16,32,48,64], "cudagraph_mode": "FULL_DECODE_ONLY"}'
-)
+SEED_COMPILATION_CONFIG = '{"cudagraph_capture_sizes":[4,16,32,48,64], "cudagraph_mode": "FULL_DECODE_ONLY"}'
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # Linux IFNAMSIZ allows 15 characters
@@ -99,16 +97,12 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__(
-            "invalid configuration for deepseek-r1-ascend:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
+        super().__init__("invalid configuration for deepseek-r1-ascend:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Section(BaseModel):
     # Unknown keys are errors: a typo must never fall back silently to a default.
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
 
 
 def _absolute_path(value: str) -> str:
@@ -187,9 +181,7 @@ class Node(_Section):
     @classmethod
     def _docker_host(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not re.match(r"^(ssh|tcp|unix|npipe)://\S+$", v):
-            raise ValueError(
-                f"'{v}' is not a Docker host; use ssh://user@host, tcp://host:2376 or unix:///path"
-            )
+            raise ValueError(f"'{v}' is not a Docker host; use ssh://user@host, tcp://host:2376 or unix:///path")
         return v
 
     @field_validator("container_name")
@@ -291,7 +283,7 @@ class Serve(_Section):
             except ValueError as e:
                 raise ValueError(f"is not valid JSON ({e}); give a JSON object or a YAML mapping") from None
             if not isinstance(parsed, dict):
-                raise ValueError("must be a JSON object, e.g. {\"method\": \"mtp\"}")
+                raise ValueError('must be a JSON object, e.g. {"method": "mtp"}')
         return v
 
 
@@ -343,9 +335,7 @@ class Container(_Section):
         if not match:
             raise ValueError(f"'{v}' is not a size; use a Docker size such as 1g or 2048m")
         if _bytes(*match.groups()) < MIN_SHM_BYTES:
-            raise ValueError(
-                f"{v} is below the 1g the tutorial uses; a smaller /dev/shm crashes vllm's EngineCore"
-            )
+            raise ValueError(f"{v} is below the 1g the tutorial uses; a smaller /dev/shm crashes vllm's EngineCore")
         return str(v)
 
     @property
@@ -672,9 +662,7 @@ def _setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[s
             )
     for key in SECRET_KEYS:
         if getattr(cfg, to_snake(key)) is not None and key not in secret_keys:
-            problems.append(
-                f"{key}: stored in plain text; set it with `pulumi config set --secret {key} <value>`"
-            )
+            problems.append(f"{key}: stored in plain text; set it with `pulumi config set --secret {key} <value>`")
     return problems
 
 

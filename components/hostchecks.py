@@ -448,9 +448,7 @@ def judge_dev_davinci(node: str, output: str, expected_devices: int) -> CheckRes
     if problems:
         seen += "; " + "; ".join(problems)
     ok = len(ids) == expected_devices and not missing_mgmt
-    return CheckResult(
-        node, "dev-davinci", ok, expected, seen, {"davinci": ids, "missing_management": missing_mgmt}
-    )
+    return CheckResult(node, "dev-davinci", ok, expected, seen, {"davinci": ids, "missing_management": missing_mgmt})
 
 
 # ---------------------------------------------------------------------------
@@ -475,8 +473,7 @@ def driver_files_command(paths: Sequence[str], version_file: str = DEFAULT_VERSI
     ``=== version.info`` marker and the content of ``version_file``."""
     words = " ".join(_q(p) for p in paths)
     loop = (
-        f'for p in {words}; do if [ -e "$p" ]; then echo "present $p"; '
-        f'else echo "missing $p"; fi; done; '
+        f'for p in {words}; do if [ -e "$p" ]; then echo "present $p"; else echo "missing $p"; fi; done; '
         if paths
         else ""
     )
@@ -728,10 +725,7 @@ def hccn_command(npu_count: int, hccn_tool: str | None = None) -> str:
     if n < 1:
         raise ValueError("npu_count must be >= 1")
     body = "; ".join(f'echo "=== npu $i {name}"; "$H" -i "$i" {args} 2>&1' for name, args in _HCCN_QUERIES)
-    return (
-        _hccn_prelude(hccn_tool)
-        + f'i=0; while [ "$i" -lt {n} ]; do {body}; i=$((i+1)); done; echo "=== end"; true'
-    )
+    return _hccn_prelude(hccn_tool) + f'i=0; while [ "$i" -lt {n} ]; do {body}; i=$((i+1)); done; echo "=== end"; true'
 
 
 @dataclass(frozen=True)
@@ -803,8 +797,9 @@ def _hccn_unusable(parsed: Mapping[int, NpuNet] | None, output: str) -> str | No
     hccn_tool missing: every section holds "hccn_tool: not found")."""
     if parsed is None:
         return unparseable(output)
-    if all(n.link is None and n.net_health is None and n.ipaddr is None and n.tls_switch is None
-           for n in parsed.values()):
+    if all(
+        n.link is None and n.net_health is None and n.ipaddr is None and n.tls_switch is None for n in parsed.values()
+    ):
         bodies = "\n".join(t for n in parsed.values() for t in n.raw.values() if t)
         return unparseable(bodies)
     return None
@@ -879,7 +874,9 @@ def judge_tls_consistency(outputs: Mapping[str, str]) -> list[CheckResult]:
             expected = f"tls switch {reference[1]} as on node {reference[0]}"
         if vals is None:
             results.append(
-                CheckResult(node, "npu-tls", False, expected, _hccn_unusable(parse_hccn(outputs[node]), outputs[node]) or "")
+                CheckResult(
+                    node, "npu-tls", False, expected, _hccn_unusable(parse_hccn(outputs[node]), outputs[node]) or ""
+                )
             )
             continue
         uniform = None not in vals.values() and len(set(vals.values())) == 1
@@ -957,7 +954,7 @@ def ping_command(targets: Sequence[PingTarget], hccn_tool: str | None = None) ->
             query = f"-ping -inet6 -g ipv6_address {_q(ip)}"
         else:
             query = f"-ping -g address {_q(ip)}"
-        parts.append(f"echo {_q(header)}; \"$H\" -i {int(t.local_npu)} {query} 2>&1")
+        parts.append(f'echo {_q(header)}; "$H" -i {int(t.local_npu)} {query} 2>&1')
     parts.append('echo "=== end"; true')
     return "; ".join(parts)
 
@@ -1076,8 +1073,8 @@ def npu_holders_command(stack_label: str) -> str:
     fmt = f'{{{{.Name}}}} stack={{{{index .Config.Labels "{stack_label}"}}}} {{{{range .HostConfig.Devices}}}}{{{{.PathOnHost}}}} {{{{end}}}}'
     return (
         'ids=$(docker ps -q 2>&1) || { echo "docker ps failed: $ids"; exit 0; }; '
-        'for id in $ids; do '
-        f"echo {_q(_HOLDER_MARK.strip())} $(docker inspect --format {_q(fmt)} \"$id\" 2>&1); "
+        "for id in $ids; do "
+        f'echo {_q(_HOLDER_MARK.strip())} $(docker inspect --format {_q(fmt)} "$id" 2>&1); '
         "done; true"
     )
 
@@ -1093,7 +1090,7 @@ def judge_npu_holders(node: str, output: str, stack: str) -> CheckResult:
             if line.strip():
                 return CheckResult(node, "npu-free", False, expected, unparseable(text))
             continue
-        fields = line[len(_HOLDER_MARK):].split()
+        fields = line[len(_HOLDER_MARK) :].split()
         # Docker names start with '/'; a container without the label shows "stack=" (or
         # "stack=<no value>", depending on the Docker version).
         if len(fields) < 2 or not fields[0].startswith("/") or not fields[1].startswith("stack="):

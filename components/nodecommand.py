@@ -43,6 +43,4 @@ def node_command(
         host_key=node.host_key,
         private_key=pulumi.Output.secret(ssh_private_key) if ssh_private_key else None,
     )
-    return command.remote.Command(
-        name, connection=connection, create=create, stdin=stdin, triggers=triggers, opts=opts
-    )
+    return command.remote.Command(name, connection=connection, create=create, stdin=stdin, triggers=triggers, opts=opts)

@@ -174,10 +174,7 @@ class ClusterPlan:
     def smoke_curl(self, with_api_key: bool) -> str:
         auth = ' -H "Authorization: Bearer $VLLM_API_KEY"' if with_api_key else ""
         body = json.dumps(self.smoke_request)
-        return (
-            f"curl -sS {self.endpoint}/completions -H 'Content-Type: application/json'{auth} "
-            f"-d {shlex.quote(body)}"
-        )
+        return f"curl -sS {self.endpoint}/completions -H 'Content-Type: application/json'{auth} -d {shlex.quote(body)}"
 
 
 def _url_host(ip: str) -> str:

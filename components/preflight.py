@@ -74,7 +74,9 @@ def judge_host(plan: ClusterPlan, node: NodePlan, out: dict[str, str]) -> dict:
         try:
             nic = hostchecks.discover_nic(out["nic"], node.ip)
         except hostchecks.NicDiscoveryError as error:
-            results.append(hostchecks.CheckResult(name, "nic-ip", False, f"one interface holding {node.ip}", str(error)))
+            results.append(
+                hostchecks.CheckResult(name, "nic-ip", False, f"one interface holding {node.ip}", str(error))
+            )
     if nic != AUTO_NIC:
         results.append(hostchecks.judge_nic_ip(name, out["nic"], nic, node.ip))
     if "hccn" in out:
@@ -127,6 +129,4 @@ def _ping_targets(plan: ClusterPlan, node: NodePlan, peer_outputs: dict[str, str
     for peer, output in peer_outputs.items():
         parsed = hostchecks.parse_hccn(output) or {}
         peer_ips[peer] = {npu: net.ipaddr for npu, net in parsed.items() if net.ipaddr}
-    return hostchecks.ping_targets(
-        node.npus, peer_ips, same_index_only=plan.preflight.ping_pairs == "same-index"
-    )
+    return hostchecks.ping_targets(node.npus, peer_ips, same_index_only=plan.preflight.ping_pairs == "same-index")

@@ -35,7 +35,11 @@ def docker_run_argv(node: NodePlan) -> list[str]:
     if node.privileged:
         argv.append("--privileged")
     for device in node.devices:
-        spec = device.host_path if device.host_path == device.container_path else f"{device.host_path}:{device.container_path}"
+        spec = (
+            device.host_path
+            if device.host_path == device.container_path
+            else f"{device.host_path}:{device.container_path}"
+        )
         argv += ["--device", spec]
     for mount in node.mounts:
         argv += ["-v", f"{mount.host_path}:{mount.container_path}" + (":ro" if mount.read_only else "")]
@@ -69,7 +73,7 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
     if node.nic == AUTO_NIC:
         # The same discovery the preflight does: the interface that holds the node's address.
         lines.append(
-            f"nic_name=$(ip -o addr show | awk -v ip={shlex.quote(node.ip)} '$4 ~ \"^\" ip \"/\" {{print $2; exit}}')"
+            f'nic_name=$(ip -o addr show | awk -v ip={shlex.quote(node.ip)} \'$4 ~ "^" ip "/" {{print $2; exit}}\')'
         )
         lines.append(f'[ -n "$nic_name" ] || {{ echo "no interface holds {node.ip}" >&2; exit 1; }}')
     for name, value in node.env:
@@ -80,9 +84,7 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
         else:
             lines.append(f"export {name}={shlex.quote(value)}")
     image_and_command = {node.image, node.argv[0]}
-    lines.append(
-        _continued(docker_run_argv(node), lambda a: a.startswith("-") or a in image_and_command)
-    )
+    lines.append(_continued(docker_run_argv(node), lambda a: a.startswith("-") or a in image_and_command))
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,7 @@ def readiness_command(base_url: str, served_name: str, timeout_s: int, interval_
             _CURL_AUTH,
             "start=$(date +%s)",
             "while :; do",
-            f"  if curl \"$@\" -o /dev/null {health} 2>/dev/null && curl \"$@\" {models} 2>/dev/null | grep -q {listed}; then",
+            f'  if curl "$@" -o /dev/null {health} 2>/dev/null && curl "$@" {models} 2>/dev/null | grep -q {listed}; then',
             '    echo "ready after $(( $(date +%s) - start ))s"; exit 0',
             "  fi",
             f"  if [ $(( $(date +%s) - start )) -ge {int(timeout_s)} ]; then",
@@ -103,7 +103,9 @@ def benchmark_result_file(settings: Benchmark, stack: str) -> str:
     return f"{settings.result_dir.rstrip('/')}/{stack}-{settings.dataset_name}-{settings.num_prompts}p-{settings.request_rate:g}qps.json"
 
 
-def benchmark_command(container: str, model: str, served_name: str, base_url: str, settings: Benchmark, stack: str) -> str:
+def benchmark_command(
+    container: str, model: str, served_name: str, base_url: str, settings: Benchmark, stack: str
+) -> str:
     """`vllm bench serve` inside the head container (it has vllm), then print the result file."""
     result = benchmark_result_file(settings, stack)
     directory, filename = result.rsplit("/", 1)
@@ -202,9 +204,8 @@ def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bo
         else f"huggingface-cli download {shlex.quote(model)}"
     )
     done = shlex.quote(f"staged: {model}")
-    inner = (
-        f"if [ -f {marker} ]; then echo already {done}; "
-        f"else {download} && touch {marker} && echo {done}; fi"
-    )
+    inner = f"if [ -f {marker} ]; then echo already {done}; else {download} && touch {marker} && echo {done}; fi"
     tokens = [arg for name in TOKEN_ENV for arg in ("-e", name)]
-    return shlex.join(["docker", "run", "--rm", *tokens, "-v", f"{weights_dir}:{WEIGHTS_MOUNT}", image, "sh", "-c", inner])
+    return shlex.join(
+        ["docker", "run", "--rm", *tokens, "-v", f"{weights_dir}:{WEIGHTS_MOUNT}", image, "sh", "-c", inner]
+    )

@@ -39,7 +39,7 @@ def config_from_pulumi() -> ClusterConfig:
     for full_key in sorted(keys):
         if not full_key.startswith(_PREFIX):
             continue
-        key = full_key[len(_PREFIX):]
+        key = full_key[len(_PREFIX) :]
         value = runtime.get_config(full_key)
         # A secret is text as typed: decoding "123" or "null" would change (or erase) it.
         raw[key] = value if key in SECRET_KEYS else _decode(value)
@@ -57,7 +57,7 @@ def config_from_stack_file(path: Path) -> ClusterConfig:
     document = yaml.safe_load(path.read_text()) or {}
     raw, secret_keys = {}, set()
     for full_key, value in (document.get("config") or {}).items():
-        key = full_key[len(_PREFIX):] if full_key.startswith(_PREFIX) else None
+        key = full_key[len(_PREFIX) :] if full_key.startswith(_PREFIX) else None
         if key is None:
             continue
         value, secret = _without_ciphertext(value)

@@ -44,7 +44,11 @@ class ServiceVerification(pulumi.ComponentResource):
         self.readiness = on_head(
             "readiness",
             servicechecks.readiness_command(
-                url, plan.served_model_name, v.readiness_timeout_seconds, v.readiness_interval_seconds, head.container_name
+                url,
+                plan.served_model_name,
+                v.readiness_timeout_seconds,
+                v.readiness_interval_seconds,
+                head.container_name,
             ),
             containers,
             replaced,

@@ -445,18 +445,11 @@ def check_npu_devices(view: ContainerView, report: Callable[[str], None]) -> Non
     local = view.dp_local
     local_flag = "--data-parallel-size-local" if view.argv.has("--data-parallel-size-local") else "--data-parallel-size"
     if tp is None or local is None:
-        report(
-            f"node {node}: --tensor-parallel-size or {local_flag} is not a number; "
-            "give both as integers"
-        )
+        report(f"node {node}: --tensor-parallel-size or {local_flag} is not a number; give both as integers")
     elif tp * local != len(npus):
         shown = ", ".join(f"/dev/davinci{i}" for i in npus) if npus else "none"
         want = tp * local
-        hint = (
-            "the missing ranks never start and the group hangs"
-            if len(npus) < want
-            else "the extra NPUs sit idle"
-        )
+        hint = "the missing ranks never start and the group hangs" if len(npus) < want else "the extra NPUs sit idle"
         report(
             f"node {node}: --tensor-parallel-size {tp} x {local_flag} {local} = {want} NPUs, "
             f"but {len(npus)} /dev/davinciN devices are mounted ({shown}); {hint}: mount "
@@ -589,8 +582,12 @@ def _image_refs(args: StackValidationArgs, views: list[ContainerView]) -> dict[s
         match = next((i for i in images if i.urn in view.dependency_urns), None)
         if match is None and view.parent_urn:
             same = [
-                i for i in images
-                if (getattr(getattr(i, "parent", None), "urn", None) or getattr(getattr(i, "opts", None), "parent", None))
+                i
+                for i in images
+                if (
+                    getattr(getattr(i, "parent", None), "urn", None)
+                    or getattr(getattr(i, "opts", None), "parent", None)
+                )
                 == view.parent_urn
             ]
             match = same[0] if len(same) == 1 else None
@@ -730,7 +727,11 @@ def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolati
                     v.urn,
                 )
             elif start > expected:
-                after = f"after node {previous[2].node}'s ranks {_ranks(previous[0], previous[1])}" if previous else "before it"
+                after = (
+                    f"after node {previous[2].node}'s ranks {_ranks(previous[0], previous[1])}"
+                    if previous
+                    else "before it"
+                )
                 report(
                     f"node {v.node}: --data-parallel-start-rank {start} leaves ranks "
                     f"{_ranks(expected, start - expected)} unassigned ({after}), and the group waits for "

@@ -91,9 +91,7 @@ def create(root: str, npus: int) -> None:
     root = os.path.abspath(root)
     dev = os.path.join(root, "dev")
     os.makedirs(dev, exist_ok=True)
-    existing = sorted(
-        n for n in os.listdir(dev) if n.startswith("davinci") and n[7:].isdigit()
-    )
+    existing = sorted(n for n in os.listdir(dev) if n.startswith("davinci") and n[7:].isdigit())
     extra = [n for n in existing if int(n[7:]) >= npus]
     for n in extra:  # shrink: keep the count exactly N
         os.unlink(os.path.join(dev, n))
@@ -101,16 +99,26 @@ def create(root: str, npus: int) -> None:
         _mknod(os.path.join(dev, f"davinci{i}"))
     for name in CONTROL_DEVICES:
         _mknod(os.path.join(dev, name))
-    for d in ("usr/local/dcmi", "usr/local/Ascend/driver/lib64", "usr/local/Ascend/driver/tools",
-              "usr/bin", "usr/local/bin", "etc"):
+    for d in (
+        "usr/local/dcmi",
+        "usr/local/Ascend/driver/lib64",
+        "usr/local/Ascend/driver/tools",
+        "usr/bin",
+        "usr/local/bin",
+        "etc",
+    ):
         os.makedirs(os.path.join(root, d), exist_ok=True)
-    _write(os.path.join(root, "usr/local/Ascend/driver/version.info"),
-           f"Version={DRIVER_VERSION}\nascendhal_version=7.35.23\naicpu_version=1.0\n")
-    _write(os.path.join(root, "etc/ascend_install.info"),
-           "UserName=HwHiAiUser\nUserGroup=HwHiAiUser\n"
-           "Driver_Install_Type=full\n"
-           "Driver_Install_Path_Param=/usr/local/Ascend\n"
-           f"Driver_Install_Status=complete\nDriver_Version={DRIVER_VERSION}\n")
+    _write(
+        os.path.join(root, "usr/local/Ascend/driver/version.info"),
+        f"Version={DRIVER_VERSION}\nascendhal_version=7.35.23\naicpu_version=1.0\n",
+    )
+    _write(
+        os.path.join(root, "etc/ascend_install.info"),
+        "UserName=HwHiAiUser\nUserGroup=HwHiAiUser\n"
+        "Driver_Install_Type=full\n"
+        "Driver_Install_Path_Param=/usr/local/Ascend\n"
+        f"Driver_Install_Status=complete\nDriver_Version={DRIVER_VERSION}\n",
+    )
     conf = os.path.join(root, "etc/hccn.conf")
     if os.path.exists(conf):
         os.unlink(conf)  # follows --npus
@@ -118,8 +126,9 @@ def create(root: str, npus: int) -> None:
     for rel in ("usr/bin/hccn_tool", "usr/local/Ascend/driver/tools/hccn_tool"):
         _write(os.path.join(root, rel), HCCN_TOOL, 0o755)
     _write(os.path.join(root, "usr/local/bin/npu-smi"), NPU_SMI, 0o755)
-    print(f"fake_host: {root}: {npus} NPU device node(s) dev/davinci0..{npus - 1}, "
-          "control devices and driver files ready")
+    print(
+        f"fake_host: {root}: {npus} NPU device node(s) dev/davinci0..{npus - 1}, control devices and driver files ready"
+    )
 
 
 def remove(root: str) -> None:

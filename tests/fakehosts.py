@@ -113,13 +113,17 @@ class FakeHosts:
             "devices": lambda: "\n".join(
                 [f"davinci{i}" for i in range(self.npus)] + ["davinci_manager", "devmm_svm", "hisi_hdc", "null"]
             ),
-            "driver": lambda: "\n".join(f"present {p}" for p in driver_paths)
-            + "\n=== version.info\nVersion=24.1.rc2\npackage_version=24.1.rc2\n",
+            "driver": lambda: (
+                "\n".join(f"present {p}" for p in driver_paths)
+                + "\n=== version.info\nVersion=24.1.rc2\npackage_version=24.1.rc2\n"
+            ),
             "docker": lambda: "28.2.2\n",
             "npu-holders": lambda: "",
             "disk": lambda: (FIXTURES / "df_ok.txt").read_text(),
-            "nic": lambda: f"1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
-            f"2: {nic}    inet {node['ip']}/24 brd 192.0.2.255 scope global {nic}\\       valid_lft forever\n",
+            "nic": lambda: (
+                f"1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
+                f"2: {nic}    inet {node['ip']}/24 brd 192.0.2.255 scope global {nic}\\       valid_lft forever\n"
+            ),
             "hccn": lambda: hccn_output(index, self.npus),
             "npu-ping": lambda: ping_output(script),
         }[check]()

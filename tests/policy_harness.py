@@ -167,4 +167,3 @@ def drop_flag(flag: str) -> Callable[[dict], None]:
         del command[i : i + (2 if takes_value else 1)]
 
     return change
-

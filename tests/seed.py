@@ -4,7 +4,11 @@ defaults must reproduce. `$local_ip`, `$nic_name` and `$node0_ip` are filled in 
 import shlex
 
 DOCKER_DEVICES_A2 = [f"/dev/davinci{i}" for i in range(8)] + ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
-DOCKER_DEVICES_A3 = [f"/dev/davinci{i}" for i in range(16)] + ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+DOCKER_DEVICES_A3 = [f"/dev/davinci{i}" for i in range(16)] + [
+    "/dev/davinci_manager",
+    "/dev/devmm_svm",
+    "/dev/hisi_hdc",
+]
 DOCKER_MOUNTS = [
     "/usr/local/dcmi",
     "/etc/hccn.conf",
@@ -58,14 +62,18 @@ _MODEL_FLAGS = """\
   --compilation-config '{"cudagraph_capture_sizes":[4,16,32,48,64], "cudagraph_mode": "FULL_DECODE_ONLY"}'
 """
 
-SINGLE_NODE_SERVE = """\
+SINGLE_NODE_SERVE = (
+    """\
 vllm serve vllm-ascend/DeepSeek-R1-W8A8 \\
   --host 0.0.0.0 \\
   --port 8000 \\
   --data-parallel-size 4 \\
-""" + _MODEL_FLAGS
+"""
+    + _MODEL_FLAGS
+)
 
-NODE0_SERVE = """\
+NODE0_SERVE = (
+    """\
 vllm serve vllm-ascend/DeepSeek-R1-W8A8 \\
   --host 0.0.0.0 \\
   --port 8000 \\
@@ -73,9 +81,12 @@ vllm serve vllm-ascend/DeepSeek-R1-W8A8 \\
   --data-parallel-size-local 2 \\
   --data-parallel-address $local_ip \\
   --data-parallel-rpc-port 13389 \\
-""" + _MODEL_FLAGS
+"""
+    + _MODEL_FLAGS
+)
 
-NODE1_SERVE = """\
+NODE1_SERVE = (
+    """\
 vllm serve vllm-ascend/DeepSeek-R1-W8A8 \\
   --host 0.0.0.0 \\
   --port 8000 \\
@@ -85,7 +96,9 @@ vllm serve vllm-ascend/DeepSeek-R1-W8A8 \\
   --data-parallel-start-rank 2 \\
   --data-parallel-address $node0_ip \\
   --data-parallel-rpc-port 13389 \\
-""" + _MODEL_FLAGS
+"""
+    + _MODEL_FLAGS
+)
 
 
 def fill(template, **values):

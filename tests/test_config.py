@@ -132,7 +132,10 @@ def test_ipv6_nodes_and_ssh_settings_make_the_docker_url():
     raw = a2(ssh={"user": "deploy", "port": 2222})
     raw["nodes"][0]["ip"], raw["nodes"][1]["ip"] = "2001:db8::11", "2001:db8::12"
     cfg = load_config(raw)
-    assert [cfg.docker_url(n) for n in cfg.nodes] == ["ssh://deploy@[2001:db8::11]:2222", "ssh://deploy@[2001:db8::12]:2222"]
+    assert [cfg.docker_url(n) for n in cfg.nodes] == [
+        "ssh://deploy@[2001:db8::11]:2222",
+        "ssh://deploy@[2001:db8::12]:2222",
+    ]
 
 
 def test_parallel_sizes_must_cover_every_npu():

@@ -152,7 +152,11 @@ def test_npu_smi_processes_named():
         "NPU 5: pid 2211 VLLMWorker_TP, 50119 MB)"
     )
     assert idle.detail["processes"][0] == {
-        "npu_id": 2, "chip": 0, "pid": 1333928, "name": "python3", "memory_mb": 37709
+        "npu_id": 2,
+        "chip": 0,
+        "pid": 1333928,
+        "name": "python3",
+        "memory_mb": 37709,
     }
 
 
@@ -263,7 +267,7 @@ DRIVER_PATHS = [
 def test_driver_command_quotes_paths():
     cmd = hc.driver_files_command(["/usr/local/dcmi", "/opt/my dir/x"])
     assert cmd == (
-        "for p in /usr/local/dcmi '/opt/my dir/x'; do if [ -e \"$p\" ]; then echo \"present $p\"; "
+        'for p in /usr/local/dcmi \'/opt/my dir/x\'; do if [ -e "$p" ]; then echo "present $p"; '
         "else echo \"missing $p\"; fi; done; echo '=== version.info'; "
         "cat /usr/local/Ascend/driver/version.info 2>&1 || true"
     )
@@ -352,8 +356,7 @@ def test_docker_message():
 
 def test_df_command():
     assert hc.df_command("/data/my models") == (
-        "if [ -d '/data/my models' ]; then df -Pk '/data/my models' 2>&1; "
-        "else echo missing '/data/my models'; fi; true"
+        "if [ -d '/data/my models' ]; then df -Pk '/data/my models' 2>&1; else echo missing '/data/my models'; fi; true"
     )
 
 
@@ -453,7 +456,11 @@ def test_discover_nic():
     "out,ip,msg",
     [
         ("ip_addr.txt", "10.1.1.1", "no network interface holds 10.1.1.1"),
-        ("ip_addr.txt", "192.168.1.5", "192.168.1.5 is held by several interfaces (br-lab, enp189s0f1); set nic explicitly"),
+        (
+            "ip_addr.txt",
+            "192.168.1.5",
+            "192.168.1.5 is held by several interfaces (br-lab, enp189s0f1); set nic explicitly",
+        ),
         ("ip_addr.txt", "nope", "not an IP address: 'nope'"),
         (None, "10.0.0.5", "cannot find the NIC holding 10.0.0.5: empty output"),
     ],
@@ -487,7 +494,11 @@ def test_parse_hccn_values():
     assert sorted(p) == list(range(8))
     n = p[3]
     assert (n.link, n.net_health, n.ipaddr, n.netmask, n.tls_switch) == (
-        "UP", "Success", "10.20.0.14", "255.255.255.0", "0"
+        "UP",
+        "Success",
+        "10.20.0.14",
+        "255.255.255.0",
+        "0",
     )
 
 
@@ -504,8 +515,7 @@ def test_npu_network_healthy():
 def test_npu_network_link_down():
     r = hc.judge_npu_network("a2-1", fx("hccn_a2_link_down.txt"), 8)
     assert r.message == (
-        "node a2-1: check npu-network: expected 8 NPUs with link UP, net health Success and an IP, "
-        "saw NPU 2 link DOWN"
+        "node a2-1: check npu-network: expected 8 NPUs with link UP, net health Success and an IP, saw NPU 2 link DOWN"
     )
 
 
@@ -522,8 +532,7 @@ def test_npu_network_missing_npus():
 def test_npu_network_tool_missing_and_garbage():
     r = hc.judge_npu_network("a2-1", fx("hccn_tool_missing.txt"), 8)
     assert r.seen == (
-        "unparseable output: sh: 1: /usr/local/Ascend/driver/tools/hccn_tool: not found "
-        "sh: 1: /usr/local/Asc"
+        "unparseable output: sh: 1: /usr/local/Ascend/driver/tools/hccn_tool: not found sh: 1: /usr/local/Asc"
     )
     r = hc.judge_npu_network("a2-1", fx("hccn_garbage.txt"), 8)
     assert r.seen == "unparseable output: <html><body>502 Bad Gateway</body></html>"
@@ -667,7 +676,7 @@ def test_ping_garbage_and_empty_targets():
         "node a2-1: check npu-ping: expected all 4 NPU pairs reachable, "
         "saw unparseable output: <html><body>502 Bad Gateway</body></html>"
     )
-    assert hc.judge_ping("a2-1", 'H=x\n=== end\n', []).ok
+    assert hc.judge_ping("a2-1", "H=x\n=== end\n", []).ok
 
 
 # ---------------------------------------------------------------------------

@@ -26,9 +26,7 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
 def _graph(stack: str, api_key: bool, preview: bool = False, nodes: int = 0) -> list[Node]:
     settings = stack_settings(stack)
     if nodes:
-        settings["nodes"] = [
-            {"name": f"{stack}-{i}", "ip": f"192.0.2.{21 + i}", "nic": "eth0"} for i in range(nodes)
-        ]
+        settings["nodes"] = [{"name": f"{stack}-{i}", "ip": f"192.0.2.{21 + i}", "nic": "eth0"} for i in range(nodes)]
         settings["serve"] = {"dataParallelSize": 2 * nodes}
     secret_keys: tuple[str, ...] = ()
     if api_key:
@@ -178,9 +176,7 @@ def _driver_writable(path, value):
 
 
 def _drop_device(path):
-    return lambda inputs: inputs.__setitem__(
-        "devices", [d for d in inputs["devices"] if d["containerPath"] != path]
-    )
+    return lambda inputs: inputs.__setitem__("devices", [d for d in inputs["devices"] if d["containerPath"] != path])
 
 
 def _reroot_devices(root):
@@ -219,26 +215,35 @@ FIX = "set start ranks to node index x data-parallel-size-local (0, 2, ...)"
 VIOLATIONS = [
     (
         "privileged",
-        "a2", "a2-1-vllm", _set("privileged", True), "vllm-container-host-isolation",
+        "a2",
+        "a2-1-vllm",
+        _set("privileged", True),
+        "vllm-container-host-isolation",
         "node a2-1: the container runs privileged, which hands it every host device and capability; "
         "set container.privileged to false (the NPUs are passed as devices)",
     ),
     (
         "docker-socket",
-        "a2", "a2-1-vllm", _add_volume("/var/run/docker.sock", "/var/run/docker.sock"),
+        "a2",
+        "a2-1-vllm",
+        _add_volume("/var/run/docker.sock", "/var/run/docker.sock"),
         "vllm-container-host-isolation",
         "node a2-1: /var/run/docker.sock is mounted, which gives the container root on the host "
         "through the container engine; remove that volume",
     ),
     (
         "dir-holding-docker-socket",
-        "a3", "a3-0-vllm", _add_volume("/run/", "/host-run", True), "vllm-container-host-isolation",
+        "a3",
+        "a3-0-vllm",
+        _add_volume("/run/", "/host-run", True),
+        "vllm-container-host-isolation",
         "node a3-0: /run (holding /run/docker.sock) is mounted, which gives the container root on the "
         "host through the container engine; remove that volume",
     ),
     (
         "docker-socket-bind-mount",
-        "a3", "a3-0-vllm",
+        "a3",
+        "a3-0-vllm",
         _set("mounts", [{"type": "bind", "source": "/var/run/docker.sock", "target": "/docker.sock"}]),
         "vllm-container-host-isolation",
         "node a3-0: /var/run/docker.sock is mounted, which gives the container root on the host "
@@ -246,68 +251,100 @@ VIOLATIONS = [
     ),
     (
         "host-root",
-        "a3", "a3-0-vllm", _add_volume("/", "/host", True), "vllm-container-host-isolation",
+        "a3",
+        "a3-0-vllm",
+        _add_volume("/", "/host", True),
+        "vllm-container-host-isolation",
         "node a3-0: the host root / is mounted at /host, which exposes the whole host; mount only the "
         "paths the container needs",
     ),
     (
         "driver-writable",
-        "a2", "a2-0-vllm", _driver_writable("/usr/local/Ascend/driver/lib64", False),
+        "a2",
+        "a2-0-vllm",
+        _driver_writable("/usr/local/Ascend/driver/lib64", False),
         "vllm-container-host-isolation",
         "node a2-0: driver mount /usr/local/Ascend/driver/lib64 -> /usr/local/Ascend/driver/lib64 is "
         "writable, so the container could change the host's NPU driver; mount it with readOnly: true",
     ),
     (
         "driver-read-only-unset",
-        "a2", "a2-0-vllm", _driver_writable("/usr/local/bin/npu-smi", None), "vllm-container-host-isolation",
+        "a2",
+        "a2-0-vllm",
+        _driver_writable("/usr/local/bin/npu-smi", None),
+        "vllm-container-host-isolation",
         "node a2-0: driver mount /usr/local/bin/npu-smi -> /usr/local/bin/npu-smi is writable, so the "
         "container could change the host's NPU driver; mount it with readOnly: true",
     ),
     (
         "image-latest",
-        "a2", "a2-1-image", _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:latest"), "vllm-image-pinned",
+        "a2",
+        "a2-1-image",
+        _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:latest"),
+        "vllm-image-pinned",
         "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:latest' uses the moving tag 'latest'; "
         "pin a version tag such as :v0.18.0 or a @sha256: digest; set image.tag or image.ref in the stack config",
     ),
     (
         "image-untagged",
-        "a3", "a3-0-image", _set("name", "registry:5000/ascend/vllm-ascend"), "vllm-image-pinned",
+        "a3",
+        "a3-0-image",
+        _set("name", "registry:5000/ascend/vllm-ascend"),
+        "vllm-image-pinned",
         "node a3-0: image 'registry:5000/ascend/vllm-ascend' has no tag; pin a version tag such as "
         ":v0.18.0 or a @sha256: digest; set image.tag or image.ref in the stack config",
     ),
     (
         "container-image-reference",
-        "a3", "a3-0-vllm", _set("image", "quay.io/ascend/vllm-ascend"), "vllm-image-pinned",
+        "a3",
+        "a3-0-vllm",
+        _set("image", "quay.io/ascend/vllm-ascend"),
+        "vllm-image-pinned",
         "node a3-0: image 'quay.io/ascend/vllm-ascend' has no tag; pin a version tag such as :v0.18.0 "
         "or a @sha256: digest; set image.tag or image.ref in the stack config",
     ),
     (
         "shm-small",
-        "a2", "a2-1-vllm", _set("shmSize", 1023), "vllm-shm-size",
+        "a2",
+        "a2-1-vllm",
+        _set("shmSize", 1023),
+        "vllm-shm-size",
         "node a2-1: shmSize is 1023 MiB, below 1024 MiB; vllm's workers need more shared memory: set "
         "container.shmSize to at least 1024 MiB (e.g. 1g)",
     ),
     (
         "shm-unset",
-        "a3", "a3-0-vllm", _drop("shmSize"), "vllm-shm-size",
+        "a3",
+        "a3-0-vllm",
+        _drop("shmSize"),
+        "vllm-shm-size",
         "node a3-0: shmSize is not set, so Docker gives 64 MiB of /dev/shm and vllm's workers fail or "
         "hang; set container.shmSize to at least 1024 MiB (e.g. 1g)",
     ),
     (
         "bridge-network-multi-node",
-        "a2", "a2-1-vllm", _set("networkMode", "bridge"), "vllm-host-network",
+        "a2",
+        "a2-1-vllm",
+        _set("networkMode", "bridge"),
+        "vllm-host-network",
         "node a2-1: runs data-parallel ranks of a multi-node group on 'bridge' networking, so the other "
         "nodes cannot reach its HCCL and RPC ports; set networkMode to 'host'",
     ),
     (
         "default-network-multi-node",
-        "a2", "a2-0-vllm", _drop("networkMode"), "vllm-host-network",
+        "a2",
+        "a2-0-vllm",
+        _drop("networkMode"),
+        "vllm-host-network",
         "node a2-0: runs data-parallel ranks of a multi-node group on Docker's default bridge networking, "
         "so the other nodes cannot reach its HCCL and RPC ports; set networkMode to 'host'",
     ),
     (
         "npu-missing",
-        "a2", "a2-0-vllm", _drop_device("/dev/davinci7"), "vllm-npu-devices-match-parallelism",
+        "a2",
+        "a2-0-vllm",
+        _drop_device("/dev/davinci7"),
+        "vllm-npu-devices-match-parallelism",
         "node a2-0: --tensor-parallel-size 4 x --data-parallel-size-local 2 = 8 NPUs, but 7 /dev/davinciN "
         "devices are mounted (/dev/davinci0, /dev/davinci1, /dev/davinci2, /dev/davinci3, /dev/davinci4, "
         "/dev/davinci5, /dev/davinci6); the missing ranks never start and the group hangs: mount "
@@ -315,7 +352,10 @@ VIOLATIONS = [
     ),
     (
         "npu-idle",
-        "a2", "a2-1-vllm", set_flag("--data-parallel-size-local", "1"), "vllm-npu-devices-match-parallelism",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--data-parallel-size-local", "1"),
+        "vllm-npu-devices-match-parallelism",
         "node a2-1: --tensor-parallel-size 4 x --data-parallel-size-local 1 = 4 NPUs, but 8 /dev/davinciN "
         "devices are mounted (/dev/davinci0, /dev/davinci1, /dev/davinci2, /dev/davinci3, /dev/davinci4, "
         "/dev/davinci5, /dev/davinci6, /dev/davinci7); the extra NPUs sit idle: mount "
@@ -323,122 +363,181 @@ VIOLATIONS = [
     ),
     (
         "npu-single-node-uses-dp-size",
-        "a3", "a3-0-vllm", set_flag("--tensor-parallel-size", "2"), "vllm-npu-devices-match-parallelism",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--tensor-parallel-size", "2"),
+        "vllm-npu-devices-match-parallelism",
         "node a3-0: --tensor-parallel-size 2 x --data-parallel-size 4 = 8 NPUs, but 16 /dev/davinciN "
         "devices are mounted (" + ", ".join(f"/dev/davinci{i}" for i in range(16)) + "); the extra NPUs "
         "sit idle: mount /dev/davinci0../dev/davinci7 or change the parallel sizes",
     ),
     (
         "management-device-missing",
-        "a3", "a3-0-vllm", _drop_device("/dev/devmm_svm"), "vllm-npu-devices-match-parallelism",
+        "a3",
+        "a3-0-vllm",
+        _drop_device("/dev/devmm_svm"),
+        "vllm-npu-devices-match-parallelism",
         "node a3-0: management device /dev/devmm_svm is not mounted, so the NPU runtime cannot open the "
         "NPUs; add every one of /dev/davinci_manager, /dev/devmm_svm, /dev/hisi_hdc to devices",
     ),
     (
         "quantization-missing",
-        "a2", "a2-1-vllm", drop_flag("--quantization"), "vllm-w8a8-serve-flags",
+        "a2",
+        "a2-1-vllm",
+        drop_flag("--quantization"),
+        "vllm-w8a8-serve-flags",
         "node a2-1: vllm-ascend/DeepSeek-R1-W8A8 is a W8A8 checkpoint but the command has no "
         "--quantization; vllm-ascend loads it only with --quantization ascend (serve.quantization)",
     ),
     (
         "quantization-wrong",
-        "a3", "a3-0-vllm", set_flag("--quantization", "fp8"), "vllm-w8a8-serve-flags",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--quantization", "fp8"),
+        "vllm-w8a8-serve-flags",
         "node a3-0: vllm-ascend/DeepSeek-R1-W8A8 is a W8A8 checkpoint but the command has --quantization "
         "fp8; vllm-ascend loads it only with --quantization ascend (serve.quantization)",
     ),
     (
         "memory-utilization-high",
-        "a3", "a3-0-vllm", set_flag("--gpu-memory-utilization", "0.96"), "vllm-w8a8-serve-flags",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--gpu-memory-utilization", "0.96"),
+        "vllm-w8a8-serve-flags",
         "node a3-0: --gpu-memory-utilization 0.96 is outside (0, 0.95]; the NPU runtime and HCCL buffers "
         "need the rest: set serve.gpuMemoryUtilization to e.g. 0.92",
     ),
     (
         "memory-utilization-zero",
-        "a2", "a2-0-vllm", set_flag("--gpu-memory-utilization", "0"), "vllm-w8a8-serve-flags",
+        "a2",
+        "a2-0-vllm",
+        set_flag("--gpu-memory-utilization", "0"),
+        "vllm-w8a8-serve-flags",
         "node a2-0: --gpu-memory-utilization 0 is outside (0, 0.95]; the NPU runtime and HCCL buffers "
         "need the rest: set serve.gpuMemoryUtilization to e.g. 0.92",
     ),
     (
         "second-head",
-        "a2", "a2-1-vllm", drop_flag("--headless"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        drop_flag("--headless"),
+        "vllm-dp-group-consistent",
         "node a2-1: is a second head (no --headless) beside a2-0; one DP group has exactly one head: "
         "add --headless to a2-1",
     ),
     (
         "no-head",
-        "a2", "a2-0-vllm", set_flag("--headless"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-0-vllm",
+        set_flag("--headless"),
+        "vllm-dp-group-consistent",
         "node a2-0: every node runs --headless, so no node serves the API or coordinates the group; "
         "remove --headless from the first node (a2-0)",
     ),
     (
         "dp-size-differs",
-        "a2", "a2-1-vllm", set_flag("--data-parallel-size", "8"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--data-parallel-size", "8"),
+        "vllm-dp-group-consistent",
         "node a2-1: --data-parallel-size 8, but head a2-0 has 4; every node of a DP group needs the same value",
     ),
     (
         "rpc-port-differs",
-        "a2", "a2-1-vllm", set_flag("--data-parallel-rpc-port", "13390"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--data-parallel-rpc-port", "13390"),
+        "vllm-dp-group-consistent",
         "node a2-1: --data-parallel-rpc-port 13390, but head a2-0 has 13389; every node of a DP group "
         "needs the same value",
     ),
     (
         "address-missing",
-        "a2", "a2-1-vllm", drop_flag("--data-parallel-address"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        drop_flag("--data-parallel-address"),
+        "vllm-dp-group-consistent",
         "node a2-1: no --data-parallel-address, but head a2-0 has 192.0.2.11; every node of a DP group "
         "needs the same value",
     ),
     (
         "address-not-head-ip",
-        "a2", "a2-0-vllm", _set_env("HCCL_IF_IP", "192.0.2.99"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-0-vllm",
+        _set_env("HCCL_IF_IP", "192.0.2.99"),
+        "vllm-dp-group-consistent",
         "node a2-1: --data-parallel-address 192.0.2.11 is not the address of head a2-0 (192.0.2.99, its "
         "HCCL_IF_IP); the ranks would wait for a head that is not there: set it to 192.0.2.99 (nodes[0].ip)",
     ),
     (
         "start-rank-overlaps",
-        "a2", "a2-1-vllm", set_flag("--data-parallel-start-rank", "1"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--data-parallel-start-rank", "1"),
+        "vllm-dp-group-consistent",
         f"node a2-1: --data-parallel-start-rank 1 overlaps ranks 0-1 of node a2-0; {FIX}",
     ),
     (
         "start-rank-gap",
-        "a2", "a2-1-vllm", _both(set_flag("--data-parallel-start-rank", "3"), set_flag("--data-parallel-size-local", "1")),
+        "a2",
+        "a2-1-vllm",
+        _both(set_flag("--data-parallel-start-rank", "3"), set_flag("--data-parallel-size-local", "1")),
         "vllm-dp-group-consistent",
         f"node a2-1: --data-parallel-start-rank 3 leaves ranks 2 unassigned (after node a2-0's ranks 0-1), "
         f"and the group waits for them forever; {FIX}",
     ),
     (
         "ranks-exceed-size",
-        "a2", "a2-1-vllm", set_flag("--data-parallel-start-rank", "4"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--data-parallel-start-rank", "4"),
+        "vllm-dp-group-consistent",
         f"node a2-1: ranks 4-5 exceed --data-parallel-size 4 (ranks 0-3); make data-parallel-size-local x "
         f"nodes equal --data-parallel-size and {FIX}",
     ),
     (
         "ranks-uncovered",
-        "a2", "a2-1-vllm", set_flag("--data-parallel-size-local", "1"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--data-parallel-size-local", "1"),
+        "vllm-dp-group-consistent",
         "node a2-1: ranks 3 of --data-parallel-size 4 are held by no node (the last, a2-1, ends at rank 2), "
         "and the group waits for them forever; make data-parallel-size-local x nodes equal --data-parallel-size",
     ),
     (
         "image-differs",
-        "a2", "a2-1-image", _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-image",
+        _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0"),
+        "vllm-dp-group-consistent",
         "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0' differs from "
         "'m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0' on head a2-0; every node of a DP group must "
         "run the same build: set image once in the stack config",
     ),
     (
         "model-flag-differs",
-        "a2", "a2-1-vllm", set_flag("--max-model-len", "8192"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        set_flag("--max-model-len", "8192"),
+        "vllm-dp-group-consistent",
         "node a2-1: model flags differ from head a2-0: --max-model-len 8192 (head: 16384); every node must "
         "serve the same model configuration (set it once under serve.*)",
     ),
     (
         "model-switch-missing",
-        "a2", "a2-1-vllm", drop_flag("--enable-expert-parallel"), "vllm-dp-group-consistent",
+        "a2",
+        "a2-1-vllm",
+        drop_flag("--enable-expert-parallel"),
+        "vllm-dp-group-consistent",
         "node a2-1: model flags differ from head a2-0: --enable-expert-parallel missing (head: set); every "
         "node must serve the same model configuration (set it once under serve.*)",
     ),
     (
         "open-api-without-key",
-        "a2", "a2-0-vllm", _set_env("VLLM_API_KEY", ""), "vllm-api-key-on-open-api",
+        "a2",
+        "a2-0-vllm",
+        _set_env("VLLM_API_KEY", ""),
+        "vllm-api-key-on-open-api",
         "node a2-0: the OpenAI API listens on 0.0.0.0:8000 without --api-key or VLLM_API_KEY, so anyone "
         "who reaches the node can use it; set a key with `pulumi config set --secret apiKey <key>` or "
         "listen on a private address (serve.host)",
@@ -482,18 +581,49 @@ def _headless_host(inputs):
 NEAR_MISSES = [
     ("privileged-false-explicit", "a3", "a3-0-vllm", _set("privileged", False), "vllm-container-host-isolation"),
     ("privileged-unset", "a3", "a3-0-vllm", _drop("privileged"), "vllm-container-host-isolation"),
-    ("other-run-dir", "a2", "a2-1-vllm", _add_volume("/var/run/ascend", "/var/run/ascend", True), "vllm-container-host-isolation"),
+    (
+        "other-run-dir",
+        "a2",
+        "a2-1-vllm",
+        _add_volume("/var/run/ascend", "/var/run/ascend", True),
+        "vllm-container-host-isolation",
+    ),
     ("data-dir", "a3", "a3-0-vllm", _add_volume("/data/models", "/models"), "vllm-container-host-isolation"),
-    ("writable-weights", "a3", "a3-0-vllm", _add_volume("/srv/cache", "/srv/cache", False), "vllm-container-host-isolation"),
+    (
+        "writable-weights",
+        "a3",
+        "a3-0-vllm",
+        _add_volume("/srv/cache", "/srv/cache", False),
+        "vllm-container-host-isolation",
+    ),
     (
         "driver-under-host-root",
-        "a2", "a2-0-vllm",
+        "a2",
+        "a2-0-vllm",
         _add_volume("/host/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/lib64", True),
         "vllm-container-host-isolation",
     ),
-    ("image-digest", "a2", "a2-1-image", _set("name", "quay.io/ascend/vllm-ascend@sha256:" + "0" * 64), "vllm-image-pinned"),
-    ("image-latest-prefix-tag", "a3", "a3-0-image", _set("name", "quay.io/ascend/vllm-ascend:latest-a3"), "vllm-image-pinned"),
-    ("registry-port-and-tag", "a3", "a3-0-image", _set("name", "registry:5000/ascend/vllm-ascend:v0.18.0"), "vllm-image-pinned"),
+    (
+        "image-digest",
+        "a2",
+        "a2-1-image",
+        _set("name", "quay.io/ascend/vllm-ascend@sha256:" + "0" * 64),
+        "vllm-image-pinned",
+    ),
+    (
+        "image-latest-prefix-tag",
+        "a3",
+        "a3-0-image",
+        _set("name", "quay.io/ascend/vllm-ascend:latest-a3"),
+        "vllm-image-pinned",
+    ),
+    (
+        "registry-port-and-tag",
+        "a3",
+        "a3-0-image",
+        _set("name", "registry:5000/ascend/vllm-ascend:v0.18.0"),
+        "vllm-image-pinned",
+    ),
     ("shm-exactly-1g", "a2", "a2-1-vllm", _set("shmSize", 1024), "vllm-shm-size"),
     ("shm-larger", "a3", "a3-0-vllm", _set("shmSize", 16384), "vllm-shm-size"),
     ("bridge-single-node", "a3", "a3-0-vllm", _set("networkMode", "bridge"), "vllm-host-network"),
@@ -501,24 +631,39 @@ NEAR_MISSES = [
     ("devices-under-host-root", "a3", "a3-0-vllm", _reroot_devices("/host"), "vllm-npu-devices-match-parallelism"),
     (
         "fewer-npus-smaller-tp",
-        "a3", "a3-0-vllm",
+        "a3",
+        "a3-0-vllm",
         _both(set_flag("--tensor-parallel-size", "2"), *[_drop_device(f"/dev/davinci{i}") for i in range(8, 16)]),
         "vllm-npu-devices-match-parallelism",
     ),
-    ("memory-utilization-limit", "a3", "a3-0-vllm", set_flag("--gpu-memory-utilization", "0.95"), "vllm-w8a8-serve-flags"),
+    (
+        "memory-utilization-limit",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--gpu-memory-utilization", "0.95"),
+        "vllm-w8a8-serve-flags",
+    ),
     ("memory-utilization-default", "a2", "a2-0-vllm", drop_flag("--gpu-memory-utilization"), "vllm-w8a8-serve-flags"),
     (
         "other-model-without-quantization",
-        "a3", "a3-0-vllm",
+        "a3",
+        "a3-0-vllm",
         lambda i: (drop_flag("--quantization")(i), i["command"].__setitem__(2, "deepseek-ai/DeepSeek-R1")),
         "vllm-w8a8-serve-flags",
     ),
-    ("quantization-equals-form", "a3", "a3-0-vllm", lambda i: (drop_flag("--quantization")(i), i["command"].append("--quantization=ascend")), "vllm-w8a8-serve-flags"),
+    (
+        "quantization-equals-form",
+        "a3",
+        "a3-0-vllm",
+        lambda i: (drop_flag("--quantization")(i), i["command"].append("--quantization=ascend")),
+        "vllm-w8a8-serve-flags",
+    ),
     ("headless-host-differs", "a2", "a2-1-vllm", _headless_host, "vllm-dp-group-consistent"),
     ("headless-port-differs", "a2", "a2-1-vllm", set_flag("--port", "8001"), "vllm-dp-group-consistent"),
     (
         "model-flags-reordered",
-        "a2", "a2-1-vllm",
+        "a2",
+        "a2-1-vllm",
         lambda i: (drop_flag("--seed")(i), set_flag("--seed", "1024")(i)),
         "vllm-dp-group-consistent",
     ),
@@ -601,7 +746,16 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq4"
         (UNKNOWN_STRING_VALUE, []),
         ({"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": {"host": "h"}}, 1),
     ],
-    ids=["no-key", "blank-key", "proxy-no-key", "pinned", "proxy-pinned", "key-unknown", "connection-unknown", "secret"],
+    ids=[
+        "no-key",
+        "blank-key",
+        "proxy-no-key",
+        "pinned",
+        "proxy-pinned",
+        "key-unknown",
+        "connection-unknown",
+        "secret",
+    ],
 )
 def test_remote_command_host_key(connection, expected):
     found = messages(run([_command(connection)]), "remote-command-host-key-pinned")
@@ -641,13 +795,17 @@ def _unknown_variants(g: list[Node]):
             yield f"{node.name}.{key}", mutate(g, node.name, _set(key, sentinel))
             if isinstance(value, list) and value:
                 for index in {0, len(value) // 2, len(value) - 1}:
+
                     def change(inputs, key=key, index=index):
                         inputs[key][index] = UNKNOWN_STRING_VALUE
+
                     yield f"{node.name}.{key}[{index}]", mutate(g, node.name, change)
                     if isinstance(value[index], dict):
                         for inner in value[index]:
+
                             def change_inner(inputs, key=key, index=index, inner=inner):
                                 inputs[key][index][inner] = UNKNOWN_STRING_VALUE
+
                             yield f"{node.name}.{key}[{index}].{inner}", mutate(g, node.name, change_inner)
 
 

@@ -19,9 +19,7 @@ LEVEL = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.DISABLE
 
 
 def _servicer() -> _PolicyAnalyzerServicer:
-    return _PolicyAnalyzerServicer(
-        "deepseek-r1-ascend", "0.0.1", policies.POLICIES, EnforcementLevel.MANDATORY
-    )
+    return _PolicyAnalyzerServicer("deepseek-r1-ascend", "0.0.1", policies.POLICIES, EnforcementLevel.MANDATORY)
 
 
 def _struct(inputs: dict) -> struct_pb2.Struct:

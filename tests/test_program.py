@@ -130,8 +130,8 @@ def test_outputs_tell_a_user_where_and_what_runs(a2):
     )
     assert a2.outputs["smokeTest"] == (
         "curl -sS http://192.0.2.11:8000/v1/completions -H 'Content-Type: application/json' -d "
-        "'{\"model\": \"deepseek_r1\", \"prompt\": \"The future of AI is\", \"max_completion_tokens\": 50, "
-        "\"max_tokens\": 50, \"temperature\": 0}'"
+        '\'{"model": "deepseek_r1", "prompt": "The future of AI is", "max_completion_tokens": 50, '
+        '"max_tokens": 50, "temperature": 0}\''
     )
 
 
@@ -152,6 +152,7 @@ def test_four_a2_nodes_declare_four_hosts_with_contiguous_ranks():
 
 def test_an_unchanged_stack_declares_identical_resources(a2):
     again = run_program(stack_settings("a2"), stack="a2")
+
     def declared(deployment):
         return sorted((r.urn, repr(r.inputs), r.replacement_trigger) for r in deployment.resources)
 
@@ -188,7 +189,7 @@ def test_secrets_stay_secret_in_inputs_and_outputs():
         assert all("sk-very-secret" not in item["value"] for item in container.inputs["labels"])
     assert "sk-very-secret" not in repr(deployment.outputs)
     assert "ms-token" not in repr(deployment.outputs)
-    assert 'Authorization: Bearer $VLLM_API_KEY' in deployment.outputs["smokeTest"]
+    assert "Authorization: Bearer $VLLM_API_KEY" in deployment.outputs["smokeTest"]
 
 
 def test_bad_stack_declares_nothing_and_names_every_key():

@@ -123,8 +123,12 @@ def test_auto_nic_is_discovered_by_the_script(tmp_path):
     script = render("auto", "--project-dir", str(tmp_path)).stdout
     exports = script.split("docker run")[0]
     # Run the discovery and exports on this machine: loopback holds 127.0.0.1.
-    result = subprocess.run(["sh", "-c", exports + "echo $GLOO_SOCKET_IFNAME $TP_SOCKET_IFNAME $HCCL_SOCKET_IFNAME"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["sh", "-c", exports + "echo $GLOO_SOCKET_IFNAME $TP_SOCKET_IFNAME $HCCL_SOCKET_IFNAME"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.stdout.split() == ["lo", "lo", "lo"]
     assert "export HCCL_IF_IP=127.0.0.1" in exports
 

@@ -25,7 +25,10 @@ def test_smoke_reads_text_latency_and_tokens():
     [
         ("", "smoke test: no HTTP status in curl output ''"),
         ("curl: (7) Failed to connect to 127.0.0.1 port 8000", "smoke test: no HTTP status in curl output"),
-        ('{"error":"Unauthorized"}\n401 0.002\n', 'smoke test: /v1/completions answered HTTP 401: {"error":"Unauthorized"}'),
+        (
+            '{"error":"Unauthorized"}\n401 0.002\n',
+            'smoke test: /v1/completions answered HTTP 401: {"error":"Unauthorized"}',
+        ),
         ("<html>proxy error</html>\n200 0.1\n", "smoke test: not an OpenAI completion: '<html>proxy error</html>'"),
         ('{"choices": [{"text": ""}]}\n200 0.1\n', "smoke test: the model returned an empty completion"),
     ],
@@ -38,7 +41,7 @@ def test_smoke_failures_say_what_came_back(output, message):
 
 def test_smoke_command_sends_the_request_with_the_key_from_the_environment():
     script = sc.smoke_command("http://127.0.0.1:8000", {"model": "m", "prompt": "p"})
-    assert "-d '{\"model\": \"m\", \"prompt\": \"p\"}' http://127.0.0.1:8000/v1/completions" in script
+    assert '-d \'{"model": "m", "prompt": "p"}\' http://127.0.0.1:8000/v1/completions' in script
     assert '"Authorization: Bearer $VLLM_API_KEY"' in script
 
 
@@ -62,7 +65,9 @@ def test_benchmark_failures(output, message):
 
 
 def test_benchmark_command_uses_the_tutorials_parameters_in_the_head_container():
-    script = sc.benchmark_command("vllm-ascend", "vllm-ascend/DeepSeek-R1-W8A8", "deepseek_r1", "http://127.0.0.1:8000", Benchmark(), "a2")
+    script = sc.benchmark_command(
+        "vllm-ascend", "vllm-ascend/DeepSeek-R1-W8A8", "deepseek_r1", "http://127.0.0.1:8000", Benchmark(), "a2"
+    )
     assert script.splitlines()[1] == (
         "docker exec -e OPENAI_API_KEY vllm-ascend vllm bench serve --backend vllm --base-url http://127.0.0.1:8000 "
         "--model vllm-ascend/DeepSeek-R1-W8A8 --served-model-name deepseek_r1 --dataset-name random "
@@ -84,7 +89,12 @@ def test_accuracy_without_a_table_fails():
 
 
 def test_accuracy_command_points_lm_eval_at_the_head():
-    script = sc.accuracy_command("vllm-ascend", "deepseek_r1", "http://127.0.0.1:8000", Accuracy(limit=50, tokenizer="/w", modelArgs="max_retries=5"))
+    script = sc.accuracy_command(
+        "vllm-ascend",
+        "deepseek_r1",
+        "http://127.0.0.1:8000",
+        Accuracy(limit=50, tokenizer="/w", modelArgs="max_retries=5"),
+    )
     assert (
         "--model_args model=deepseek_r1,base_url=http://127.0.0.1:8000/v1/completions,tokenizer=/w,"
         "tokenized_requests=False,trust_remote_code=True,max_retries=5"
@@ -94,6 +104,8 @@ def test_accuracy_command_points_lm_eval_at_the_head():
 
 def test_staging_is_skipped_once_the_marker_exists():
     script = sc.staging_command("img:v1", "/data/weights", "vllm-ascend/DeepSeek-R1-W8A8", use_modelscope=True)
-    assert script.startswith("docker run --rm -e MODELSCOPE_API_TOKEN -e HF_TOKEN -v /data/weights:/root/.cache img:v1 sh -c ")
+    assert script.startswith(
+        "docker run --rm -e MODELSCOPE_API_TOKEN -e HF_TOKEN -v /data/weights:/root/.cache img:v1 sh -c "
+    )
     assert "if [ -f /root/.cache/.staged-vllm-ascend_DeepSeek-R1-W8A8 ]" in script
     assert "huggingface-cli download" in sc.staging_command("i:1", "/w", "org/m", use_modelscope=False)

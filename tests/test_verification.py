@@ -40,7 +40,9 @@ def test_every_node_is_checked_and_the_npu_network_across_nodes(a2):
 
 def test_a_single_node_has_no_cross_node_checks():
     a3 = run_program(stack_settings("a3"), stack="a3")
-    assert names(a3) == sorted([f"a3-0-check-{c}" for c in HOST_CHECKS] + ["deepseek-r1-readiness", "deepseek-r1-smoke-test"])
+    assert names(a3) == sorted(
+        [f"a3-0-check-{c}" for c in HOST_CHECKS] + ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
+    )
 
 
 def test_checks_run_on_their_node_over_ssh(a2):
@@ -104,7 +106,9 @@ def test_a_tls_mismatch_names_both_nodes():
 
 def test_a_lost_ping_names_the_pair():
     error = failure(
-        {"a2-0-check-npu-ping": "=== ping 3 a2-1 3 10.20.1.14\n3 packets transmitted, 0 received, 100.00% packet loss\n=== end\n"}
+        {
+            "a2-0-check-npu-ping": "=== ping 3 a2-1 3 10.20.1.14\n3 packets transmitted, 0 received, 100.00% packet loss\n=== end\n"
+        }
     )
     assert "node a2-0: check npu-ping" in str(error) and "NPU 3 -> a2-1 NPU 3 10.20.1.14" in str(error)
 
@@ -147,7 +151,9 @@ def test_nic_auto_uses_the_discovered_interface():
 def test_nic_auto_fails_when_no_interface_holds_the_ip():
     raw = settings()
     raw["nodes"][0]["nic"] = "auto"
-    deployment = run_program(raw, stack="a2", host_outputs={"a2-0-check-nic": "1: lo    inet 127.0.0.1/8 scope host lo\n"})
+    deployment = run_program(
+        raw, stack="a2", host_outputs={"a2-0-check-nic": "1: lo    inet 127.0.0.1/8 scope host lo\n"}
+    )
     assert "node a2-0: check nic-ip: expected one interface holding 192.0.2.11" in str(deployment.error)
 
 
@@ -232,7 +238,9 @@ def test_preflight_can_be_turned_off():
 
 
 def test_weights_are_staged_once_per_node_before_its_container():
-    deployment = run_program(settings(weights={"stage": True}, modelscopeToken="ms-1"), stack="a2", secret_keys=("modelscopeToken",))
+    deployment = run_program(
+        settings(weights={"stage": True}, modelscopeToken="ms-1"), stack="a2", secret_keys=("modelscopeToken",)
+    )
     for node in ("a2-0", "a2-1"):
         stage = deployment.named(f"{node}-stage-weights")
         assert stage.inputs["create"].startswith(

@@ -89,16 +89,16 @@ class Output:
 
 def send_request(api_url, model, prompt, prompt_len, output_len, chat, extra, headers):
     out = Output(prompt_len)
-    body = {"model": model, "max_tokens": output_len, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {"model": model, "max_tokens": output_len, "stream": True, "stream_options": {"include_usage": True}}
     if chat:
         body["messages"] = [{"role": "user", "content": prompt}]
         body["max_completion_tokens"] = output_len
     else:
         body["prompt"] = prompt
     body.update(extra)
-    req = urllib.request.Request(api_url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", **headers})
+    req = urllib.request.Request(
+        api_url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", **headers}
+    )
     st = time.perf_counter()
     out.start_time = time.time()
     last = st
@@ -194,8 +194,10 @@ def main(args) -> int:
     time_scale = float(os.environ.get("VLLM_SIM_BENCH_TIME_SCALE", "1") or 1)
 
     print(f"Traffic request rate: {args.request_rate}")
-    print(f"Burstiness factor: {args.burstiness} "
-          f"({'Poisson process' if args.burstiness == 1.0 else 'Gamma distribution'})")
+    print(
+        f"Burstiness factor: {args.burstiness} "
+        f"({'Poisson process' if args.burstiness == 1.0 else 'Gamma distribution'})"
+    )
     print(f"Maximum request concurrency: {args.max_concurrency}")
 
     outputs = [None] * len(requests)
@@ -206,8 +208,7 @@ def main(args) -> int:
         if sem:
             sem.acquire()
         try:
-            outputs[i] = send_request(api_url, request_model, prompt, n_in, n_out, chat,
-                                      extra, headers)
+            outputs[i] = send_request(api_url, request_model, prompt, n_in, n_out, chat, extra, headers)
         finally:
             if sem:
                 sem.release()
@@ -342,20 +343,16 @@ def main(args) -> int:
                 return 2
             k, v = item.split("=", 1)
             result_json[k.strip()] = v.strip()
-        result_json["request_rate"] = (
-            args.request_rate if args.request_rate < float("inf") else "inf")
+        result_json["request_rate"] = args.request_rate if args.request_rate < float("inf") else "inf"
         result_json["burstiness"] = args.burstiness
         result_json["max_concurrency"] = args.max_concurrency
         result_json.update(result)
         if not args.save_detailed:
-            for field in ("input_lens", "output_lens", "start_times", "ttfts", "itls",
-                          "generated_texts", "errors"):
+            for field in ("input_lens", "output_lens", "start_times", "ttfts", "itls", "generated_texts", "errors"):
                 result_json.pop(field, None)
-        conc = (f"-concurrency{args.max_concurrency}"
-                if args.max_concurrency is not None else "")
+        conc = f"-concurrency{args.max_concurrency}" if args.max_concurrency is not None else ""
         label = args.label or args.backend
-        file_name = (f"{label}-{args.request_rate}qps{conc}-"
-                     f"{model_id.split('/')[-1]}-{current_dt}.json")
+        file_name = f"{label}-{args.request_rate}qps{conc}-{model_id.split('/')[-1]}-{current_dt}.json"
         if args.result_filename:
             file_name = args.result_filename
         if args.result_dir:

@@ -18,13 +18,9 @@ def check_config(args) -> None:
     if args.tensor_parallel_size < 1:
         raise Fatal(f"--tensor-parallel-size must be >= 1, got {args.tensor_parallel_size}")
     if args.data_parallel_size_local < 1:
-        raise Fatal(
-            f"--data-parallel-size-local must be >= 1, got {args.data_parallel_size_local}"
-        )
+        raise Fatal(f"--data-parallel-size-local must be >= 1, got {args.data_parallel_size_local}")
     if args.data_parallel_start_rank < 0:
-        raise Fatal(
-            f"--data-parallel-start-rank must be >= 0, got {args.data_parallel_start_rank}"
-        )
+        raise Fatal(f"--data-parallel-start-rank must be >= 0, got {args.data_parallel_start_rank}")
     end = args.data_parallel_start_rank + args.data_parallel_size_local
     if end > args.data_parallel_size:
         raise Fatal(
@@ -43,13 +39,8 @@ def check_config(args) -> None:
         raise Fatal(f"--max-model-len must be >= 1, got {args.max_model_len}")
     if args.max_num_seqs is not None and args.max_num_seqs < 1:
         raise Fatal(f"--max-num-seqs must be >= 1, got {args.max_num_seqs}")
-    if args.gpu_memory_utilization is not None and not (
-        0.0 < args.gpu_memory_utilization <= 1.0
-    ):
-        raise Fatal(
-            "--gpu-memory-utilization must be in (0, 1], got "
-            f"{args.gpu_memory_utilization}"
-        )
+    if args.gpu_memory_utilization is not None and not (0.0 < args.gpu_memory_utilization <= 1.0):
+        raise Fatal(f"--gpu-memory-utilization must be in (0, 1], got {args.gpu_memory_utilization}")
 
 
 def _is_device(path: str, allow_regular: bool) -> bool:
@@ -72,9 +63,8 @@ def check_devices(args, env=None) -> list:
     except OSError as e:
         raise Fatal(f"cannot list device directory {dev_dir}: {e}")
     npus = sorted(
-        (n for n in names if DAVINCI_RE.match(n)
-         and _is_device(os.path.join(dev_dir, n), allow_regular)),
-        key=lambda n: int(n[len("davinci"):]),
+        (n for n in names if DAVINCI_RE.match(n) and _is_device(os.path.join(dev_dir, n), allow_regular)),
+        key=lambda n: int(n[len("davinci") :]),
     )
     need = args.tensor_parallel_size * args.data_parallel_size_local
     if len(npus) != need:
@@ -85,10 +75,7 @@ def check_devices(args, env=None) -> list:
             f"{args.tensor_parallel_size} x {args.data_parallel_size_local} = {need}; "
             "pass exactly that many /dev/davinciN devices to the container"
         )
-    missing = [
-        n for n in CONTROL_DEVICES
-        if not _is_device(os.path.join(dev_dir, n), allow_regular)
-    ]
+    missing = [n for n in CONTROL_DEVICES if not _is_device(os.path.join(dev_dir, n), allow_regular)]
     if missing:
         raise Fatal(
             "missing Ascend control device(s) "

@@ -22,6 +22,7 @@ def _json_object(flag):
         if not isinstance(obj, dict):
             raise argparse.ArgumentTypeError(f"{flag} must be a JSON object, got {value!r}")
         return obj
+
     return parse
 
 
@@ -46,29 +47,27 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-num-batched-tokens", type=int, default=None)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--gpu-memory-utilization", type=float, default=None)
-    p.add_argument("--speculative-config", type=_json_object("--speculative-config"),
-                   default=None)
-    p.add_argument("--compilation-config", type=_json_object("--compilation-config"),
-                   default=None)
-    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction,
-                   default=None)
+    p.add_argument("--speculative-config", type=_json_object("--speculative-config"), default=None)
+    p.add_argument("--compilation-config", type=_json_object("--compilation-config"), default=None)
+    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--api-key", type=str, default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vllm", description="vLLM CLI (simulator: vllm-sim, for tests only)")
+    parser = argparse.ArgumentParser(prog="vllm", description="vLLM CLI (simulator: vllm-sim, for tests only)")
     parser.add_argument("-v", "--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="subcommand", required=True)
-    serve = sub.add_parser("serve", help="Start the (simulated) OpenAI-compatible server",
-                           usage="vllm serve [model_tag] [options]")
+    serve = sub.add_parser(
+        "serve", help="Start the (simulated) OpenAI-compatible server", usage="vllm serve [model_tag] [options]"
+    )
     add_serve_args(serve)
     bench = sub.add_parser("bench", help="vLLM bench subcommand")
     bench_sub = bench.add_subparsers(dest="bench_type", required=True)
     from vllm_sim import bench as bench_mod
+
     bench_serve = bench_sub.add_parser(
-        "serve", help="Benchmark the online serving throughput",
-        usage="vllm bench serve [options]")
+        "serve", help="Benchmark the online serving throughput", usage="vllm bench serve [options]"
+    )
     bench_mod.add_cli_args(bench_serve)
     return parser
 
@@ -77,6 +76,7 @@ def _install_signal_handlers():
     def handler(signum, frame):
         log(f"received signal {signum}; shutting down")
         raise SystemExit(0)
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
@@ -164,6 +164,7 @@ def main(argv=None) -> int:
         return serve(args)
     if args.subcommand == "bench" and args.bench_type == "serve":
         from vllm_sim import bench
+
         return bench.main(args)
     parser.error("unsupported command")
     return 2

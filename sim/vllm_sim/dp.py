@@ -116,10 +116,7 @@ class DPHead:
             s.bind((self.listen_host, self.port))
         except OSError as e:
             s.close()
-            raise Fatal(
-                f"cannot listen for data-parallel peers on {self.listen_host}:{self.port}: "
-                f"{e.strerror or e}"
-            )
+            raise Fatal(f"cannot listen for data-parallel peers on {self.listen_host}:{self.port}: {e.strerror or e}")
         s.listen(64)
         self.server_sock = s
         log(
@@ -148,9 +145,7 @@ class DPHead:
                 sock, addr = self.server_sock.accept()
             except OSError:
                 return
-            threading.Thread(
-                target=self._handle, args=(sock, addr[0]), name="dp-peer", daemon=True
-            ).start()
+            threading.Thread(target=self._handle, args=(sock, addr[0]), name="dp-peer", daemon=True).start()
 
     def _check_hello(self, hello: dict):
         """Return (first, count) or raise ValueError with the reason."""
@@ -163,17 +158,13 @@ class DPHead:
         except (KeyError, TypeError, ValueError):
             raise ValueError("malformed hello (dp_size/start_rank/local)")
         if size != self.dp_size:
-            raise ValueError(
-                f"data-parallel-size mismatch: joiner has {size}, head has {self.dp_size}"
-            )
+            raise ValueError(f"data-parallel-size mismatch: joiner has {size}, head has {self.dp_size}")
         for key, flag in SHARED_SETTINGS.items():
             mine, theirs = self.local_hello.get(key), hello.get(key)
             if mine != theirs:
                 raise ValueError(f"{flag} mismatch: joiner has {theirs!r}, head has {mine!r}")
         if count < 1 or first < 0 or first + count > self.dp_size:
-            raise ValueError(
-                f"ranks {rank_str(first, max(count, 1))} outside 0-{self.dp_size - 1}"
-            )
+            raise ValueError(f"ranks {rank_str(first, max(count, 1))} outside 0-{self.dp_size - 1}")
         with self.lock:
             if self.lost:
                 raise ValueError(
@@ -229,9 +220,7 @@ class DPHead:
                 complete = len(self.owners) == self.dp_size
             _send(sock, send_lock, {"type": "welcome", "ranks": [first, first + count - 1]})
             log(f"rank {rank_str(first, count)} joined from {peer}")
-            threading.Thread(
-                target=self._heartbeat_loop, args=(sock, send_lock), daemon=True
-            ).start()
+            threading.Thread(target=self._heartbeat_loop, args=(sock, send_lock), daemon=True).start()
             if complete:
                 self.all_joined.set()
                 log(f"data-parallel ranks 0-{self.dp_size - 1} all present")

@@ -2,10 +2,51 @@
 
 import threading
 
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
-                0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
-               40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+)
+E2E_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 
 
 class Histogram:
@@ -66,30 +107,48 @@ class Metrics:
             metric(name, "histogram", help_, samples)
 
         with self.lock:
-            metric("vllm:num_requests_running", "gauge",
-                   "Number of requests in model execution batches.",
-                   [f"vllm:num_requests_running{{{lbl}}} {_fmt(self.running)}"])
-            metric("vllm:num_requests_waiting", "gauge",
-                   "Number of requests waiting to be processed.",
-                   [f"vllm:num_requests_waiting{{{lbl}}} {_fmt(self.waiting)}"])
-            metric("vllm:kv_cache_usage_perc", "gauge",
-                   "KV-cache usage. 1 means 100 percent usage.",
-                   [f"vllm:kv_cache_usage_perc{{{lbl}}} {_fmt(min(1.0, self.running / 256))}"])
-            metric("vllm:prompt_tokens_total", "counter",
-                   "Number of prefill tokens processed.",
-                   [f"vllm:prompt_tokens_total{{{lbl}}} {_fmt(self.prompt_tokens)}"])
-            metric("vllm:generation_tokens_total", "counter",
-                   "Number of generation tokens processed.",
-                   [f"vllm:generation_tokens_total{{{lbl}}} {_fmt(self.generation_tokens)}"])
+            metric(
+                "vllm:num_requests_running",
+                "gauge",
+                "Number of requests in model execution batches.",
+                [f"vllm:num_requests_running{{{lbl}}} {_fmt(self.running)}"],
+            )
+            metric(
+                "vllm:num_requests_waiting",
+                "gauge",
+                "Number of requests waiting to be processed.",
+                [f"vllm:num_requests_waiting{{{lbl}}} {_fmt(self.waiting)}"],
+            )
+            metric(
+                "vllm:kv_cache_usage_perc",
+                "gauge",
+                "KV-cache usage. 1 means 100 percent usage.",
+                [f"vllm:kv_cache_usage_perc{{{lbl}}} {_fmt(min(1.0, self.running / 256))}"],
+            )
+            metric(
+                "vllm:prompt_tokens_total",
+                "counter",
+                "Number of prefill tokens processed.",
+                [f"vllm:prompt_tokens_total{{{lbl}}} {_fmt(self.prompt_tokens)}"],
+            )
+            metric(
+                "vllm:generation_tokens_total",
+                "counter",
+                "Number of generation tokens processed.",
+                [f"vllm:generation_tokens_total{{{lbl}}} {_fmt(self.generation_tokens)}"],
+            )
             reasons = dict(self.success)
             for r in ("stop", "length", "abort"):
                 reasons.setdefault(r, 0)
-            metric("vllm:request_success_total", "counter",
-                   "Count of successfully processed requests.",
-                   [f'vllm:request_success_total{{finished_reason="{r}",{lbl}}} {_fmt(c)}'
-                    for r, c in sorted(reasons.items())])
-            hist("vllm:time_to_first_token_seconds",
-                 "Histogram of time to first token in seconds.", self.ttft)
-            hist("vllm:e2e_request_latency_seconds",
-                 "Histogram of e2e request latency in seconds.", self.e2e)
+            metric(
+                "vllm:request_success_total",
+                "counter",
+                "Count of successfully processed requests.",
+                [
+                    f'vllm:request_success_total{{finished_reason="{r}",{lbl}}} {_fmt(c)}'
+                    for r, c in sorted(reasons.items())
+                ],
+            )
+            hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", self.ttft)
+            hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", self.e2e)
         return "\n".join(out) + "\n"

@@ -72,9 +72,7 @@ class Engine:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise ApiError(400, f"max_tokens must be at least 1, got {max_tokens!r}.")
         temperature = body.get("temperature", 1.0)
-        if temperature is not None and (
-            not isinstance(temperature, (int, float)) or temperature < 0
-        ):
+        if temperature is not None and (not isinstance(temperature, (int, float)) or temperature < 0):
             raise ApiError(400, f"temperature must be non-negative, got {temperature!r}.")
         if n_prompt + max_tokens > self.max_model_len:
             raise ApiError(
@@ -131,10 +129,10 @@ def make_handler(engine: Engine):
         sys_version = ""
 
         def log_message(self, fmt, *a):
-            log(f"{self.client_address[0]} \"{self.requestline}\" {fmt % a if a else fmt}")
+            log(f'{self.client_address[0]} "{self.requestline}" {fmt % a if a else fmt}')
 
         def log_request(self, code="-", size="-"):
-            log(f"{self.client_address[0]} \"{self.requestline}\" {code}")
+            log(f'{self.client_address[0]} "{self.requestline}" {code}')
 
         # -- helpers
         def _json(self, status: int, obj) -> None:
@@ -146,8 +144,9 @@ def make_handler(engine: Engine):
             self.wfile.write(data)
 
         def _error(self, e: ApiError) -> None:
-            self._json(e.status, {"object": "error", "message": e.message, "type": e.type,
-                                  "param": None, "code": e.status})
+            self._json(
+                e.status, {"object": "error", "message": e.message, "type": e.type, "param": None, "code": e.status}
+            )
 
         def _authorized(self) -> bool:
             if not engine.api_key:
@@ -160,8 +159,9 @@ def make_handler(engine: Engine):
         def _ready(self) -> bool:
             if engine.health_fn():
                 return True
-            self._error(ApiError(503, "The engine is not ready or has lost a data-parallel rank.",
-                                 "ServiceUnavailableError"))
+            self._error(
+                ApiError(503, "The engine is not ready or has lost a data-parallel rank.", "ServiceUnavailableError")
+            )
             return False
 
         # -- routes
@@ -180,15 +180,29 @@ def make_handler(engine: Engine):
                 self.wfile.write(data)
             elif path == "/version":
                 from vllm_sim import __version__
+
                 self._json(200, {"version": __version__})
             elif path == "/v1/models":
                 if not self._authorized():
                     return
-                self._json(200, {"object": "list", "data": [{
-                    "id": engine.served_name, "object": "model", "created": engine.created,
-                    "owned_by": "vllm", "root": engine.model, "parent": None,
-                    "max_model_len": engine.max_model_len, "permission": [],
-                }]})
+                self._json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": engine.served_name,
+                                "object": "model",
+                                "created": engine.created,
+                                "owned_by": "vllm",
+                                "root": engine.model,
+                                "parent": None,
+                                "max_model_len": engine.max_model_len,
+                                "permission": [],
+                            }
+                        ],
+                    },
+                )
             elif path.startswith("/v1/"):
                 if self._authorized():
                     self._error(ApiError(404, f"Not Found: {path}", "NotFoundError"))
@@ -230,24 +244,38 @@ def make_handler(engine: Engine):
             return f"{prefix}-{uuid.uuid4().hex}", int(time.time())
 
         def _usage(self, req):
-            return {"prompt_tokens": req["n_prompt"], "completion_tokens": req["max_tokens"],
-                    "total_tokens": req["n_prompt"] + req["max_tokens"]}
+            return {
+                "prompt_tokens": req["n_prompt"],
+                "completion_tokens": req["max_tokens"],
+                "total_tokens": req["n_prompt"] + req["max_tokens"],
+            }
 
         def _complete(self, req):
             text = "".join(engine.generate(req))
             rid, created = self._ids(req)
             if req["chat"]:
-                choice = {"index": 0, "message": {"role": "assistant", "content": text,
-                                                  "reasoning_content": None, "tool_calls": []},
-                          "logprobs": None, "finish_reason": "length", "stop_reason": None}
+                choice = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "reasoning_content": None, "tool_calls": []},
+                    "logprobs": None,
+                    "finish_reason": "length",
+                    "stop_reason": None,
+                }
                 obj = "chat.completion"
             else:
-                choice = {"index": 0, "text": text, "logprobs": None,
-                          "finish_reason": "length", "stop_reason": None}
+                choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length", "stop_reason": None}
                 obj = "text_completion"
-            self._json(200, {"id": rid, "object": obj, "created": created,
-                             "model": engine.served_name, "choices": [choice],
-                             "usage": self._usage(req)})
+            self._json(
+                200,
+                {
+                    "id": rid,
+                    "object": obj,
+                    "created": created,
+                    "model": engine.served_name,
+                    "choices": [choice],
+                    "usage": self._usage(req),
+                },
+            )
 
         def _stream(self, req):
             rid, created = self._ids(req)
@@ -268,22 +296,28 @@ def make_handler(engine: Engine):
                     delta = {"content": delta_text}
                     if first:
                         delta["role"] = "assistant"
-                    choice = {"index": 0, "delta": delta, "logprobs": None,
-                              "finish_reason": finish}
+                    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
                 else:
-                    choice = {"index": 0, "text": delta_text, "logprobs": None,
-                              "finish_reason": finish}
-                return {"id": rid, "object": obj, "created": created,
-                        "model": engine.served_name, "choices": [choice]}
+                    choice = {"index": 0, "text": delta_text, "logprobs": None, "finish_reason": finish}
+                return {"id": rid, "object": obj, "created": created, "model": engine.served_name, "choices": [choice]}
 
             try:
                 n = req["max_tokens"]
                 for i, tok in enumerate(engine.generate(req)):
                     send(json.dumps(chunk(tok, "length" if i == n - 1 else None, i == 0)))
                 if req["include_usage"]:
-                    send(json.dumps({"id": rid, "object": obj, "created": created,
-                                     "model": engine.served_name, "choices": [],
-                                     "usage": self._usage(req)}))
+                    send(
+                        json.dumps(
+                            {
+                                "id": rid,
+                                "object": obj,
+                                "created": created,
+                                "model": engine.served_name,
+                                "choices": [],
+                                "usage": self._usage(req),
+                            }
+                        )
+                    )
                 send("[DONE]")
             except (BrokenPipeError, ConnectionResetError):
                 pass

@@ -32,9 +32,7 @@ def chat_prompt(messages) -> str:
     for m in messages or []:
         content = m.get("content", "") if isinstance(m, dict) else str(m)
         if isinstance(content, list):  # OpenAI content parts
-            content = " ".join(
-                p.get("text", "") for p in content if isinstance(p, dict)
-            )
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         role = m.get("role", "user") if isinstance(m, dict) else "user"
         parts.append(f"<|{role}|> {content}")
     parts.append("<|assistant|>")

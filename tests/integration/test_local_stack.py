@@ -52,7 +52,10 @@ def engine():
             pytest.fail(f"the local-stack integration test must run in CI, but {problem}")
         pytest.skip(problem)
     subprocess.run(
-        [sys.executable, str(PROJECT_DIR / "sim" / "local_hosts.py"), STACK], check=True, capture_output=True, timeout=60
+        [sys.executable, str(PROJECT_DIR / "sim" / "local_hosts.py"), STACK],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
 
 

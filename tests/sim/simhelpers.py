@@ -40,8 +40,9 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
 def http(method, url, body=None, headers=None, timeout=10.0):
     """Return (status, parsed JSON or raw text)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             status, raw = r.status, r.read()
@@ -70,9 +71,13 @@ class Proc:
     def __init__(self, args, env, log_path: Path):
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.p = subprocess.Popen([sys.executable, str(VLLM), *args], env=env,
-                                  stdout=self._log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        self.p = subprocess.Popen(
+            [sys.executable, str(VLLM), *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def log(self) -> str:

@@ -18,19 +18,53 @@ def test_unknown_flag_rejected_like_argparse(sim):
 
 
 def test_all_deployment_flags_accepted():
-    args = build_parser().parse_args([
-        "serve", MODEL, "--host", "0.0.0.0", "--port", "8000", "--headless",
-        "--data-parallel-size", "4", "--data-parallel-size-local", "2",
-        "--data-parallel-start-rank", "2", "--data-parallel-address", "10.0.0.1",
-        "--data-parallel-rpc-port", "13389", "--tensor-parallel-size", "4",
-        "--quantization", "ascend", "--seed", "1024", "--served-model-name", "ds",
-        "--enable-expert-parallel", "--async-scheduling", "--max-num-seqs", "16",
-        "--max-model-len", "32768", "--max-num-batched-tokens", "4096",
-        "--trust-remote-code", "--gpu-memory-utilization", "0.9",
-        "--speculative-config", '{"num_speculative_tokens": 1, "method": "deepseek_mtp"}',
-        "--compilation-config", '{"cudagraph_mode": "FULL_DECODE_ONLY"}',
-        "--no-enable-prefix-caching", "--api-key", "k",
-    ])
+    args = build_parser().parse_args(
+        [
+            "serve",
+            MODEL,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000",
+            "--headless",
+            "--data-parallel-size",
+            "4",
+            "--data-parallel-size-local",
+            "2",
+            "--data-parallel-start-rank",
+            "2",
+            "--data-parallel-address",
+            "10.0.0.1",
+            "--data-parallel-rpc-port",
+            "13389",
+            "--tensor-parallel-size",
+            "4",
+            "--quantization",
+            "ascend",
+            "--seed",
+            "1024",
+            "--served-model-name",
+            "ds",
+            "--enable-expert-parallel",
+            "--async-scheduling",
+            "--max-num-seqs",
+            "16",
+            "--max-model-len",
+            "32768",
+            "--max-num-batched-tokens",
+            "4096",
+            "--trust-remote-code",
+            "--gpu-memory-utilization",
+            "0.9",
+            "--speculative-config",
+            '{"num_speculative_tokens": 1, "method": "deepseek_mtp"}',
+            "--compilation-config",
+            '{"cudagraph_mode": "FULL_DECODE_ONLY"}',
+            "--no-enable-prefix-caching",
+            "--api-key",
+            "k",
+        ]
+    )
     assert args.data_parallel_size == 4 and args.data_parallel_start_rank == 2
     assert args.speculative_config["method"] == "deepseek_mtp"
     assert args.enable_prefix_caching is False
@@ -39,15 +73,17 @@ def test_all_deployment_flags_accepted():
 
 def test_defaults():
     a = build_parser().parse_args(["serve", MODEL])
-    assert (a.host, a.port, a.data_parallel_size, a.data_parallel_rpc_port) == (
-        "0.0.0.0", 8000, 1, 29550)
+    assert (a.host, a.port, a.data_parallel_size, a.data_parallel_rpc_port) == ("0.0.0.0", 8000, 1, 29550)
     assert a.data_parallel_size_local is None and a.headless is False
 
 
-@pytest.mark.parametrize("flag,value", [
-    ("--speculative-config", "not json"),
-    ("--compilation-config", "[1, 2]"),
-])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--speculative-config", "not json"),
+        ("--compilation-config", "[1, 2]"),
+    ],
+)
 def test_json_flags_must_be_objects(flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["serve", MODEL, flag, value])
@@ -56,17 +92,24 @@ def test_json_flags_must_be_objects(flag, value, capsys):
 
 
 def test_device_count_mismatch_fails_clearly(sim):
-    rc, log = sim.run(["serve", MODEL, "--tensor-parallel-size", "4",
-                       "--data-parallel-size", "2"], npus=2)
+    rc, log = sim.run(["serve", MODEL, "--tensor-parallel-size", "4", "--data-parallel-size", "2"], npus=2)
     assert rc != 0
     assert "vllm-sim: ERROR: found 2 NPU device(s)" in log
     assert "4 x 2 = 8" in log
 
 
 def _ns(**kw):
-    base = dict(data_parallel_size=1, data_parallel_size_local=1, data_parallel_start_rank=0,
-                tensor_parallel_size=1, headless=False, data_parallel_address=None,
-                max_model_len=None, max_num_seqs=None, gpu_memory_utilization=None)
+    base = dict(
+        data_parallel_size=1,
+        data_parallel_size_local=1,
+        data_parallel_start_rank=0,
+        tensor_parallel_size=1,
+        headless=False,
+        data_parallel_address=None,
+        max_model_len=None,
+        max_num_seqs=None,
+        gpu_memory_utilization=None,
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -84,15 +127,20 @@ def test_regular_files_are_not_devices_by_default(tmp_path):
         (tmp_path / n).touch()
     with pytest.raises(Fatal, match="found 0 NPU"):
         checks.check_devices(_ns(), {"VLLM_SIM_DEV_DIR": str(tmp_path)})
-    assert checks.check_devices(
-        _ns(), {"VLLM_SIM_DEV_DIR": str(tmp_path), "VLLM_SIM_ALLOW_REGULAR_FILES": "1"}
-    ) == ["davinci0"]
+    assert checks.check_devices(_ns(), {"VLLM_SIM_DEV_DIR": str(tmp_path), "VLLM_SIM_ALLOW_REGULAR_FILES": "1"}) == [
+        "davinci0"
+    ]
 
 
 def _net_env(tmp_path, **kw):
     (tmp_path / "lo").mkdir(exist_ok=True)
-    env = {"VLLM_SIM_NET_DIR": str(tmp_path), "HCCL_IF_IP": "127.0.0.1",
-           "HCCL_SOCKET_IFNAME": "lo", "GLOO_SOCKET_IFNAME": "lo", "TP_SOCKET_IFNAME": "lo"}
+    env = {
+        "VLLM_SIM_NET_DIR": str(tmp_path),
+        "HCCL_IF_IP": "127.0.0.1",
+        "HCCL_SOCKET_IFNAME": "lo",
+        "GLOO_SOCKET_IFNAME": "lo",
+        "TP_SOCKET_IFNAME": "lo",
+    }
     env.update(kw)
     return {k: v for k, v in env.items() if v is not None}
 
@@ -101,24 +149,34 @@ def test_network_ok(tmp_path):
     assert checks.check_network(_net_env(tmp_path)) == "127.0.0.1"
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"HCCL_IF_IP": None}, "HCCL_IF_IP is not set"),
-    ({"HCCL_IF_IP": "203.0.113.77"}, "not an address of this host"),
-    ({"GLOO_SOCKET_IFNAME": None}, "GLOO_SOCKET_IFNAME is not set"),
-    ({"HCCL_SOCKET_IFNAME": "eth9"}, "interface 'eth9' not found"),
-    ({"TP_SOCKET_IFNAME": "lo,enp1"}, "interface 'enp1' not found"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"HCCL_IF_IP": None}, "HCCL_IF_IP is not set"),
+        ({"HCCL_IF_IP": "203.0.113.77"}, "not an address of this host"),
+        ({"GLOO_SOCKET_IFNAME": None}, "GLOO_SOCKET_IFNAME is not set"),
+        ({"HCCL_SOCKET_IFNAME": "eth9"}, "interface 'eth9' not found"),
+        ({"TP_SOCKET_IFNAME": "lo,enp1"}, "interface 'enp1' not found"),
+    ],
+)
 def test_network_failures(tmp_path, kw, match):
     with pytest.raises(Fatal, match=match):
         checks.check_network(_net_env(tmp_path, **kw))
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(data_parallel_size=4, data_parallel_size_local=2, data_parallel_start_rank=3),
-     "exceeds data-parallel-size"),
-    (dict(data_parallel_size=2, data_parallel_size_local=1, headless=True),
-     "--headless requires --data-parallel-address"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (
+            dict(data_parallel_size=4, data_parallel_size_local=2, data_parallel_start_rank=3),
+            "exceeds data-parallel-size",
+        ),
+        (
+            dict(data_parallel_size=2, data_parallel_size_local=1, headless=True),
+            "--headless requires --data-parallel-address",
+        ),
+    ],
+)
 def test_config_failures(kw, match):
     with pytest.raises(Fatal, match=match):
         checks.check_config(_ns(**kw))

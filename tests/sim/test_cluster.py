@@ -11,11 +11,30 @@ PROMPT = "The future of AI is"
 
 
 def dp_args(dp_port, dp=4, local=2, start=0, headless=False, http_port=None, extra=()):
-    a = ["serve", MODEL, "--served-model-name", SERVED, "--tensor-parallel-size", "1",
-         "--data-parallel-size", str(dp), "--data-parallel-size-local", str(local),
-         "--data-parallel-start-rank", str(start), "--data-parallel-address", "127.0.0.1",
-         "--data-parallel-rpc-port", str(dp_port), "--max-model-len", "4096",
-         "--enable-expert-parallel", "--quantization", "ascend", *extra]
+    a = [
+        "serve",
+        MODEL,
+        "--served-model-name",
+        SERVED,
+        "--tensor-parallel-size",
+        "1",
+        "--data-parallel-size",
+        str(dp),
+        "--data-parallel-size-local",
+        str(local),
+        "--data-parallel-start-rank",
+        str(start),
+        "--data-parallel-address",
+        "127.0.0.1",
+        "--data-parallel-rpc-port",
+        str(dp_port),
+        "--max-model-len",
+        "4096",
+        "--enable-expert-parallel",
+        "--quantization",
+        "ascend",
+        *extra,
+    ]
     if headless:
         a.append("--headless")
     else:
@@ -58,9 +77,11 @@ def test_handshake_ready_models_and_completion(cluster):
     st, r2 = http("POST", f"http://127.0.0.1:{hp}/v1/completions", body)
     assert r2["choices"][0]["text"] == text and r2["id"] != r1["id"]
     # chat
-    st, c = http("POST", f"http://127.0.0.1:{hp}/v1/chat/completions",
-                 {"model": SERVED, "messages": [{"role": "user", "content": PROMPT}],
-                  "max_tokens": 7})
+    st, c = http(
+        "POST",
+        f"http://127.0.0.1:{hp}/v1/chat/completions",
+        {"model": SERVED, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 7},
+    )
     assert st == 200 and c["object"] == "chat.completion"
     assert c["usage"]["completion_tokens"] == 7
     assert c["choices"][0]["message"]["role"] == "assistant"
@@ -71,8 +92,7 @@ def test_errors_and_metrics(cluster):
     base = f"http://127.0.0.1:{hp}"
     st, e = http("POST", f"{base}/v1/completions", {"model": "gpt-4", "prompt": "x"})
     assert st == 404 and "does not exist" in e["message"]
-    st, e = http("POST", f"{base}/v1/completions",
-                 {"model": SERVED, "prompt": PROMPT, "max_tokens": 4095})
+    st, e = http("POST", f"{base}/v1/completions", {"model": SERVED, "prompt": PROMPT, "max_tokens": 4095})
     assert st == 400 and "maximum context length is 4096" in e["message"]
     http("POST", f"{base}/v1/completions", {"model": SERVED, "prompt": PROMPT, "max_tokens": 3})
     st, text = http("GET", f"{base}/metrics")
@@ -84,7 +104,7 @@ def test_errors_and_metrics(cluster):
     assert f"vllm:generation_tokens_total{{{lbl}}} 3.0" in text
     assert f'vllm:request_success_total{{finished_reason="length",{lbl}}} 1.0' in text
     assert f"vllm:time_to_first_token_seconds_count{{{lbl}}} 1.0" in text
-    assert "vllm:time_to_first_token_seconds_bucket{le=\"+Inf\"" in text
+    assert 'vllm:time_to_first_token_seconds_bucket{le="+Inf"' in text
     assert f"vllm:time_to_first_token_seconds_sum{{{lbl}}}" in text
 
 
@@ -95,8 +115,7 @@ def test_killing_headless_turns_health_503(cluster):
     assert "vllm-sim: ERROR: data-parallel rank 2-3 from 127.0.0.2 lost" in head.log
     time.sleep(0.3)
     assert health(hp) == 503  # stays unhealthy
-    st, _ = http("POST", f"http://127.0.0.1:{hp}/v1/completions",
-                 {"model": SERVED, "prompt": "x", "max_tokens": 1})
+    st, _ = http("POST", f"http://127.0.0.1:{hp}/v1/completions", {"model": SERVED, "prompt": "x", "max_tokens": 1})
     assert st == 503
 
 
@@ -116,8 +135,7 @@ def test_mismatched_dp_size_and_overlapping_ranks_rejected(sim):
     bad = sim.start(dp_args(dpp, dp=8, start=2, headless=True), ip="127.0.0.2", node="b")
     assert bad.wait(10) != 0
     assert "rejected this node: data-parallel-size mismatch" in bad.log
-    head.wait_log("vllm-sim: ERROR: rejected data-parallel peer 127.0.0.2: "
-                  "data-parallel-size mismatch")
+    head.wait_log("vllm-sim: ERROR: rejected data-parallel peer 127.0.0.2: data-parallel-size mismatch")
     # start rank 1 overlaps the head's ranks 0-1
     bad2 = sim.start(dp_args(dpp, start=1, headless=True), ip="127.0.0.3", node="c")
     assert bad2.wait(10) != 0
@@ -137,22 +155,23 @@ def test_mismatched_dp_size_and_overlapping_ranks_rejected(sim):
 
 def test_headless_gives_up_when_head_unreachable(sim):
     dpp = free_port()
-    p = sim.start(dp_args(dpp, start=2, headless=True), ip="127.0.0.2",
-                  extra={"VLLM_SIM_JOIN_TIMEOUT": "1.5", "VLLM_SIM_LOAD_SECONDS": "0"})
+    p = sim.start(
+        dp_args(dpp, start=2, headless=True),
+        ip="127.0.0.2",
+        extra={"VLLM_SIM_JOIN_TIMEOUT": "1.5", "VLLM_SIM_LOAD_SECONDS": "0"},
+    )
     assert p.wait(10) != 0
     assert f"vllm-sim: ERROR: could not reach DP head at 127.0.0.1:{dpp}" in p.log
 
 
 def test_api_key(sim):
     hp = free_port()
-    p = sim.start(["serve", MODEL, "--host", "127.0.0.1", "--port", str(hp), "--api-key", "s3"],
-                  npus=1)
+    p = sim.start(["serve", MODEL, "--host", "127.0.0.1", "--port", str(hp), "--api-key", "s3"], npus=1)
     wait_for(lambda: health(hp) == 200, 10, what="single node ready")
     base = f"http://127.0.0.1:{hp}"
     st, body = http("GET", f"{base}/v1/models")
     assert st == 401 and body == {"error": "Unauthorized"}
-    st, _ = http("POST", f"{base}/v1/completions", {"prompt": "x"},
-                 headers={"Authorization": "Bearer wrong"})
+    st, _ = http("POST", f"{base}/v1/completions", {"prompt": "x"}, headers={"Authorization": "Bearer wrong"})
     assert st == 401
     st, body = http("GET", f"{base}/v1/models", headers={"Authorization": "Bearer s3"})
     assert st == 200 and body["data"][0]["id"] == MODEL  # default served name = model
@@ -162,12 +181,10 @@ def test_api_key(sim):
 
 def test_api_key_from_env(sim):
     hp = free_port()
-    sim.start(["serve", MODEL, "--host", "127.0.0.1", "--port", str(hp)], npus=1,
-              extra={"VLLM_API_KEY": "envkey"})
+    sim.start(["serve", MODEL, "--host", "127.0.0.1", "--port", str(hp)], npus=1, extra={"VLLM_API_KEY": "envkey"})
     wait_for(lambda: health(hp) == 200, 10, what="ready")
     assert http("GET", f"http://127.0.0.1:{hp}/v1/models")[0] == 401
-    assert http("GET", f"http://127.0.0.1:{hp}/v1/models",
-                headers={"Authorization": "Bearer envkey"})[0] == 200
+    assert http("GET", f"http://127.0.0.1:{hp}/v1/models", headers={"Authorization": "Bearer envkey"})[0] == 200
 
 
 def test_silent_peer_is_lost_after_heartbeat_timeout(sim):
@@ -178,9 +195,18 @@ def test_silent_peer_is_lost_after_heartbeat_timeout(sim):
     hp, dpp = free_port(), free_port()
     head = sim.start(dp_args(dpp, dp=2, local=1, http_port=hp), ip="127.0.0.1", npus=1)
     wait_for(lambda: health(hp) == 503, 10, what="head up")
-    hello = {"type": "hello", "dp_size": 2, "start_rank": 1, "local": 1, "tp": 1,
-             "model": MODEL, "served_model_name": SERVED, "quantization": "ascend",
-             "enable_expert_parallel": True, "max_model_len": 4096}
+    hello = {
+        "type": "hello",
+        "dp_size": 2,
+        "start_rank": 1,
+        "local": 1,
+        "tp": 1,
+        "model": MODEL,
+        "served_model_name": SERVED,
+        "quantization": "ascend",
+        "enable_expert_parallel": True,
+        "max_model_len": 4096,
+    }
     with socket.create_connection(("127.0.0.1", dpp), timeout=5) as s:
         s.sendall((json.dumps(hello) + "\n").encode())
         reply = json.loads(s.makefile().readline())
@@ -194,13 +220,16 @@ def test_silent_peer_is_lost_after_heartbeat_timeout(sim):
 
 def test_streaming_and_sigterm(sim):
     import urllib.request
+
     hp = free_port()
     p = sim.start(["serve", MODEL, "--host", "127.0.0.1", "--port", str(hp)], npus=1)
     wait_for(lambda: health(hp) == 200, 10, what="ready")
     req = urllib.request.Request(
-        f"http://127.0.0.1:{hp}/v1/completions", method="POST",
+        f"http://127.0.0.1:{hp}/v1/completions",
+        method="POST",
         data=b'{"prompt": "hi", "max_tokens": 4, "stream": true}',
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         lines = [ln.decode().strip() for ln in r if ln.strip()]
     assert lines[-1] == "data: [DONE]" and len(lines) == 5

@@ -15,8 +15,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(FAKE_HOST), *map(str, args)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run([sys.executable, str(FAKE_HOST), *map(str, args)], capture_output=True, text=True, timeout=30)
 
 
 def test_create_idempotent_and_remove(tmp_path):
@@ -34,11 +33,9 @@ def test_create_idempotent_and_remove(tmp_path):
     assert "Version=" in (root / "usr/local/Ascend/driver/version.info").read_text()
     assert (root / "etc/ascend_install.info").is_file()
     assert "address_2=" in (root / "etc/hccn.conf").read_text()
-    for tool in ("usr/bin/hccn_tool", "usr/local/Ascend/driver/tools/hccn_tool",
-                 "usr/local/bin/npu-smi"):
+    for tool in ("usr/bin/hccn_tool", "usr/local/Ascend/driver/tools/hccn_tool", "usr/local/bin/npu-smi"):
         assert os.access(root / tool, os.X_OK)
-    out = subprocess.run([str(root / "usr/local/bin/npu-smi")], capture_output=True,
-                         text=True, timeout=10)
+    out = subprocess.run([str(root / "usr/local/bin/npu-smi")], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0 and "910B" in out.stdout
     # shrinking keeps the count exact
     assert run(root, "--npus", "1").returncode == 0
