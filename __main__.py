@@ -3,9 +3,9 @@
 import pulumi
 
 from components.cluster import VllmCluster
-from components.config import ConfigError
-from components.plan import plan_cluster
-from components.stack import config_from_pulumi
+from core.config import ConfigError
+from core.plan import plan_cluster
+from core.stack import config_from_pulumi
 
 try:
     config = config_from_pulumi()

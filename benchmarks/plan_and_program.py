@@ -1,7 +1,7 @@
 """How long validation, planning, rendering and a mocked `pulumi up` program take, and their peak
 memory, as the cluster grows (A2 nodes, 2 data-parallel ranks per node).
 
-    .venv/bin/python benchmarks/plan_and_program.py [--repeat N]
+    make benchmark     (runs: PYTHONPATH=.:tests .venv/bin/python benchmarks/plan_and_program.py [--repeat N])
 
 Numbers are for this machine; compare runs on the same machine only.
 """
@@ -13,15 +13,12 @@ import statistics
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from mocked import run_program, stack_settings
 
-from components.config import load_config  # noqa: E402
-from components.plan import plan_cluster  # noqa: E402
-from components.render import render  # noqa: E402
-from mocked import run_program, stack_settings  # noqa: E402
+from core.config import load_config
+from core.plan import plan_cluster
+from core.render import render
 
 
 def settings(nodes: int) -> dict:
@@ -53,10 +50,10 @@ def main() -> int:
     print("|---:|---:|---:|---:|---:|---:|")
     for nodes in (2, 4, 8, 16):
         raw = settings(nodes)
-        plan_ms, plan_mib = measure(lambda: render(plan_cluster(load_config(raw), "bench")), args.repeat)
+        plan_ms, plan_mib = measure(lambda raw=raw: render(plan_cluster(load_config(raw), "bench")), args.repeat)
         deployment = run_program(raw, stack="bench")
         assert deployment.error is None, deployment.error
-        prog_ms, prog_mib = measure(lambda: run_program(raw, stack="bench"), max(1, args.repeat // 2))
+        prog_ms, prog_mib = measure(lambda raw=raw: run_program(raw, stack="bench"), max(1, args.repeat // 2))
         print(
             f"| {nodes} | {plan_ms:.1f} | {plan_mib:.1f} | {prog_ms:.0f} | {len(deployment.resources)} | {prog_mib:.1f} |"
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pulumi
 
-from . import servicechecks
-from .config import TOKEN_ENV
+from checks import servicechecks
+from core.config import TOKEN_ENV
+from core.plan import ClusterPlan
+
 from .host import AscendHost
 from .nodecommand import node_command
-from .plan import ClusterPlan
 from .preflight import ClusterPreflight, HostPreflight
 from .server import VllmServer
 from .verification import ServiceVerification

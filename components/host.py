@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .plan import NodePlan
+from core.plan import NodePlan
 
 
 class AscendHost(pulumi.ComponentResource):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_command as command
 
-from .plan import NodePlan
-from .servicechecks import secrets_prelude
+from checks.servicechecks import secrets_prelude
+from core.plan import NodePlan
 
 
 def node_command(
@@ -16,10 +14,10 @@ def node_command(
     node: NodePlan,
     create: pulumi.Input[str],
     *,
-    ssh_private_key: Optional[str],
+    ssh_private_key: str | None,
     opts: pulumi.ResourceOptions,
-    secrets: Optional[dict[str, str]] = None,
-    triggers: Optional[list] = None,
+    secrets: dict[str, str] | None = None,
+    triggers: list | None = None,
 ) -> command.local.Command | command.remote.Command:
     """A pulumi-command resource whose stdout carries the command's report.
 

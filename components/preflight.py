@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pulumi
 
-from . import hostchecks
-from .config import AUTO_NIC
+from checks import hostchecks
+from core.config import AUTO_NIC
+from core.plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
+
 from .nodecommand import node_command
-from .plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
 
 
 class HostPreflight(pulumi.ComponentResource):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pulumi
 import pulumi_docker as docker
 
-from .config import AUTO_NIC
+from core.config import AUTO_NIC
+from core.plan import LABEL_PREFIX, NIC_ENV, NodePlan
+
 from .host import AscendHost
-from .plan import LABEL_PREFIX, NIC_ENV, NodePlan
 
 
 class VllmServer(pulumi.ComponentResource):
@@ -20,8 +19,8 @@ class VllmServer(pulumi.ComponentResource):
         host: AscendHost,
         group_fingerprint: str,
         nic: pulumi.Input[str],
-        checked_driver: Optional[pulumi.Output[str]] = None,
-        after: Optional[list[pulumi.Resource]] = None,
+        checked_driver: pulumi.Output[str] | None = None,
+        after: list[pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """`nic` is the node's NIC (discovered by the preflight for `nic: auto`); `checked_driver`

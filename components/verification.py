@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pulumi
 
-from . import servicechecks
+from checks import servicechecks
+from core.plan import ClusterPlan
+
 from .nodecommand import node_command
-from .plan import ClusterPlan
 
 
 class ServiceVerification(pulumi.ComponentResource):

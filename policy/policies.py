@@ -10,7 +10,7 @@ the `UNKNOWN` marker, and skips a check whose inputs are not known yet, so a pre
 for a value the engine cannot know.
 
 The facts it shares with the program (driver paths, management devices, what a pinned image
-is, the label prefix) are imported from `components/`, so the pack's virtualenv installs the
+is, the label prefix) are imported from `core/`, so the pack's virtualenv installs the
 program's pydantic too (policy/requirements.txt).
 """
 
@@ -19,16 +19,15 @@ from __future__ import annotations
 import posixpath
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 # The pack lives inside the project: it reads the program's facts (driver paths, devices, what a
 # pinned image is) instead of keeping copies that could drift.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.config import image_reference_problem  # noqa: E402
-from components.plan import DRIVER_PATHS, LABEL_PREFIX, MANAGEMENT_DEVICES  # noqa: E402
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
     PolicyConfigSchema,
@@ -49,6 +48,9 @@ from pulumi_policy.proxy import (
     UNKNOWN_STRING_VALUE,
     UnknownValueError,
 )
+
+from core.config import image_reference_problem  # noqa: E402
+from core.plan import DRIVER_PATHS, LABEL_PREFIX, MANAGEMENT_DEVICES  # noqa: E402
 
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -132,7 +134,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _list(value: Any) -> Optional[list]:
+def _list(value: Any) -> list | None:
     """The list, [] when absent, None when unknown or not a list (the check is then skipped)."""
     if value is None:
         return []
@@ -148,15 +150,15 @@ def _list(value: Any) -> Optional[list]:
 class Argv:
     """`vllm serve MODEL --flag value --switch ...` as ordered (flag, value) pairs."""
 
-    model: Optional[str]
-    pairs: list[tuple[str, Optional[str]]] = field(default_factory=list)
+    model: str | None
+    pairs: list[tuple[str, str | None]] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, command: list) -> "Argv":
+    def parse(cls, command: list) -> Argv:
         tokens = [t if isinstance(t, str) else "" for t in command]
         rest = tokens[2:] if tokens[:2] == ["vllm", "serve"] else tokens
         model = None
-        pairs: list[tuple[str, Optional[str]]] = []
+        pairs: list[tuple[str, str | None]] = []
         i = 0
         while i < len(rest):
             token = rest[i]
@@ -182,13 +184,13 @@ class Argv:
     def has(self, flag: str) -> bool:
         return any(f == flag for f, _ in self.pairs)
 
-    def get(self, flag: str) -> Optional[str]:
+    def get(self, flag: str) -> str | None:
         for f, value in self.pairs:
             if f == flag:
                 return value
         return None
 
-    def get_int(self, flag: str, default: Optional[int] = None) -> Optional[int]:
+    def get_int(self, flag: str, default: int | None = None) -> int | None:
         value = self.get(flag)
         if value is None:
             return default if not self.has(flag) else None
@@ -214,9 +216,9 @@ class ContainerView:
     node: str
     props: dict
     command: Any  # list, or UNKNOWN
-    argv: Optional[Argv]
+    argv: Argv | None
     envs: Any  # dict, or UNKNOWN
-    parent_urn: Optional[str] = None
+    parent_urn: str | None = None
     dependency_urns: tuple[str, ...] = ()
 
     @property
@@ -228,11 +230,11 @@ class ContainerView:
         return bool(self.argv and self.argv.has("--headless"))
 
     @property
-    def dp_size(self) -> Optional[int]:
+    def dp_size(self) -> int | None:
         return self.argv.get_int("--data-parallel-size", 1) if self.argv else None
 
     @property
-    def dp_local(self) -> Optional[int]:
+    def dp_local(self) -> int | None:
         if not self.argv:
             return None
         if self.argv.has("--data-parallel-size-local"):
@@ -240,7 +242,7 @@ class ContainerView:
         return self.dp_size
 
     @property
-    def start_rank(self) -> Optional[int]:
+    def start_rank(self) -> int | None:
         return self.argv.get_int("--data-parallel-start-rank", 0) if self.argv else None
 
     @property
@@ -291,7 +293,7 @@ def container_view(
     urn: str,
     name: str,
     props: Any,
-    parent_urn: Optional[str] = None,
+    parent_urn: str | None = None,
     dependency_urns: Iterable[str] = (),
 ) -> ContainerView:
     props = plain(props)
@@ -328,7 +330,7 @@ def _config(args: Any, key: str, default: Any) -> Any:
 # --- resource policies: containers ---------------------------------------------------------------
 
 
-def _norm(path: Any) -> Optional[str]:
+def _norm(path: Any) -> str | None:
     if not isinstance(path, str) or is_unknown(path) or not path.startswith("/"):
         return None
     return posixpath.normpath(path).replace("//", "/")
@@ -338,11 +340,11 @@ def _contains(outer: str, inner: str) -> bool:
     return outer == "/" or inner == outer or inner.startswith(outer + "/")
 
 
-def _is_driver_path(path: Optional[str]) -> bool:
+def _is_driver_path(path: str | None) -> bool:
     return path is not None and (path in DRIVER_PATHS or any(_contains(t, path) for t in DRIVER_TREES))
 
 
-def _mounts(props: dict) -> Optional[list[tuple[Optional[str], Optional[str], Any]]]:
+def _mounts(props: dict) -> list[tuple[str | None, str | None, Any]] | None:
     """(host path, container path, read-only) of every volume and bind mount; None if unknown."""
     volumes, mounts = _list(props.get("volumes")), _list(props.get("mounts"))
     if volumes is None or mounts is None:
@@ -617,7 +619,7 @@ _PER_NODE_FLAGS = {
 }
 
 
-def _model_flags(argv: Argv) -> list[tuple[str, Optional[str]]]:
+def _model_flags(argv: Argv) -> list[tuple[str, str | None]]:
     return [("<model>", argv.model)] + [(f, v) for f, v in argv.pairs if f not in _PER_NODE_FLAGS]
 
 
@@ -636,7 +638,7 @@ def _flag_differences(node: Argv, head: Argv) -> list[str]:
     return out
 
 
-def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolation) -> None:  # noqa: C901 (to be split into its named checks)
     views = [v for v in _stack_views(args) if v.is_vllm or is_unknown(v.command)]
     if not views:
         return

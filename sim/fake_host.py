@@ -74,7 +74,7 @@ def _mknod(path: str) -> str:
     try:
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     except PermissionError:
-        raise SystemExit(f"fake_host: ERROR: mknod {path}: permission denied (run as root)")
+        raise SystemExit(f"fake_host: ERROR: mknod {path}: permission denied (run as root)") from None
     os.chmod(path, 0o666)
     return "created"
 

@@ -1,6 +1,6 @@
 """Prepare (or remove) the fake Ascend hosts a simulated stack's nodes point at.
 
-    .venv/bin/python sim/local_hosts.py [STACK] [--remove]
+    .venv/bin/python -m sim.local_hosts [STACK] [--remove]
 
 Reads Pulumi.<STACK>.yaml (default: local) through the same plan as `pulumi up`, and for every
 node creates the fake NPU device nodes and driver files under its hostRoot, and the weights
@@ -14,13 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-sys.path.insert(0, str(PROJECT_DIR / "sim"))
+from core.plan import plan_cluster
+from core.stack import config_from_stack_file, stack_file
+from sim import fake_host
 
-import fake_host  # noqa: E402
-from components.plan import plan_cluster  # noqa: E402
-from components.stack import config_from_stack_file, stack_file  # noqa: E402
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:

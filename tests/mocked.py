@@ -9,15 +9,14 @@ import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import yaml
+from fakehosts import FakeHosts
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
-
-from fakehosts import FakeHosts
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
@@ -44,7 +43,7 @@ class Deployment:
     outputs: dict = field(default_factory=dict)
     secret_outputs: set = field(default_factory=set)
     # What the program raised, if anything (the engine would print it and fail the update).
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -135,8 +134,8 @@ def run_program(
     stack: str = "test",
     secret_keys: tuple[str, ...] = (),
     preview: bool = False,
-    other_config: Optional[dict] = None,
-    host_outputs: Optional[dict[str, str]] = None,
+    other_config: dict | None = None,
+    host_outputs: dict[str, str] | None = None,
 ) -> Deployment:
     """Run __main__.py with `config` (keys without the project prefix) in a fresh event loop.
 

@@ -8,10 +8,10 @@ unknown-checking proxy (as the analyzer does); violations are collected instead 
 from __future__ import annotations
 
 import copy
-import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from pulumi.runtime import rpc
 from pulumi_policy import (
@@ -26,19 +26,17 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
+import policies  # policy/policies.py, imported by name as Pulumi imports it
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLICY_DIR = PROJECT_DIR / "policy"
-if str(POLICY_DIR) not in sys.path:
-    sys.path.insert(0, str(POLICY_DIR))
-
-import policies  # noqa: E402  (policy/policies.py, imported as Pulumi imports it)
 
 
 @dataclass(frozen=True)
 class Violation:
     policy: str
     message: str
-    urn: Optional[str]
+    urn: str | None
 
 
 @dataclass
@@ -80,8 +78,8 @@ def _opts(parent: str) -> PolicyResourceOptions:
 
 def run(
     graph: Iterable[Node],
-    only: Optional[str] = None,
-    config: Optional[dict[str, dict[str, Any]]] = None,
+    only: str | None = None,
+    config: dict[str, dict[str, Any]] | None = None,
 ) -> list[Violation]:
     """Every violation the pack reports on `graph` (or only those of policy `only`)."""
     graph = list(graph)
@@ -91,7 +89,7 @@ def run(
         if only is not None and policy.name != only:
             continue
 
-        def report(message: str, urn: Optional[str] = None, _name: str = policy.name) -> None:
+        def report(message: str, urn: str | None = None, _name: str = policy.name) -> None:
             found.append(Violation(_name, message, urn))
 
         if isinstance(policy, ResourceValidationPolicy):
@@ -144,7 +142,7 @@ def mutate(graph: list[Node], name: str, change: Callable[[dict], Any]) -> list[
     return graph
 
 
-def set_flag(flag: str, value: Optional[str] = None) -> Callable[[dict], None]:
+def set_flag(flag: str, value: str | None = None) -> Callable[[dict], None]:
     """Set (or add) `--flag value`, or the switch `--flag` when value is None."""
 
     def change(inputs: dict) -> None:

@@ -3,9 +3,9 @@
 import copy
 
 import pytest
-
-from components.config import ConfigError, load_config
 from mocked import stack_settings
+
+from core.config import ConfigError, load_config
 
 A2 = stack_settings("a2")
 A3 = stack_settings("a3")

@@ -1,4 +1,4 @@
-"""Tests for components/hostchecks.py.
+"""Tests for checks/hostchecks.py.
 
 Fixtures live in tests/fixtures/hostchecks/.  Where they come from:
 
@@ -32,15 +32,11 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from components import hostchecks as hc  # noqa: E402
+from checks import hostchecks as hc
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "hostchecks"
 
@@ -65,7 +61,7 @@ def test_message_format():
 
 def test_check_result_is_frozen_and_hashable():
     r = hc.CheckResult("a", "c", True, "x", "y", {"k": [1]})
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         r.ok = False  # type: ignore[misc]
     assert hash(r) == hash(hc.CheckResult("a", "c", True, "x", "y", {"other": 2}))
 

@@ -1,9 +1,10 @@
 """Golden tests: the shipped stacks' per-node plans are the tutorial's deployment."""
 
 import seed
-from components.config import load_config
-from components.plan import plan_cluster
 from mocked import stack_settings
+
+from core.config import load_config
+from core.plan import plan_cluster
 
 
 def shipped(stack):

@@ -6,23 +6,22 @@ from __future__ import annotations
 import copy
 import json
 import runpy
-from functools import lru_cache
+from functools import cache
 
 import pulumi_policy
 import pytest
 import yaml
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
-from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE
-
 from mocked import run_program, stack_settings
 from policy_harness import POLICY_DIR, PROJECT_DIR, Node, drop_flag, graph_of, mutate, named, policies, run, set_flag
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE
 
 SHIPPED = ("a3", "a2")
 API_KEY = "policy-test-key"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _graph(stack: str, api_key: bool, preview: bool = False, nodes: int = 0) -> list[Node]:
     settings = stack_settings(stack)
     if nodes:

@@ -7,13 +7,12 @@ import copy
 
 import pytest
 from google.protobuf import json_format, struct_pb2
+from mocked import run_program, stack_settings
+from policy_harness import graph_of, mutate, policies, set_flag
 from pulumi.runtime.proto import analyzer_pb2 as proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
-
-from mocked import run_program, stack_settings
-from policy_harness import graph_of, mutate, policies, set_flag
 
 LEVEL = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.DISABLED: "disabled"}
 

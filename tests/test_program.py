@@ -4,7 +4,6 @@ import json
 
 import pulumi
 import pytest
-
 from mocked import run_program, stack_settings
 
 CONTAINER = "docker:index/container:Container"

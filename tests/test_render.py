@@ -1,9 +1,8 @@
-"""`python -m components.render`: the dry run anyone can do without Pulumi or hardware."""
+"""`python -m core.render`: the dry run anyone can do without Pulumi or hardware."""
 
 import shlex
 import subprocess
 import sys
-
 
 import seed
 from mocked import PROJECT_DIR
@@ -11,7 +10,7 @@ from mocked import PROJECT_DIR
 
 def render(*args, cwd=PROJECT_DIR):
     return subprocess.run(
-        [sys.executable, "-m", "components.render", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "core.render", *args], cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 

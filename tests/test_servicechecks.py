@@ -3,10 +3,10 @@
 import json
 
 import pytest
-
-from components import servicechecks as sc
-from components.config import Accuracy, Benchmark
 from fakehosts import BENCHMARK_RESULT, LM_EVAL_TABLE, smoke_output
+
+from checks import servicechecks as sc
+from core.config import Accuracy, Benchmark
 
 
 def test_readiness_reports_the_wait():

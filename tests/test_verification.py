@@ -3,11 +3,11 @@
 import copy
 
 import pytest
-
-from components.hostchecks import HostCheckFailed
-from components.servicechecks import ServiceCheckFailed
 from fakehosts import FIXTURES, hccn_output
 from mocked import run_program, stack_settings
+
+from checks.hostchecks import HostCheckFailed
+from checks.servicechecks import ServiceCheckFailed
 
 REMOTE = "command:remote:Command"
 LOCAL = "command:local:Command"

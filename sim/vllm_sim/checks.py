@@ -61,7 +61,7 @@ def check_devices(args, env=None) -> list:
     try:
         names = os.listdir(dev_dir)
     except OSError as e:
-        raise Fatal(f"cannot list device directory {dev_dir}: {e}")
+        raise Fatal(f"cannot list device directory {dev_dir}: {e}") from e
     npus = sorted(
         (n for n in names if DAVINCI_RE.match(n) and _is_device(os.path.join(dev_dir, n), allow_regular)),
         key=lambda n: int(n[len("davinci") :]),
@@ -107,12 +107,12 @@ def check_network(env=None) -> str:
         raise Fatal(
             f"HCCL_IF_IP={ip} is not an address of this host/container ({e.strerror or e}); "
             "with a bridge network the host IP is not visible inside the container"
-        )
+        ) from e
     net_dir = env.get("VLLM_SIM_NET_DIR", "/sys/class/net")
     try:
         present = set(os.listdir(net_dir))
     except OSError as e:
-        raise Fatal(f"cannot list network interfaces in {net_dir}: {e}")
+        raise Fatal(f"cannot list network interfaces in {net_dir}: {e}") from e
     for var in IFNAME_VARS:
         value = env.get(var, "").strip()
         if not value:

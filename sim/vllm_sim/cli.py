@@ -18,7 +18,7 @@ def _json_object(flag):
         try:
             obj = json.loads(value)
         except json.JSONDecodeError as e:
-            raise argparse.ArgumentTypeError(f"{flag} is not valid JSON: {e}")
+            raise argparse.ArgumentTypeError(f"{flag} is not valid JSON: {e}") from e
         if not isinstance(obj, dict):
             raise argparse.ArgumentTypeError(f"{flag} must be a JSON object, got {value!r}")
         return obj
@@ -127,7 +127,7 @@ def serve(args) -> int:
         try:
             httpd = ApiServer((args.host, args.port), make_handler(engine))
         except OSError as e:
-            raise Fatal(f"cannot listen for HTTP on {args.host}:{args.port}: {e.strerror or e}")
+            raise Fatal(f"cannot listen for HTTP on {args.host}:{args.port}: {e.strerror or e}") from e
         threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
         log(f"HTTP API on http://{args.host}:{args.port} (/health 503 until ready)")
         if engine.api_key:

@@ -99,7 +99,7 @@ class Metrics:
 
         def hist(name, help_, h):
             samples = []
-            for b, c in zip(h.buckets, h.counts):
+            for b, c in zip(h.buckets, h.counts, strict=True):
                 samples.append(f'{name}_bucket{{le="{b}",{lbl}}} {_fmt(c)}')
             samples.append(f'{name}_bucket{{le="+Inf",{lbl}}} {_fmt(h.count)}')
             samples.append(f"{name}_count{{{lbl}}} {_fmt(h.count)}")

@@ -1,4 +1,4 @@
-"""The local stack for real: its per-node scripts (`python -m components.render local`) run on this
+"""The local stack for real: its per-node scripts (`python -m core.render local`) run on this
 machine's Docker engine with the simulator image, then the deployment's own readiness, smoke and
 benchmark commands run against it, and teardown leaves nothing behind.
 
@@ -18,13 +18,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from components import hostchecks, servicechecks
-from components.config import Benchmark
-from components.plan import STACK_LABEL, plan_cluster
-from components.render import node_script
-from components.stack import config_from_stack_file, stack_file
 from mocked import PROJECT_DIR
+
+from checks import hostchecks, servicechecks
+from core.config import Benchmark
+from core.plan import STACK_LABEL, plan_cluster
+from core.render import node_script
+from core.stack import config_from_stack_file, stack_file
 
 STACK = "local"
 READY_TIMEOUT_S = 90
@@ -52,10 +52,7 @@ def engine():
             pytest.fail(f"the local-stack integration test must run in CI, but {problem}")
         pytest.skip(problem)
     subprocess.run(
-        [sys.executable, str(PROJECT_DIR / "sim" / "local_hosts.py"), STACK],
-        check=True,
-        capture_output=True,
-        timeout=60,
+        [sys.executable, "-m", "sim.local_hosts", STACK], cwd=PROJECT_DIR, check=True, capture_output=True, timeout=60
     )
 
 

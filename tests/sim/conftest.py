@@ -1,14 +1,9 @@
 """Fixtures for the vllm simulator tests (helpers live in simhelpers.py)."""
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from simhelpers import MODEL, SERVED, Proc, make_fake_node  # noqa: E402
+from simhelpers import MODEL, SERVED, Proc, make_fake_node
 
 
 @pytest.fixture

@@ -13,9 +13,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM = REPO / "sim" / "vllm"
-SIM_DIR = REPO / "sim"
-if str(SIM_DIR) not in sys.path:
-    sys.path.insert(0, str(SIM_DIR))
 
 MODEL = "/models/DeepSeek-R1-W8A8"
 SERVED = "deepseek-r1"
@@ -87,7 +84,7 @@ class Proc:
         try:
             return self.p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"process did not exit in {timeout}s; log:\n{self.log}")
+            raise AssertionError(f"process did not exit in {timeout}s; log:\n{self.log}") from None
 
     def wait_log(self, text, timeout=10.0):
         wait_for(lambda: text in self.log, timeout, what=f"log line {text!r}; log:\n{self.log}")

@@ -3,12 +3,11 @@
 import argparse
 
 import pytest
+from simhelpers import MODEL
 
 from vllm_sim import checks
 from vllm_sim.cli import build_parser
 from vllm_sim.log import Fatal
-
-from simhelpers import MODEL
 
 
 def test_unknown_flag_rejected_like_argparse(sim):

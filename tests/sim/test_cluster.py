@@ -4,7 +4,6 @@ import signal
 import time
 
 import pytest
-
 from simhelpers import MODEL, SERVED, free_port, http, wait_for
 
 PROMPT = "The future of AI is"

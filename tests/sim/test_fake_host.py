@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from simhelpers import REPO
 
 FAKE_HOST = REPO / "sim" / "fake_host.py"

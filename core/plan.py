@@ -10,18 +10,18 @@ import hashlib
 import json
 import shlex
 from dataclasses import dataclass, replace
-from typing import Literal, Optional
+from typing import Literal
 
 from .config import (
     MODEL_FLAGS,
     NETWORK_ENV,
     PROJECT,
     SECRET_ENV,
+    WEIGHTS_MOUNT,
     Accuracy,
     Benchmark,
     ClusterConfig,
     Preflight,
-    WEIGHTS_MOUNT,
     Profile,
     Verify,
     to_snake,
@@ -76,7 +76,7 @@ class NodePlan:
     ssh_opts: tuple[str, ...]
     ssh_user: str
     ssh_port: int
-    host_key: Optional[str]
+    host_key: str | None
     container_name: str
     image: str
     devices: tuple[Device, ...]
@@ -137,7 +137,7 @@ class ClusterPlan:
     accuracy: Accuracy
     stage_weights: bool
     use_modelscope: bool
-    ssh_private_key: Optional[str]
+    ssh_private_key: str | None
     # Changes whenever anything the data-parallel group shares changes: every node is then
     # replaced together, because vllm cannot re-admit a single restarted rank.
     group_fingerprint: str
@@ -156,7 +156,7 @@ class ClusterPlan:
         return f"http://{_url_host(self.listen_host)}:{self.port}"
 
     @property
-    def api_key(self) -> Optional[str]:
+    def api_key(self) -> str | None:
         return dict(self.head.env).get(SECRET_ENV["apiKey"])
 
     @property
@@ -218,7 +218,7 @@ def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -
 
 
 def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ...]:
-    network = dict(zip(NETWORK_ENV, (ip, nic, nic, nic)))
+    network = dict(zip(NETWORK_ENV, (ip, nic, nic, nic), strict=True))
     tuned = cfg.env.for_topology(multi_node=len(cfg.nodes) > 1)
     modelscope = {"VLLM_USE_MODELSCOPE": "True" if cfg.model.use_modelscope else "False"}
     secrets = {name: getattr(cfg, to_snake(key)) for key, name in SECRET_ENV.items()}
@@ -340,5 +340,5 @@ def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str) -> No
     return replace(node, labels=tuple(labels.items()))
 
 
-def find_node(plan: ClusterPlan, name: str) -> Optional[NodePlan]:
+def find_node(plan: ClusterPlan, name: str) -> NodePlan | None:
     return next((n for n in plan.nodes if n.name == name), None)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
-from . import plan
+from core import plan
 
 __all__ = [
     "CheckResult",

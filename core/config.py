@@ -2,7 +2,7 @@
 
 The defaults are the values of vllm-ascend's DeepSeek-R1-W8A8 tutorial, so a stack file only
 holds what differs per site (nodes, addresses, mirrors). Everything here is pure: the same
-checks run under `pulumi up` and under `python -m components.render`.
+checks run under `pulumi up` and under `python -m core.render`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -111,7 +111,7 @@ def _absolute_path(value: str) -> str:
     return value
 
 
-def image_reference_problem(ref: str) -> Optional[str]:
+def image_reference_problem(ref: str) -> str | None:
     """Why an image reference is not pinned, or None when it names a fixed version."""
     if _DIGEST.search(ref):
         return None
@@ -130,10 +130,10 @@ class Node(_Section):
     name: str
     ip: str
     nic: str
-    docker_host: Optional[str] = None
+    docker_host: str | None = None
     ssh_opts: list[str] = []
     # The node's SSH host key as `ssh-keyscan` prints it ("ssh-ed25519 AAAA..."): pins the host.
-    host_key: Optional[str] = None
+    host_key: str | None = None
     container_name: str = "vllm-ascend"
     host_root: str = "/"
 
@@ -169,7 +169,7 @@ class Node(_Section):
 
     @field_validator("host_key")
     @classmethod
-    def _host_key(cls, v: Optional[str]) -> Optional[str]:
+    def _host_key(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+$", v.strip()):
             raise ValueError(
                 "is not an SSH public host key; use the key type and base64 text `ssh-keyscan <ip>` prints, "
@@ -179,7 +179,7 @@ class Node(_Section):
 
     @field_validator("docker_host")
     @classmethod
-    def _docker_host(cls, v: Optional[str]) -> Optional[str]:
+    def _docker_host(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^(ssh|tcp|unix|npipe)://\S+$", v):
             raise ValueError(f"'{v}' is not a Docker host; use ssh://user@host, tcp://host:2376 or unix:///path")
         return v
@@ -202,7 +202,7 @@ class Image(_Section):
     repository: str = "ascend/vllm-ascend"
     tag: str = "v0.18.0"
     # A full reference (tag or digest) replaces registry/repository/tag and the profile suffix.
-    ref: Optional[str] = None
+    ref: str | None = None
 
     @field_validator("tag")
     @classmethod
@@ -215,7 +215,7 @@ class Image(_Section):
 
     @field_validator("ref")
     @classmethod
-    def _ref(cls, v: Optional[str]) -> Optional[str]:
+    def _ref(cls, v: str | None) -> str | None:
         problem = image_reference_problem(v) if v is not None else None
         if problem:
             raise ValueError(problem)
@@ -243,7 +243,7 @@ class Model(_Section):
         return _absolute_path(v)
 
 
-JsonArg = Union[str, dict[str, Any]]
+JsonArg = str | dict[str, Any]
 
 
 class Serve(_Section):
@@ -261,8 +261,8 @@ class Serve(_Section):
     max_num_batched_tokens: int = Field(default=4096, ge=1)
     trust_remote_code: bool = True
     gpu_memory_utilization: float = Field(default=0.92, gt=0, le=1)
-    speculative_config: Optional[JsonArg] = SEED_SPECULATIVE_CONFIG
-    compilation_config: Optional[JsonArg] = SEED_COMPILATION_CONFIG
+    speculative_config: JsonArg | None = SEED_SPECULATIVE_CONFIG
+    compilation_config: JsonArg | None = SEED_COMPILATION_CONFIG
     enable_prefix_caching: bool = True
     extra_args: list[str] = []
 
@@ -276,7 +276,7 @@ class Serve(_Section):
 
     @field_validator("speculative_config", "compilation_config")
     @classmethod
-    def _json_object(cls, v: Optional[JsonArg]) -> Optional[JsonArg]:
+    def _json_object(cls, v: JsonArg | None) -> JsonArg | None:
         if isinstance(v, str):
             try:
                 parsed = json.loads(v)
@@ -287,11 +287,11 @@ class Serve(_Section):
         return v
 
 
-def _env_values(v: Any) -> dict[str, Optional[str]]:
+def _env_values(v: Any) -> dict[str, str | None]:
     """YAML gives numbers and booleans; the environment only has strings (null drops a default)."""
     if not isinstance(v, dict):
         return v
-    out: dict[str, Optional[str]] = {}
+    out: dict[str, str | None] = {}
     for key, value in v.items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):
             raise ValueError(f"'{key}' is not an environment variable name; use letters, digits and '_'")
@@ -307,9 +307,9 @@ def _env_values(v: Any) -> dict[str, Optional[str]]:
 
 class Env(_Section):
     # Entries here are merged over the tutorial's; null removes one of its variables.
-    single_node: dict[str, Optional[str]] = {}
-    multi_node: dict[str, Optional[str]] = {}
-    extra: dict[str, Optional[str]] = {}
+    single_node: dict[str, str | None] = {}
+    multi_node: dict[str, str | None] = {}
+    extra: dict[str, str | None] = {}
 
     @field_validator("single_node", "multi_node", "extra", mode="before")
     @classmethod
@@ -390,9 +390,9 @@ class Accuracy(_Section):
 
     enabled: bool = False
     tasks: str = "gsm8k"
-    limit: Optional[int] = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
     # lm_eval loads the model's tokenizer itself: its directory inside the head container.
-    tokenizer: Optional[str] = None
+    tokenizer: str | None = None
     # Appended to lm_eval's --model_args.
     model_args: str = ""
     output_dir: str = f"{WEIGHTS_MOUNT}/accuracy"
@@ -418,10 +418,10 @@ class ClusterConfig(_Section):
     benchmark: Benchmark = Benchmark()
     accuracy: Accuracy = Accuracy()
     weights: Weights = Weights()
-    api_key: Optional[str] = None
-    modelscope_token: Optional[str] = None
-    hf_token: Optional[str] = None
-    ssh_private_key: Optional[str] = None
+    api_key: str | None = None
+    modelscope_token: str | None = None
+    hf_token: str | None = None
+    ssh_private_key: str | None = None
     # The top-level keys Pulumi holds encrypted (set by load_config).
     _secret_keys: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -508,9 +508,9 @@ def _loc_path(loc: tuple) -> str:
     return path
 
 
-def _section(loc: tuple) -> Optional[type[BaseModel]]:
+def _section(loc: tuple) -> type[BaseModel] | None:
     """The model whose key the last named part of an error's location is."""
-    model: Optional[type[BaseModel]] = ClusterConfig
+    model: type[BaseModel] | None = ClusterConfig
     names = [part for part in loc if isinstance(part, str)]
     for part in names[:-1]:
         field = next((f for f in model.model_fields.values() if f.alias == part), None)
@@ -708,7 +708,7 @@ def _one_line_per_key(problems: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def _with_defaults_where_invalid(raw: dict[str, Any], errors: list[dict]) -> Optional[ClusterConfig]:
+def _with_defaults_where_invalid(raw: dict[str, Any], errors: list[dict]) -> ClusterConfig | None:
     """The config with every invalid or unknown key dropped, if each dropped key has a default."""
     trimmed = copy.deepcopy(raw)
     for error in errors:

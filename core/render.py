@@ -1,6 +1,6 @@
 """Dry run: print, per node, the shell script a person could run by hand for a stack.
 
-    python -m components.render a2 [--node NAME]
+    python -m core.render a2 [--node NAME]
 
 Reads Pulumi.<stack>.yaml, validates it exactly as `pulumi up` does, and needs neither the
 Pulumi CLI nor Ascend hardware. Secrets are never printed: the script reads them from the
@@ -94,7 +94,7 @@ def render(plan: ClusterPlan, node_name: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m core.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--node", help="print only this node's script")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")

@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from .config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
+from core.config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
 
 # Adds the API key header to curl's arguments when the command runs with VLLM_API_KEY set.
 _CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
