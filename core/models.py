@@ -1,0 +1,373 @@
+"""The stack configuration's keys: what a site may set, each section a pydantic model.
+
+Every default is the reference deployment's (see defaults.py). Checks that read one key live
+here; checks across keys and nodes live in rules.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic.alias_generators import to_camel
+
+from .defaults import (
+    AUTO_NIC,
+    MIN_SHM_BYTES,
+    MULTI_NODE_ENV,
+    PROFILES,
+    SECRET_ENV,
+    SEED_COMPILATION_CONFIG,
+    SEED_SPECULATIVE_CONFIG,
+    SINGLE_NODE_ENV,
+    WEIGHTS_MOUNT,
+    Profile,
+)
+from .images import image_reference_problem, tag_problem
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # Linux IFNAMSIZ allows 15 characters
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never fall back silently to a default.
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"'{value}' is not an absolute path; use a path starting with /")
+    return value
+
+
+class Node(_Section):
+    name: str
+    ip: str
+    nic: str
+    docker_host: str | None = None
+    ssh_opts: list[str] = []
+    # The node's SSH host key as `ssh-keyscan` prints it ("ssh-ed25519 AAAA..."): pins the host.
+    host_key: str | None = None
+    container_name: str = "vllm-ascend"
+    host_root: str = "/"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"'{v}' is not a valid node name; use 1-40 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return v
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(
+                f"'{v}' is not an IP address; use the address of the node's NIC, e.g. 192.0.2.10"
+            ) from None
+
+    @field_validator("nic")
+    @classmethod
+    def _nic(cls, v: str) -> str:
+        if v != AUTO_NIC and not _NIC.match(v):
+            raise ValueError(
+                f"'{v}' is not a network interface name; use the name `ip -o addr` shows for the "
+                "node's IP (at most 15 characters, e.g. enp189s0f0), or auto to discover it"
+            )
+        return v
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+$", v.strip()):
+            raise ValueError(
+                "is not an SSH public host key; use the key type and base64 text `ssh-keyscan <ip>` prints, "
+                "e.g. ssh-ed25519 AAAAC3Nza..."
+            )
+        return v.strip() if v else v
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(ssh|tcp|unix|npipe)://\S+$", v):
+            raise ValueError(f"'{v}' is not a Docker host; use ssh://user@host, tcp://host:2376 or unix:///path")
+        return v
+
+    @field_validator("container_name")
+    @classmethod
+    def _container_name(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
+            raise ValueError(f"'{v}' is not a valid container name; use letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("host_root")
+    @classmethod
+    def _host_root(cls, v: str) -> str:
+        return _absolute_path(v)
+
+
+class Image(_Section):
+    registry: str = "m.daocloud.io/quay.io"
+    repository: str = "ascend/vllm-ascend"
+    tag: str = "v0.18.0"
+    # A full reference (tag or digest) replaces registry/repository/tag and the profile suffix.
+    ref: str | None = None
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        problem = tag_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        problem = image_reference_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    def reference(self, profile: Profile) -> str:
+        if self.ref:
+            return self.ref
+        prefix = f"{self.registry.rstrip('/')}/" if self.registry else ""
+        return f"{prefix}{self.repository}:{self.tag}{profile.image_tag_suffix}"
+
+
+class Model(_Section):
+    name: str = "vllm-ascend/DeepSeek-R1-W8A8"
+    served_name: str = "deepseek_r1"
+    # Host directory mounted at WEIGHTS_MOUNT.
+    weights_dir: str = WEIGHTS_MOUNT
+    use_modelscope: bool = True
+    # NPU memory the weights plus a useful KV cache need: one A3 or two A2 nodes for W8A8.
+    required_hbm_gb: int = Field(default=1024, gt=0)
+
+    @field_validator("weights_dir")
+    @classmethod
+    def _weights_dir(cls, v: str) -> str:
+        return _absolute_path(v)
+
+
+JsonArg = str | dict[str, Any]
+
+
+class Serve(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_parallel_size: int = Field(default=4, ge=1)
+    tensor_parallel_size: int = Field(default=4, ge=1)
+    data_parallel_rpc_port: int = Field(default=13389, ge=1, le=65535)
+    quantization: str = "ascend"
+    seed: int = 1024
+    enable_expert_parallel: bool = True
+    async_scheduling: bool = True
+    max_num_seqs: int = Field(default=16, ge=1)
+    max_model_len: int = Field(default=16384, ge=1)
+    max_num_batched_tokens: int = Field(default=4096, ge=1)
+    trust_remote_code: bool = True
+    gpu_memory_utilization: float = Field(default=0.92, gt=0, le=1)
+    speculative_config: JsonArg | None = SEED_SPECULATIVE_CONFIG
+    compilation_config: JsonArg | None = SEED_COMPILATION_CONFIG
+    enable_prefix_caching: bool = True
+    extra_args: list[str] = []
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(f"'{v}' is not an IP address to listen on; use 0.0.0.0 or a node address") from None
+
+    @field_validator("speculative_config", "compilation_config")
+    @classmethod
+    def _json_object(cls, v: JsonArg | None) -> JsonArg | None:
+        if isinstance(v, str):
+            try:
+                parsed = json.loads(v)
+            except ValueError as e:
+                raise ValueError(f"is not valid JSON ({e}); give a JSON object or a YAML mapping") from None
+            if not isinstance(parsed, dict):
+                raise ValueError('must be a JSON object, e.g. {"method": "mtp"}')
+        return v
+
+
+def _env_values(v: Any) -> dict[str, str | None]:
+    """YAML gives numbers and booleans; the environment only has strings (null drops a default)."""
+    if not isinstance(v, dict):
+        return v
+    out: dict[str, str | None] = {}
+    for key, value in v.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise ValueError(f"'{key}' is not an environment variable name; use letters, digits and '_'")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif value is not None and not isinstance(value, str):
+            raise ValueError(f"{key}: give a string, number or boolean, not {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+class Env(_Section):
+    # Entries here are merged over the tutorial's; null removes one of its variables.
+    single_node: dict[str, str | None] = {}
+    multi_node: dict[str, str | None] = {}
+    extra: dict[str, str | None] = {}
+
+    @field_validator("single_node", "multi_node", "extra", mode="before")
+    @classmethod
+    def _values(cls, v: Any) -> Any:
+        return _env_values(v)
+
+    def for_topology(self, multi_node: bool) -> dict[str, str]:
+        base, overrides = (MULTI_NODE_ENV, self.multi_node) if multi_node else (SINGLE_NODE_ENV, self.single_node)
+        merged = {**base, **overrides, **self.extra}
+        return {k: v for k, v in merged.items() if v is not None}
+
+
+class Container(_Section):
+    shm_size: str = "1g"
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
+    # Some hosts refuse --shm-size without it; it hands the container the whole host.
+    privileged: bool = False
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_size(cls, v: str) -> str:
+        match = _SIZE.match(str(v))
+        if not match:
+            raise ValueError(f"'{v}' is not a size; use a Docker size such as 1g or 2048m")
+        if _bytes(*match.groups()) < MIN_SHM_BYTES:
+            raise ValueError(f"{v} is below the 1g the tutorial uses; a smaller /dev/shm crashes vllm's EngineCore")
+        return str(v)
+
+    @property
+    def shm_bytes(self) -> int:
+        return _bytes(*_SIZE.match(self.shm_size).groups())
+
+
+def _bytes(number: str, unit: str) -> int:
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+class Ssh(_Section):
+    """How check commands reach the nodes (Docker itself uses nodes[i].dockerHost)."""
+
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+
+
+class Preflight(_Section):
+    """Host checks before any container: NPUs, driver files, Docker, disk, NIC, NPU links."""
+
+    enabled: bool = True
+    min_free_gib: float = Field(default=50, ge=0)
+    # NPU i pings NPU i of every other node (one RoCE plane per index), or every NPU pair.
+    ping_pairs: Literal["same-index", "all"] = "same-index"
+
+
+class Verify(_Section):
+    """After the containers: wait for the head to serve, then send the tutorial's request."""
+
+    # Loading ~700 GB of weights and compiling graphs takes a while on the first start.
+    readiness_timeout_seconds: int = Field(default=3600, ge=30)
+    readiness_interval_seconds: int = Field(default=10, ge=1)
+    smoke_test: bool = True
+
+
+class Benchmark(_Section):
+    """`vllm bench serve` with the tutorial's parameters, run in the head container."""
+
+    enabled: bool = False
+    # The tutorial's synthetic prompts; other datasets need files this deployment doesn't ship.
+    dataset_name: Literal["random"] = "random"
+    random_input_len: int = Field(default=200, ge=1)
+    num_prompts: int = Field(default=200, ge=1)
+    request_rate: float = Field(default=1, gt=0)
+    # Inside the container, below WEIGHTS_MOUNT: results persist in model.weightsDir.
+    result_dir: str = f"{WEIGHTS_MOUNT}/benchmarks"
+
+
+class Accuracy(_Section):
+    """lm_eval against the head's completions API (the image must provide lm_eval)."""
+
+    enabled: bool = False
+    tasks: str = "gsm8k"
+    limit: int | None = Field(default=None, ge=1)
+    # lm_eval loads the model's tokenizer itself: its directory inside the head container.
+    tokenizer: str | None = None
+    # Appended to lm_eval's --model_args.
+    model_args: str = ""
+    output_dir: str = f"{WEIGHTS_MOUNT}/accuracy"
+
+
+class Weights(_Section):
+    """Download the model into model.weightsDir once per node (skipped when already there)."""
+
+    stage: bool = False
+
+
+class ClusterConfig(_Section):
+    profile: Literal["atlas-800-a3", "atlas-800-a2"]
+    nodes: list[Node] = Field(min_length=1)
+    image: Image = Image()
+    model: Model = Model()
+    serve: Serve = Serve()
+    env: Env = Env()
+    container: Container = Container()
+    ssh: Ssh = Ssh()
+    preflight: Preflight = Preflight()
+    verify: Verify = Verify()
+    benchmark: Benchmark = Benchmark()
+    accuracy: Accuracy = Accuracy()
+    weights: Weights = Weights()
+    api_key: str | None = None
+    modelscope_token: str | None = None
+    hf_token: str | None = None
+    ssh_private_key: str | None = None
+    # The top-level keys Pulumi holds encrypted (set by load_config).
+    _secret_keys: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secret_env_names(self) -> frozenset[str]:
+        """Container variables whose values are secrets: the named secrets, and all of `env`
+        when any part of it was set with `--secret`."""
+        names = {SECRET_ENV[k] for k in SECRET_ENV if getattr(self, to_snake(k)) is not None}
+        if "env" in self._secret_keys:
+            names |= set(self.env.single_node) | set(self.env.multi_node) | set(self.env.extra)
+        return frozenset(names)
+
+    @property
+    def hardware(self) -> Profile:
+        return PROFILES[self.profile]
+
+    def docker_url(self, node: Node) -> str:
+        """The node's Docker engine: its dockerHost, else SSH with the stack's user and port."""
+        if node.docker_host:
+            return node.docker_host
+        host = f"[{node.ip}]" if ":" in node.ip else node.ip
+        port = f":{self.ssh.port}" if self.ssh.port != 22 else ""
+        return f"ssh://{self.ssh.user}@{host}{port}"
+
+
+def to_snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def camel_path(*parts: str) -> str:
+    return ".".join(to_camel(p) for p in parts)

@@ -1,0 +1,111 @@
+"""Rules across keys and nodes: topology, unique names and addresses, settings that depend on others."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from .defaults import ACCURACY_MIN_MODEL_LEN, AUTO_NIC, NETWORK_ENV, SECRET_ENV, SECRET_KEYS, WEIGHTS_MOUNT
+from .flags import extra_args_problems
+from .models import ClusterConfig, camel_path, to_snake
+
+
+def topology_problems(cfg: ClusterConfig) -> list[str]:
+    problems = []
+    hw, serve, nodes = cfg.hardware, cfg.serve, cfg.nodes
+    count = len(nodes)
+    npus = hw.npus * count
+    tp, dp = serve.tensor_parallel_size, serve.data_parallel_size
+    where = f"{count} {hw.name} node{'s have' if count > 1 else ' has'}"
+    if tp * dp != npus:
+        options = ", ".join(
+            f"dataParallelSize {npus // t} x tensorParallelSize {t}"
+            for t in (1, 2, 4, 8, 16)
+            if npus % t == 0 and (npus // t) % count == 0 and t <= hw.npus
+        )
+        problems.append(
+            f"serve.tensorParallelSize: tensorParallelSize {tp} x dataParallelSize {dp} = {tp * dp} NPUs, "
+            f"but {where} {npus}; every NPU must hold one rank, e.g. {options}"
+        )
+    if dp % count:
+        problems.append(
+            f"serve.dataParallelSize: {dp} data-parallel ranks do not divide evenly over {count} nodes; "
+            f"use a multiple of {count}"
+        )
+    if hw.hbm_gb * count < cfg.model.required_hbm_gb:
+        needed = -(-cfg.model.required_hbm_gb // hw.hbm_gb)
+        problems.append(
+            f"nodes: {where} {hw.hbm_gb * count} GB of NPU memory, but {cfg.model.name} needs "
+            f"{cfg.model.required_hbm_gb} GB (model.requiredHbmGb); use at least {needed} {hw.name} nodes"
+        )
+    if serve.port == serve.data_parallel_rpc_port:
+        problems.append(
+            f"serve.dataParallelRpcPort: {serve.data_parallel_rpc_port} is also serve.port; "
+            "the API and the data-parallel RPC need distinct ports"
+        )
+    return problems
+
+
+def node_problems(cfg: ClusterConfig) -> list[str]:
+    problems = []
+    first_seen: dict[tuple[str, str], int] = {}
+    families = {ipaddress.ip_address(n.ip).version for n in cfg.nodes}
+    for i, node in enumerate(cfg.nodes):
+        docker = cfg.docker_url(node)
+        # Two nodes on one Docker host must not claim the same NPUs or the same container name.
+        for key, value, shown, what in (
+            ("name", node.name, node.name, "node names"),
+            ("ip", node.ip, node.ip, "node addresses"),
+            ("containerName", (docker, node.container_name), node.container_name, "container names on one Docker host"),
+            ("hostRoot", (docker, node.host_root), node.host_root, "NPU devices on one Docker host"),
+        ):
+            j = first_seen.setdefault((key, str(value)), i)
+            if j != i:
+                problems.append(f"nodes[{i}].{key}: '{shown}' is also nodes[{j}].{key}; {what} must be unique")
+        address = ipaddress.ip_address(node.ip)
+        if address.is_unspecified:
+            problems.append(f"nodes[{i}].ip: {node.ip} is no node's address; use the address of its NIC")
+        elif address.is_loopback and not docker.startswith("unix://"):
+            problems.append(
+                f"nodes[{i}].ip: {node.ip} is a loopback address, which other nodes cannot reach; "
+                "use the address of the node's NIC (loopback only suits nodes on this machine's Docker)"
+            )
+        if len(families) > 1 and address.version != ipaddress.ip_address(cfg.nodes[0].ip).version:
+            problems.append(
+                f"nodes[{i}].ip: {node.ip} is IPv{address.version} but nodes[0].ip is "
+                f"IPv{ipaddress.ip_address(cfg.nodes[0].ip).version}; a DP group uses one address family"
+            )
+    return problems
+
+
+def setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[str]:
+    problems = []
+    if cfg.accuracy.enabled and not cfg.accuracy.tokenizer:
+        problems.append(
+            "accuracy.tokenizer: required when accuracy.enabled is true; the model's directory inside the "
+            f"container, e.g. {WEIGHTS_MOUNT}/modelscope/hub/models/{cfg.model.name}"
+        )
+    if cfg.accuracy.enabled and cfg.serve.max_model_len < ACCURACY_MIN_MODEL_LEN:
+        problems.append(
+            f"serve.maxModelLen: {cfg.serve.max_model_len} is too short for accuracy runs "
+            f"(accuracy.enabled is true); set it to at least {ACCURACY_MIN_MODEL_LEN}"
+        )
+    derived = set(NETWORK_ENV) | set(SECRET_ENV.values()) | {"VLLM_USE_MODELSCOPE"}
+    for section in ("single_node", "multi_node", "extra"):
+        for name in getattr(cfg.env, section):
+            if name in derived:
+                source = {"VLLM_USE_MODELSCOPE": "model.useModelscope"}.get(
+                    name,
+                    next((k for k, v in SECRET_ENV.items() if v == name), "each node's ip and nic"),
+                )
+                problems.append(f"{camel_path('env', section)}.{name}: set from {source}; remove it here")
+    problems += extra_args_problems(cfg)
+    for i, node in enumerate(cfg.nodes):
+        if node.nic == AUTO_NIC and not cfg.preflight.enabled:
+            problems.append(
+                f"nodes[{i}].nic: auto is discovered by the preflight, which preflight.enabled turns off; "
+                "set the NIC name or enable the preflight"
+            )
+    for key in SECRET_KEYS:
+        if getattr(cfg, to_snake(key)) is not None and key not in secret_keys:
+            problems.append(f"{key}: stored in plain text; set it with `pulumi config set --secret {key} <value>`")
+    return problems
