@@ -13,10 +13,19 @@ data-parallel-rpc-port).
 A connection that drops, or is silent for HEARTBEAT_TIMEOUT seconds, loses its
 ranks for good: the head's /health turns 503 and stays so (vllm does not
 recover a lost DP rank); a headless node that loses its head exits non-zero.
+
+Real vllm has also been seen to fail other ways; VLLM_SIM_MODE (a comma list)
+picks them per run:
+  head-exits-on-lost-rank   the head exits 1 when it loses a rank (its engine
+                            core dies and takes the API server with it)
+  headless-waits-for-head   a headless node whose head is gone waits forever
+In every mode SIGUSR1 makes a rank hang: the process stays, heartbeats and
+HTTP answers stop, and SIGTERM is ignored (only SIGKILL ends it).
 """
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -34,6 +43,34 @@ SHARED_SETTINGS = {
     "enable_expert_parallel": "--enable-expert-parallel",
     "max_model_len": "--max-model-len",
 }
+
+
+MODES = ("head-exits-on-lost-rank", "headless-waits-for-head")
+HUNG = threading.Event()
+
+
+def run_modes() -> set[str]:
+    modes = {m.strip() for m in os.environ.get("VLLM_SIM_MODE", "").split(",") if m.strip()}
+    unknown = sorted(modes - set(MODES))
+    if unknown:
+        raise Fatal(f"unknown VLLM_SIM_MODE {', '.join(unknown)}; known: {', '.join(MODES)}")
+    return modes
+
+
+def install_hang_trigger() -> None:
+    """SIGUSR1 hangs this rank, as a stuck collective or a wedged driver call would."""
+
+    def hang(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        HUNG.set()
+        log("hanging (SIGUSR1): heartbeats and HTTP answers stop; only SIGKILL ends this process")
+
+    signal.signal(signal.SIGUSR1, hang)
+
+
+def stall_if_hung() -> None:
+    if HUNG.is_set():
+        threading.Event().wait()
 
 
 def hello_from_args(args) -> dict:
@@ -98,6 +135,8 @@ class DPHead:
         self.conns = []  # (sock, send_lock)
         self.stopping = False
         self.server_sock = None
+        self.exit_on_lost_rank = "head-exits-on-lost-rank" in run_modes()
+        install_hang_trigger()
         if len(self.owners) == self.dp_size:
             self.all_joined.set()
 
@@ -240,6 +279,12 @@ class DPHead:
             with self.lock:
                 self.lost.append(rank_str(first, count))
                 self.conns = [c for c in self.conns if c[0] is not sock]
+            stall_if_hung()
+            if self.exit_on_lost_rank:
+                error(
+                    f"data-parallel rank {rank_str(first, count)} from {peer} lost ({reason}); engine core died, exiting"
+                )
+                os._exit(1)
             error(
                 f"data-parallel rank {rank_str(first, count)} from {peer} lost ({reason}); "
                 "engine unhealthy, /health now returns 503"
@@ -253,6 +298,7 @@ class DPHead:
     def _heartbeat_loop(self, sock, send_lock) -> None:
         while not self.stopping:
             time.sleep(HEARTBEAT_INTERVAL)
+            stall_if_hung()
             try:
                 _send(sock, send_lock, {"type": "heartbeat"})
             except OSError:
@@ -270,6 +316,8 @@ def run_headless(args, source_ip: str, stop_event: threading.Event) -> int:  # n
     """Join the DP head and stay connected. Returns the process exit code."""
     addr, port = args.data_parallel_address, args.data_parallel_rpc_port
     timeout = float(os.environ.get("VLLM_SIM_JOIN_TIMEOUT", "600"))
+    waits_for_head = "headless-waits-for-head" in run_modes()
+    install_hang_trigger()
     deadline = time.monotonic() + timeout
     first, count = args.data_parallel_start_rank, args.data_parallel_size_local
     log(
@@ -323,8 +371,17 @@ def run_headless(args, source_ip: str, stop_event: threading.Event) -> int:  # n
         return 1
     log(f"headless: joined DP head at {addr}:{port} as rank {rank_str(first, count)}")
 
+    def lost_head(why: str) -> int:
+        stall_if_hung()
+        error(f"lost DP head at {addr}:{port}: {why}")
+        if waits_for_head:
+            log("headless: waiting for the DP head to come back (headless-waits-for-head)")
+            threading.Event().wait()
+        return 1
+
     def beat():
         while not stop_event.is_set():
+            stall_if_hung()
             try:
                 _send(sock, send_lock, {"type": "heartbeat"})
             except OSError:
@@ -340,19 +397,16 @@ def run_headless(args, source_ip: str, stop_event: threading.Event) -> int:  # n
             except TimeoutError:
                 if stop_event.is_set():
                     break
-                error(f"lost DP head at {addr}:{port}: no heartbeat for {HEARTBEAT_TIMEOUT:g}s")
-                return 1
+                return lost_head(f"no heartbeat for {HEARTBEAT_TIMEOUT:g}s")
             if msg is None:
                 if stop_event.is_set():
                     break
-                error(f"lost DP head at {addr}:{port}: connection closed")
-                return 1
+                return lost_head("connection closed")
             if msg.get("type") == "ready":
                 log(f"headless: all {msg.get('dp_size')} data-parallel ranks joined")
     except (OSError, ValueError) as e:
         if not stop_event.is_set():
-            error(f"lost DP head at {addr}:{port}: {e}")
-            return 1
+            return lost_head(str(e))
     finally:
         try:
             sock.close()

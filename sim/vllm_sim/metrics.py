@@ -1,6 +1,8 @@
 """Prometheus text exposition with vllm's metric names."""
 
+import os
 import threading
+import time
 
 TTFT_BUCKETS = (
     0.001,
@@ -151,4 +153,51 @@ class Metrics:
             )
             hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", self.ttft)
             hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", self.e2e)
+        for name, kind, help_, value in process_metrics():
+            metric(name, kind, help_, [f"{name} {_fmt(value)}"])
         return "\n".join(out) + "\n"
+
+
+# Where /proc cannot tell: this module is imported as the process starts serving.
+_IMPORTED_AT = time.time()
+
+
+def _process_start_time() -> float:
+    """As prometheus_client derives it: the start in clock ticks after boot, plus the boot time."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED_AT
+
+
+def process_metrics() -> list[tuple[str, str, str, float]]:
+    """The process series every vllm API server exposes (prometheus_client's process collector)."""
+    times = os.times()
+    try:
+        with open("/proc/self/statm") as f:
+            virtual_pages, resident_pages = (int(v) for v in f.read().split()[:2])
+        open_fds = len(os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        virtual_pages = resident_pages = open_fds = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    return [
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            _process_start_time(),
+        ),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            times.user + times.system,
+        ),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", resident_pages * page),
+        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", virtual_pages * page),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", open_fds),
+    ]

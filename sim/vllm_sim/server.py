@@ -8,6 +8,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from vllm_sim import textgen
+from vllm_sim.dp import stall_if_hung
 from vllm_sim.log import log
 from vllm_sim.metrics import Metrics
 
@@ -166,6 +167,7 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
 
         # -- routes
         def do_GET(self):
+            stall_if_hung()
             path = self.path.split("?", 1)[0]
             if path == "/health":
                 self.send_response(200 if engine.health_fn() else 503)
@@ -210,6 +212,7 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
                 self._json(404, {"detail": "Not Found"})
 
         def do_POST(self):
+            stall_if_hung()
             path = self.path.split("?", 1)[0]
             if path not in ("/v1/completions", "/v1/chat/completions"):
                 if path.startswith("/v1/") and not self._authorized():
