@@ -11,9 +11,12 @@ from core.plan import NodePlan
 class AscendHost(pulumi.ComponentResource):
     """The node's Docker provider plus the device and driver-mount inputs of its vllm container."""
 
+    provider: docker.Provider
+    devices: list[docker.ContainerDeviceArgs]
+    volumes: list[docker.ContainerVolumeArgs]
+
     def __init__(self, name: str, node: NodePlan, opts: pulumi.ResourceOptions | None = None):
         super().__init__("deepseek-r1-ascend:index:AscendHost", name, None, opts)
-        self.node = node
         self.provider = docker.Provider(
             f"{name}-docker",
             host=node.docker_host,

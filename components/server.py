@@ -12,6 +12,11 @@ from .host import AscendHost
 
 
 class VllmServer(pulumi.ComponentResource):
+    """One node's pinned image and the container running `vllm serve` in the node's role (single,
+    head or headless), on the node's own Docker engine."""
+
+    container: docker.Container
+
     def __init__(
         self,
         name: str,
@@ -30,7 +35,7 @@ class VllmServer(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
         # Seven hundred gigabytes of weights depend on this image: never delete it from the host
         # just because the stack moved on to another tag.
-        self.image = docker.RemoteImage(f"{name}-image", name=node.image, keep_locally=True, opts=on_host)
+        self._image = docker.RemoteImage(f"{name}-image", name=node.image, keep_locally=True, opts=on_host)
         envs = pulumi.Output.from_input(nic).apply(lambda nic_name: container_env(node, nic_name))
         labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in node.labels]
         if checked_driver is not None:
@@ -38,7 +43,7 @@ class VllmServer(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-vllm",
             name=node.container_name,
-            image=self.image.image_id,
+            image=self._image.image_id,
             command=list(node.argv),
             envs=pulumi.Output.secret(envs) if node.secret_env else envs,
             devices=host.devices,
@@ -60,7 +65,7 @@ class VllmServer(pulumi.ComponentResource):
                 ),
             ),
         )
-        self.register_outputs({"containerName": self.container.name, "imageId": self.image.image_id})
+        self.register_outputs({"containerName": self.container.name, "imageId": self._image.image_id})
 
 
 def container_env(node: NodePlan, nic: str) -> list[str]:

@@ -16,6 +16,11 @@ from .nodecommand import node_command
 
 
 class ServiceVerification(pulumi.ComponentResource):
+    """Readiness, the smoke request and, when enabled, the benchmark and the accuracy run, one after
+    another on the head node; `outputs` is the `verification` stack output."""
+
+    outputs: dict[str, pulumi.Output]
+
     def __init__(
         self,
         name: str,
@@ -42,7 +47,7 @@ class ServiceVerification(pulumi.ComponentResource):
         # A new container id means a new service to verify; an unchanged stack re-runs nothing.
         replaced = [pulumi.Output.all(*container_ids)]
         v = plan.verify
-        self.readiness = on_head(
+        readiness = on_head(
             "readiness",
             servicechecks.readiness_command(
                 url,
@@ -54,9 +59,10 @@ class ServiceVerification(pulumi.ComponentResource):
             containers,
             replaced,
         )
-        self.ready_after_seconds = self.readiness.stdout.apply(servicechecks.ready_after_seconds)
-        outputs: dict[str, pulumi.Output] = {"readyAfterSeconds": self.ready_after_seconds}
-        last = self.readiness
+        outputs: dict[str, pulumi.Output] = {
+            "readyAfterSeconds": readiness.stdout.apply(servicechecks.ready_after_seconds)
+        }
+        last = readiness
 
         if v.smoke_test:
             smoke = on_head("smoke-test", servicechecks.smoke_command(url, plan.smoke_request), [last], replaced)

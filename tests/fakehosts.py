@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hostchecks"
+from hoststubs import fixture
 
 CHECK = re.compile(r"^(?P<node>.+)-check-(?P<check>[a-z-]+)$")
 
@@ -105,25 +104,25 @@ class FakeHosts:
         raise KeyError(f"no fake output for command {name}")
 
     def _check(self, check: str, index: int, node: dict, script: str) -> str:
-        npu_smi = "npu_smi_a3_healthy.txt" if self.npus == 16 else "npu_smi_a2_healthy.txt"
+        npu_smi = "npu_smi/a3_healthy.txt" if self.npus == 16 else "npu_smi/a2_healthy.txt"
         nic = node["nic"] if node["nic"] != "auto" else f"enp{index}s0"
         driver_paths = re.findall(r"'?(/[^' ;]+)'?", script.split(";", 1)[0])
         return {
-            "npu-smi": lambda: (FIXTURES / npu_smi).read_text(),
-            "devices": lambda: "\n".join(
+            "npu-health": lambda: fixture(npu_smi),
+            "dev-davinci": lambda: "\n".join(
                 [f"davinci{i}" for i in range(self.npus)] + ["davinci_manager", "devmm_svm", "hisi_hdc", "null"]
             ),
-            "driver": lambda: (
+            "driver-files": lambda: (
                 "\n".join(f"present {p}" for p in driver_paths)
                 + "\n=== version.info\nVersion=24.1.rc2\npackage_version=24.1.rc2\n"
             ),
             "docker": lambda: "28.2.2\n",
-            "npu-holders": lambda: "",
-            "disk": lambda: (FIXTURES / "df_ok.txt").read_text(),
-            "nic": lambda: (
+            "npu-free": lambda: "",
+            "weights-disk": lambda: fixture("disk/ok.txt"),
+            "nic-ip": lambda: (
                 f"1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
                 f"2: {nic}    inet {node['ip']}/24 brd 192.0.2.255 scope global {nic}\\       valid_lft forever\n"
             ),
-            "hccn": lambda: hccn_output(index, self.npus),
+            "npu-network": lambda: hccn_output(index, self.npus),
             "npu-ping": lambda: ping_output(script),
         }[check]()

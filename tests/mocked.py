@@ -35,6 +35,8 @@ class Resource:
     replace_on_changes: list[str]
     replacement_trigger: Any
     secret_inputs: set[str]
+    # Former names (`aliases=[pulumi.Alias(name=...)]`) the engine would match saved state by.
+    alias_names: list[str]
 
 
 @dataclass
@@ -117,6 +119,7 @@ class _RecordingMonitor(MockMonitor):
                     if request.HasField("replacement_trigger")
                     else None,
                     secret_inputs=_secret_paths(raw),
+                    alias_names=[a.spec.name for a in request.aliases if a.HasField("spec")],
                 )
             )
         return response

@@ -3,15 +3,16 @@
 import copy
 
 import pytest
-from fakehosts import FIXTURES, hccn_output
+from fakehosts import hccn_output
+from hoststubs import fixture
 from mocked import run_program, stack_settings
 
-from checks.hostchecks import HostCheckFailed
+from checks.common import HostCheckFailed
 from checks.servicechecks import ServiceCheckFailed
 
 REMOTE = "command:remote:Command"
 LOCAL = "command:local:Command"
-HOST_CHECKS = ["npu-smi", "devices", "driver", "docker", "npu-holders", "disk", "nic"]
+HOST_CHECKS = ["npu-health", "dev-davinci", "driver-files", "docker", "npu-free", "weights-disk", "nic-ip"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def env_of(container):
 
 
 def test_every_node_is_checked_and_the_npu_network_across_nodes(a2):
-    expected = [f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in HOST_CHECKS + ["hccn", "npu-ping"]]
+    expected = [f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in HOST_CHECKS + ["npu-network", "npu-ping"]]
     assert names(a2) == sorted(expected + ["deepseek-r1-readiness", "deepseek-r1-smoke-test"])
 
 
@@ -45,8 +46,25 @@ def test_a_single_node_has_no_cross_node_checks():
     )
 
 
+def test_checks_keep_their_resources_from_before_the_rename(a2):
+    # Resources were once named after the tool; the aliases keep a saved stack's checks as they are.
+    former = {
+        "npu-health": "npu-smi",
+        "dev-davinci": "devices",
+        "driver-files": "driver",
+        "npu-free": "npu-holders",
+        "weights-disk": "disk",
+        "nic-ip": "nic",
+        "npu-network": "hccn",
+    }
+    for node in ("a2-0", "a2-1"):
+        for check, old in former.items():
+            assert a2.named(f"{node}-check-{check}").alias_names == [f"{node}-check-{old}"]
+        assert a2.named(f"{node}-check-docker").alias_names == []
+
+
 def test_checks_run_on_their_node_over_ssh(a2):
-    check = a2.named("a2-1-check-npu-smi")
+    check = a2.named("a2-1-check-npu-health")
     connection = check.inputs["connection"]
     assert (connection["host"], connection["user"], connection["port"]) == ("192.0.2.12", "root", 22)
     assert check.inputs["create"] == "npu-smi info 2>&1 || true"
@@ -66,7 +84,7 @@ def test_host_keys_are_pinned_and_private_keys_secret():
 def test_containers_wait_for_their_checks_and_the_cross_node_checks(a2):
     for node in ("a2-0", "a2-1"):
         deps = set(a2.named(f"{node}-vllm").dependencies)
-        assert {a2.named(f"{node}-check-{c}").urn for c in HOST_CHECKS + ["hccn"]} <= deps
+        assert {a2.named(f"{node}-check-{c}").urn for c in HOST_CHECKS + ["npu-network"]} <= deps
         assert {a2.named(f"{peer}-check-npu-ping").urn for peer in ("a2-0", "a2-1")} <= deps
 
 
@@ -90,13 +108,13 @@ def failure(host_outputs, stack="a2", **changes):
 
 
 def test_a_down_npu_link_stops_the_update_before_any_container():
-    error = failure({"a2-1-check-hccn": (FIXTURES / "hccn_a2_link_down.txt").read_text()})
+    error = failure({"a2-1-check-npu-network": fixture("hccn/a2_link_down.txt")})
     assert isinstance(error, HostCheckFailed)
     assert str(error).startswith("1 host check failed:\n  - node a2-1: check npu-network: expected ")
 
 
 def test_a_tls_mismatch_names_both_nodes():
-    error = failure({"a2-1-check-hccn": hccn_output(1, 8, tls="1")})
+    error = failure({"a2-1-check-npu-network": hccn_output(1, 8, tls="1")})
     assert str(error) == (
         "1 host check failed:\n"
         "  - node a2-1: check npu-tls: expected tls switch 0 as on node a2-0, saw NPU 0-7 switch 1 "
@@ -116,10 +134,10 @@ def test_a_lost_ping_names_the_pair():
 def test_every_failed_check_of_a_node_is_reported_at_once():
     error = failure(
         {
-            "a3-0-check-npu-smi": (FIXTURES / "npu_smi_a3_busy_warning.txt").read_text(),
-            "a3-0-check-disk": (FIXTURES / "df_missing.txt").read_text(),
-            "a3-0-check-nic": "2: eth9    inet 192.0.2.99/24 scope global eth9\\ valid_lft forever\n",
-            "a3-0-check-npu-holders": (
+            "a3-0-check-npu-health": fixture("npu_smi/a3_busy_warning.txt"),
+            "a3-0-check-weights-disk": fixture("disk/missing.txt"),
+            "a3-0-check-nic-ip": "2: eth9    inet 192.0.2.99/24 scope global eth9\\ valid_lft forever\n",
+            "a3-0-check-npu-free": (
                 "=== container /vllm-ascend stack=a3 /dev/davinci0 /dev/davinci1\n"  # this stack's own: fine
                 "=== container /old-vllm stack= /dev/davinci0 /dev/davinci1\n"
             ),
@@ -132,7 +150,7 @@ def test_every_failed_check_of_a_node_is_reported_at_once():
 
 
 def test_processes_on_the_npus_without_our_container_are_foreign():
-    error = failure({"a2-0-check-npu-smi": (FIXTURES / "npu_smi_a2_busy.txt").read_text()})
+    error = failure({"a2-0-check-npu-health": fixture("npu_smi/a2_busy.txt")})
     assert str(error).startswith(
         "1 host check failed:\n  - node a2-0: check npu-idle: expected no processes on any NPU, saw 3 processes"
     )
@@ -152,7 +170,7 @@ def test_nic_auto_fails_when_no_interface_holds_the_ip():
     raw = settings()
     raw["nodes"][0]["nic"] = "auto"
     deployment = run_program(
-        raw, stack="a2", host_outputs={"a2-0-check-nic": "1: lo    inet 127.0.0.1/8 scope host lo\n"}
+        raw, stack="a2", host_outputs={"a2-0-check-nic-ip": "1: lo    inet 127.0.0.1/8 scope host lo\n"}
     )
     assert "node a2-0: check nic-ip: expected one interface holding 192.0.2.11" in str(deployment.error)
 
@@ -251,7 +269,7 @@ def test_weights_are_staged_once_per_node_before_its_container():
         assert (stage.inputs["stdin"], "stdin" in stage.secret_inputs) == ("ms-1\n", True)
         assert stage.urn in deployment.named(f"{node}-vllm").dependencies
         # Only once every node's checks have passed, whatever their outcome would cost otherwise.
-        assert deployment.named("a2-1-check-disk").urn in stage.dependencies
+        assert deployment.named("a2-1-check-weights-disk").urn in stage.dependencies
     # One node after the other: on a shared weights directory the second finds the first's marker.
     assert deployment.named("a2-0-stage-weights").urn in deployment.named("a2-1-stage-weights").dependencies
 

@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 from mocked import PROJECT_DIR
 
-from checks import hostchecks, servicechecks
+from checks import docker, npu_holders, servicechecks
 from core.config import Benchmark
 from core.plan import STACK_LABEL, plan_cluster
 from core.render import node_script
@@ -129,13 +129,13 @@ def test_local_stack_serves_the_smoke_request_and_benchmark(cluster):
     assert servicechecks.ready_after_seconds(ready.stdout) <= READY_TIMEOUT_S
 
     # The preflight's Docker-side checks, read off this real engine.
-    holders = sh(hostchecks.npu_holders_command(STACK_LABEL)).stdout
-    assert hostchecks.judge_npu_holders("sim-0", holders, STACK).ok
-    assert sorted(hostchecks.judge_npu_holders("sim-0", holders, "another-stack").seen.split("; ")) == [
+    holders = sh(npu_holders.npu_holders_command(STACK_LABEL)).stdout
+    assert npu_holders.judge_npu_holders("sim-0", holders, STACK).ok
+    assert sorted(npu_holders.judge_npu_holders("sim-0", holders, "another-stack").seen.split("; ")) == [
         "container vllm-sim-0 holds NPU 0-7",
         "container vllm-sim-1 holds NPU 0-7",
     ]
-    assert hostchecks.judge_docker("sim-0", sh(hostchecks.docker_version_command()).stdout).ok
+    assert docker.judge_docker("sim-0", sh(docker.docker_version_command()).stdout).ok
 
     head_log = logs(plan, 0)
     assert "vllm-sim: rank 2-3 joined from 127.0.0.2" in head_log
