@@ -1,14 +1,16 @@
 """The deepseek-r1-ascend policy pack: `pulumi preview --policy-pack policy`.
 
 Constructing a PolicyPack starts the analyzer server and never returns, so the policies live in
-policies.py, where the tests import them.
+policies.py (and the modules it lists), where the tests import them.
 """
 
-import os
 import sys
+from pathlib import Path
 
-# Pulumi runs this file from the pack directory; make its sibling module importable either way.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Pulumi runs this file from the pack's folder: make the pack's modules and the project's core/
+# (the facts the policies share with the program) importable. The only sys.path edit of the pack.
+_PACK = Path(__file__).resolve().parent
+sys.path[:0] = [str(_PACK), str(_PACK.parent)]
 
 from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
 

@@ -1,0 +1,349 @@
+"""Reading resource props the way every policy needs them: unknown-tolerant, secrets unwrapped,
+a `vllm serve` command parsed into flags, a container seen as one node.
+
+Props arrive in Pulumi wire names (`networkMode`, `shmSize`, ...). At preview some values are
+unknown: pulumi-policy wraps props in a proxy that raises `UnknownValueError` on access. Every
+policy first copies the props into plain Python with `plain()`, which turns unknown values into
+the `UNKNOWN` marker, and skips a check whose inputs are not known yet, so a preview never fails
+for a value the engine cannot know.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import rpc
+from pulumi_policy import ReportViolation, ResourceValidationArgs, Secret, StackValidationArgs
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+    UnknownValueError,
+)
+
+from core.plan import LABEL_PREFIX
+
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+REMOTE_COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote", "command:remote:CopyFile")
+
+
+# --- unknown-tolerant access -------------------------------------------------------------------
+
+
+class _Unknown:
+    """A value the engine cannot know during preview."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNKNOWN: Any = _Unknown()
+_SENTINELS = {
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_STRING_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+}
+
+
+def is_unknown(value: Any) -> bool:
+    return value is UNKNOWN or (isinstance(value, str) and value in _SENTINELS)
+
+
+def plain(value: Any) -> Any:
+    """A plain copy of props (dicts, lists, scalars), with every unknown value as UNKNOWN.
+
+    Accepts pulumi-policy's unknown-checking proxies, secrets and raw sentinel strings alike.
+    """
+    if isinstance(value, Secret):
+        return plain(value.value)
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig and "value" in value:
+        return plain(value["value"])  # a secret still in its wire form
+    if is_unknown(value):
+        return UNKNOWN
+    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "keys"):
+        out = {}
+        for key in list(value.keys()):
+            try:
+                out[key] = plain(value[key])
+            except UnknownValueError:
+                out[key] = UNKNOWN
+        return out
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__"):
+        items = []
+        for i in range(len(value)):
+            try:
+                items.append(plain(value[i]))
+            except UnknownValueError:
+                items.append(UNKNOWN)
+        return items
+    return value
+
+
+def as_list(value: Any) -> list | None:
+    """The list, [] when absent, None when unknown or not a list (the check is then skipped)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return None
+
+
+# --- reading a vllm serve command --------------------------------------------------------------
+
+
+@dataclass
+class Argv:
+    """`vllm serve MODEL --flag value --switch ...` as ordered (flag, value) pairs."""
+
+    model: str | None
+    pairs: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, command: list) -> Argv:
+        tokens = [t if isinstance(t, str) else "" for t in command]
+        rest = tokens[2:] if tokens[:2] == ["vllm", "serve"] else tokens
+        model = None
+        pairs: list[tuple[str, str | None]] = []
+        i = 0
+        while i < len(rest):
+            token = rest[i]
+            if token.startswith("--"):
+                if "=" in token:
+                    flag, value = token.split("=", 1)
+                    pairs.append((flag, value))
+                elif i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+                    pairs.append((token, rest[i + 1]))
+                    i += 1
+                else:
+                    pairs.append((token, None))
+            elif model is None and not pairs:
+                model = token
+            else:
+                pairs.append(("", token))
+            i += 1
+        for flag, value in pairs:
+            if flag == "--model" and model is None:
+                model = value
+        return cls(model, pairs)
+
+    def has(self, flag: str) -> bool:
+        return any(f == flag for f, _ in self.pairs)
+
+    def get(self, flag: str) -> str | None:
+        for f, value in self.pairs:
+            if f == flag:
+                return value
+        return None
+
+    def get_int(self, flag: str, default: int | None = None) -> int | None:
+        value = self.get(flag)
+        if value is None:
+            return default if not self.has(flag) else None
+        try:
+            return int(value)
+        except ValueError:
+            return None
+
+
+def is_vllm_serve(command: Any) -> bool:
+    if not isinstance(command, list) or len(command) < 2:
+        return False
+    first, second = command[0], command[1]
+    return isinstance(first, str) and posixpath.basename(first) == "vllm" and second == "serve"
+
+
+@dataclass
+class ContainerView:
+    """What the policies read from one docker.Container's props."""
+
+    urn: str
+    name: str
+    node: str
+    props: dict
+    command: Any  # list, or UNKNOWN
+    argv: Argv | None
+    envs: Any  # dict, or UNKNOWN
+    parent_urn: str | None = None
+    dependency_urns: tuple[str, ...] = ()
+
+    @property
+    def is_vllm(self) -> bool:
+        return self.argv is not None
+
+    @property
+    def headless(self) -> bool:
+        return bool(self.argv and self.argv.has("--headless"))
+
+    @property
+    def dp_size(self) -> int | None:
+        return self.argv.get_int("--data-parallel-size", 1) if self.argv else None
+
+    @property
+    def dp_local(self) -> int | None:
+        if not self.argv:
+            return None
+        if self.argv.has("--data-parallel-size-local"):
+            return self.argv.get_int("--data-parallel-size-local")
+        return self.dp_size
+
+    @property
+    def start_rank(self) -> int | None:
+        return self.argv.get_int("--data-parallel-start-rank", 0) if self.argv else None
+
+    @property
+    def multi_node(self) -> bool:
+        """Part of a DP group that spans nodes (some of its ranks live elsewhere)."""
+        if not self.argv:
+            return False
+        if self.headless or self.argv.has("--data-parallel-address"):
+            return True
+        local, size = self.dp_local, self.dp_size
+        return local is not None and size is not None and local < size
+
+    def env(self, key: str) -> Any:
+        if not isinstance(self.envs, dict):
+            return UNKNOWN
+        return self.envs.get(key)
+
+
+def _labels(value: Any) -> dict:
+    labels = {}
+    for item in as_list(value) or []:
+        if isinstance(item, dict) and isinstance(item.get("label"), str):
+            labels[item["label"]] = item.get("value")
+    return labels
+
+
+def _envs(value: Any) -> Any:
+    items = as_list(value)
+    if items is None:
+        return UNKNOWN
+    env = {}
+    for item in items:
+        if not isinstance(item, str) or is_unknown(item):
+            return UNKNOWN
+        key, _, val = item.partition("=")
+        env[key] = val
+    return env
+
+
+def node_name(resource_name: str, labels: dict, suffix: str) -> str:
+    label = labels.get(LABEL_PREFIX + "node")
+    if isinstance(label, str) and label and not is_unknown(label):
+        return label
+    return resource_name[: -len(suffix)] if suffix and resource_name.endswith(suffix) else resource_name
+
+
+def container_view(
+    urn: str,
+    name: str,
+    props: Any,
+    parent_urn: str | None = None,
+    dependency_urns: Iterable[str] = (),
+) -> ContainerView:
+    props = plain(props)
+    if not isinstance(props, dict):
+        props = {}
+    command = props.get("command")
+    command = UNKNOWN if is_unknown(command) or (command is not None and not isinstance(command, list)) else command
+    if isinstance(command, list) and any(is_unknown(t) for t in command):
+        command = UNKNOWN
+    argv = Argv.parse(command) if is_vllm_serve(command) else None
+    return ContainerView(
+        urn=urn,
+        name=name,
+        node=node_name(name, _labels(props.get("labels")), "-vllm"),
+        props=props,
+        command=command,
+        argv=argv,
+        envs=_envs(props.get("envs")),
+        parent_urn=parent_urn,
+        dependency_urns=tuple(dependency_urns),
+    )
+
+
+def setting(args: Any, key: str, default: Any) -> Any:
+    """The pack config's `key` for this policy, as the type of `default`; `default` when unset or
+    unusable (the engine validates the config against the policy's schema first)."""
+    try:
+        value = (args.get_config() or {}).get(key)
+    except Exception:  # a stand-in without config
+        return default
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return default
+    return value if isinstance(value, type(default)) else default
+
+
+# --- mounts ------------------------------------------------------------------------------------
+
+
+def norm_path(path: Any) -> str | None:
+    if not isinstance(path, str) or is_unknown(path) or not path.startswith("/"):
+        return None
+    return posixpath.normpath(path).replace("//", "/")
+
+
+def contains(outer: str, inner: str) -> bool:
+    return outer == "/" or inner == outer or inner.startswith(outer + "/")
+
+
+def host_mounts(props: dict) -> list[tuple[str | None, str | None, Any]] | None:
+    """(host path, container path, read-only) of every volume and bind mount; None if unknown."""
+    volumes, binds = as_list(props.get("volumes")), as_list(props.get("mounts"))
+    if volumes is None or binds is None:
+        return None
+    out = []
+    for v in volumes:
+        if isinstance(v, dict):
+            out.append((norm_path(v.get("hostPath")), norm_path(v.get("containerPath")), v.get("readOnly")))
+    for m in binds:
+        if isinstance(m, dict) and m.get("type") in (None, "bind") and not is_unknown(m.get("type")):
+            out.append((norm_path(m.get("source")), norm_path(m.get("target")), m.get("readOnly")))
+    return out
+
+
+def on_container(check: Callable[..., None], *config: tuple[str, Any]):
+    """A resource policy's validate that runs `check(view, report, *settings)` on each container,
+    the settings being the pack config's values of `config` ((key, default) pairs)."""
+
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type != CONTAINER:
+            return
+        view = container_view(args.urn, args.name, args.props)
+        values = [setting(args, key, default) for key, default in config]
+        check(view, lambda message: report_violation(message, None), *values)
+
+    return validate
+
+
+def stack_views(args: StackValidationArgs) -> list[ContainerView]:
+    """Every container of the stack, with its parent and dependencies."""
+    views = []
+    for r in args.resources:
+        if r.resource_type != CONTAINER:
+            continue
+        parent = getattr(r, "parent", None)
+        parent_urn = getattr(parent, "urn", None) or getattr(getattr(r, "opts", None), "parent", None)
+        deps = [getattr(d, "urn", d) for d in (getattr(r, "dependencies", None) or [])]
+        views.append(container_view(r.urn, r.name, r.props, parent_urn, deps))
+    return views
