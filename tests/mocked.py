@@ -1,5 +1,8 @@
 """Run the Pulumi program under `pulumi.runtime.set_mocks`, the way the engine would, and record
-every resource it declares: inputs (wire names), provider, parent, dependencies and options."""
+every resource it declares: inputs (wire names), provider, parent, dependencies and options.
+
+Each resource's outputs come from a `Respond` callable; the default answers as healthy hosts
+would on a first `pulumi up`. `engine_double` plugs in saved state across runs."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +18,12 @@ from typing import Any
 import pulumi
 import yaml
 from fakehosts import FakeHosts
+from google.protobuf import json_format
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
@@ -37,6 +44,12 @@ class Resource:
     secret_inputs: set[str]
     # Former names (`aliases=[pulumi.Alias(name=...)]`) the engine would match saved state by.
     alias_names: list[str]
+    custom: bool = True
+    ignore_changes: list[str] = field(default_factory=list)
+    # URNs this resource was known by before (`aliases`), already resolved.
+    aliases: list[str] = field(default_factory=list)
+    # `custom_timeouts` as the engine gets them, e.g. {"create": "60m"}; empty when unset.
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,19 +74,42 @@ class Deployment:
 
 COMMANDS = ("command:remote:Command", "command:local:Command")
 
+# Given the recorded resource and its inputs as the engine got them (secrets still wrapped, at
+# preview unknowns as `pulumi.output.Unknown`), the resource's id and outputs.
+Respond = Callable[[Resource, dict], tuple[str, dict]]
+
+
+def image_id(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def healthy_hosts(config: dict, overrides: dict[str, str] | None = None) -> FakeHosts:
+    """The nodes of `config` as healthy hosts answer, except the commands named in `overrides`."""
+    npus = 16 if config.get("profile") == "atlas-800-a3" else 8
+    nodes = config.get("nodes") if isinstance(config.get("nodes"), list) else []
+    return FakeHosts(nodes, npus, overrides)
+
+
+def first_up(hosts: FakeHosts) -> Respond:
+    """Every resource created now: commands print what `hosts` answer, images get an id."""
+
+    def respond(resource: Resource, inputs: dict) -> tuple[str, dict]:
+        outputs = dict(inputs)
+        if resource.type == "docker:index/remoteImage:RemoteImage":
+            outputs["imageId"] = image_id(inputs["name"])
+        if resource.type in COMMANDS:
+            outputs["stdout"] = hosts.stdout(resource.name, resource.inputs.get("create", ""))
+            outputs["stderr"] = ""
+        return f"{resource.name}-id", outputs
+
+    return respond
+
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, hosts: FakeHosts):
-        self.hosts = hosts
+    """Only for what the recording monitor does not answer itself (invokes, reads)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        outputs = dict(args.inputs)
-        if args.typ == "docker:index/remoteImage:RemoteImage":
-            outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
-        if args.typ in COMMANDS:
-            outputs["stdout"] = self.hosts.stdout(args.name, args.inputs.get("create", ""))
-            outputs["stderr"] = ""
-        return f"{args.name}-id", outputs
+        return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
@@ -94,35 +130,55 @@ def _secret_paths(value: Any, path: str = "") -> set[str]:
 
 
 class _RecordingMonitor(MockMonitor):
-    def __init__(self, mocks, deployment: Deployment):
+    def __init__(self, mocks, deployment: Deployment, respond: Respond):
         super().__init__(mocks)
         self.deployment = deployment
+        self.respond = respond
 
     def RegisterResource(self, request):
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            from google.protobuf import json_format
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        # Registrations arrive on executor threads, which need a loop to deserialize references.
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        resource = Resource(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            inputs=rpc.deserialize_properties_unwrap_secrets(request.object)[0],
+            provider=request.provider,
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            delete_before_replace=request.deleteBeforeReplace,
+            replace_on_changes=list(request.replaceOnChanges),
+            replacement_trigger=json_format.MessageToDict(request.replacement_trigger)
+            if request.HasField("replacement_trigger")
+            else None,
+            secret_inputs=_secret_paths(json_format.MessageToDict(request.object)),
+            alias_names=[a.spec.name for a in request.aliases if a.HasField("spec")],
+            custom=request.custom,
+            ignore_changes=list(request.ignoreChanges),
+            aliases=[self._alias_urn(alias, request) for alias in request.aliases],
+            custom_timeouts={
+                op: getattr(request.customTimeouts, op)
+                for op in ("create", "update", "delete")
+                if getattr(request.customTimeouts, op)
+            },
+        )
+        self.deployment.resources.append(resource)
+        id_, state = self.respond(resource, inputs)
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
+        return resource_pb2.RegisterResourceResponse(
+            urn=urn, id=id_, object=_sync_await(rpc.serialize_properties(state, {}))
+        )
 
-            raw = json_format.MessageToDict(request.object)
-            self.deployment.resources.append(
-                Resource(
-                    urn=response.urn,
-                    type=request.type,
-                    name=request.name,
-                    inputs=rpc.deserialize_properties_unwrap_secrets(request.object)[0],
-                    provider=request.provider,
-                    parent=request.parent,
-                    dependencies=list(request.dependencies),
-                    delete_before_replace=request.deleteBeforeReplace,
-                    replace_on_changes=list(request.replaceOnChanges),
-                    replacement_trigger=json_format.MessageToDict(request.replacement_trigger)
-                    if request.HasField("replacement_trigger")
-                    else None,
-                    secret_inputs=_secret_paths(raw),
-                    alias_names=[a.spec.name for a in request.aliases if a.HasField("spec")],
-                )
-            )
-        return response
+    def _alias_urn(self, alias, request) -> str:
+        if alias.urn:
+            return alias.urn
+        spec = alias.spec
+        parent = "" if spec.noParent else spec.parentUrn or request.parent
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 def stack_settings(stack: str) -> dict:
@@ -139,31 +195,35 @@ def run_program(
     preview: bool = False,
     other_config: dict | None = None,
     host_outputs: dict[str, str] | None = None,
+    respond: Respond | None = None,
+    program: Callable[[], None] | None = None,
 ) -> Deployment:
-    """Run __main__.py with `config` (keys without the project prefix) in a fresh event loop.
+    """Run __main__.py (or `program`) with `config` (keys without the project prefix) in a fresh
+    event loop.
 
-    Commands on the nodes answer as healthy hosts would, except those named in `host_outputs`.
+    Commands on the nodes answer as healthy hosts would, except those named in `host_outputs`;
+    `respond` replaces that answer for every resource.
     """
     deployment = Deployment()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         settings.reset_options()
-        npus = 16 if config.get("profile") == "atlas-800-a3" else 8
-        nodes = config.get("nodes") if isinstance(config.get("nodes"), list) else []
-        mocks = _Mocks(FakeHosts(nodes, npus, host_outputs))
-        pulumi.runtime.set_mocks(
-            mocks, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, deployment)
-        )
+        mocks = _Mocks()
+        monitor = _RecordingMonitor(mocks, deployment, respond or first_up(healthy_hosts(config, host_outputs)))
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
         values = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
         values.update(other_config or {})
         pulumi.runtime.set_all_config(values, [f"{PROJECT}:{k}" for k in secret_keys])
 
-        async def program():
-            runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+        async def main():
+            if program is None:
+                runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+            else:
+                program()
 
         try:
-            loop.run_until_complete(run_pulumi_func(program))
+            loop.run_until_complete(run_pulumi_func(main))
         except Exception as error:  # noqa: BLE001 - handed to the test to assert on
             deployment.error = error
             return deployment
