@@ -3,7 +3,9 @@
 import pulumi
 
 from components.cluster import VllmCluster
+from components.observability import Observability
 from core.config import ConfigError
+from core.observability import plan_observability
 from core.plan import plan_cluster
 from core.stack import config_from_pulumi
 
@@ -15,6 +17,13 @@ except ConfigError as error:
 
 plan = plan_cluster(config, stack=pulumi.get_stack())
 cluster = VllmCluster("deepseek-r1", plan)
+# Planned apart from the cluster: nothing observability sets can reach the vllm containers.
+observability = plan_observability(config, plan)
+if observability is not None:
+    Observability("observability", plan, observability, cluster.hosts)
+    pulumi.export("prometheusUrl", observability.prometheus_url)
+    if observability.grafana_url:
+        pulumi.export("grafanaUrl", observability.grafana_url)
 
 pulumi.export("endpoint", cluster.endpoint)
 pulumi.export("servedModelName", plan.served_model_name)

@@ -21,12 +21,14 @@ class VllmCluster(pulumi.ComponentResource):
 
     endpoint: str
     verification: ServiceVerification
+    # Each node's Docker provider; observability places its containers on them too.
+    hosts: dict[str, AscendHost]
 
     def __init__(self, name: str, plan: ClusterPlan, opts: pulumi.ResourceOptions | None = None):
         super().__init__("deepseek-r1-ascend:index:VllmCluster", name, None, opts)
         self._plan = plan
         child = pulumi.ResourceOptions(parent=self)
-        self._hosts = {n.name: AscendHost(n.name, n, opts=child) for n in plan.nodes}
+        self.hosts = {n.name: AscendHost(n.name, n, opts=child) for n in plan.nodes}
         self._preflight = (
             {n.name: HostPreflight(n.name, plan, n, opts=child) for n in plan.nodes} if plan.preflight.enabled else {}
         )
@@ -53,7 +55,7 @@ class VllmCluster(pulumi.ComponentResource):
             self._servers[node.name] = VllmServer(
                 node.name,
                 node,
-                self._hosts[node.name],
+                self.hosts[node.name],
                 plan.group_fingerprint,
                 nic=checks.nic if checks is not None else node.nic,
                 checked_driver=gate,

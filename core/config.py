@@ -44,7 +44,7 @@ from .models import (
     Weights,
     to_snake,
 )
-from .rules import node_problems, setting_problems, topology_problems
+from .rules import node_problems, observability_problems, setting_problems, topology_problems
 
 __all__ = [
     "ACCURACY_MIN_MODEL_LEN",
@@ -98,7 +98,10 @@ def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) 
     reported = {p.split(":", 1)[0] for p in problems}
     problems += [
         p
-        for p in node_problems(cfg) + topology_problems(cfg) + setting_problems(cfg, secret_keys)
+        for p in node_problems(cfg)
+        + topology_problems(cfg)
+        + setting_problems(cfg, secret_keys)
+        + observability_problems(cfg)
         if p.split(":", 1)[0] not in reported
     ]
     if problems:

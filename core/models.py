@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic.alias_generators import to_camel
 
 from .defaults import (
@@ -27,22 +27,14 @@ from .defaults import (
     Profile,
 )
 from .images import image_reference_problem, tag_problem
+from .observability_settings import Observability
+from .section import Section as _Section
+from .section import absolute_path as _absolute_path
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # Linux IFNAMSIZ allows 15 characters
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
-
-
-class _Section(BaseModel):
-    # Unknown keys are errors: a typo must never fall back silently to a default.
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
-
-
-def _absolute_path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f"'{value}' is not an absolute path; use a path starting with /")
-    return value
 
 
 class Node(_Section):
@@ -336,10 +328,12 @@ class ClusterConfig(_Section):
     benchmark: Benchmark = Benchmark()
     accuracy: Accuracy = Accuracy()
     weights: Weights = Weights()
+    observability: Observability = Observability()
     api_key: str | None = None
     modelscope_token: str | None = None
     hf_token: str | None = None
     ssh_private_key: str | None = None
+    grafana_admin_password: str | None = None
     # The top-level keys Pulumi holds encrypted (set by load_config).
     _secret_keys: frozenset[str] = PrivateAttr(default=frozenset())
 

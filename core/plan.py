@@ -148,12 +148,12 @@ class ClusterPlan:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{_url_host(self.head.ip)}:{self.port}/v1"
+        return f"http://{url_host(self.head.ip)}:{self.port}/v1"
 
     @property
     def head_local_url(self) -> str:
         """The API as seen on the head host itself, where the verification commands run."""
-        return f"http://{_url_host(self.listen_host)}:{self.port}"
+        return f"http://{url_host(self.listen_host)}:{self.port}"
 
     @property
     def api_key(self) -> str | None:
@@ -177,7 +177,7 @@ class ClusterPlan:
         return f"curl -sS {self.endpoint}/completions -H 'Content-Type: application/json'{auth} -d {shlex.quote(body)}"
 
 
-def _url_host(ip: str) -> str:
+def url_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 
-from .defaults import ACCURACY_MIN_MODEL_LEN, AUTO_NIC, NETWORK_ENV, SECRET_ENV, SECRET_KEYS, WEIGHTS_MOUNT
+from .defaults import (
+    ACCURACY_MIN_MODEL_LEN,
+    AUTO_NIC,
+    NETWORK_ENV,
+    SECRET_ENV,
+    SECRET_KEYS,
+    SUPERVISION_METRICS_PORT,
+    WEIGHTS_MOUNT,
+)
 from .flags import extra_args_problems
 from .models import ClusterConfig, camel_path, to_snake
 
@@ -108,4 +116,36 @@ def setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[st
     for key in SECRET_KEYS:
         if getattr(cfg, to_snake(key)) is not None and key not in secret_keys:
             problems.append(f"{key}: stored in plain text; set it with `pulumi config set --secret {key} <value>`")
+    return problems
+
+
+def observability_problems(cfg: ClusterConfig) -> list[str]:
+    obs = cfg.observability
+    if not obs.enabled:
+        return []
+    problems = []
+    names = [n.name for n in cfg.nodes]
+    if obs.node is not None and obs.node not in names:
+        problems.append(f"observability.node: '{obs.node}' is not a node; use one of {', '.join(names)}")
+    if obs.grafana.enabled and cfg.grafana_admin_password is None:
+        problems.append(
+            "grafanaAdminPassword: required when observability.grafana.enabled is true; set it with "
+            "`pulumi config set --secret grafanaAdminPassword <password>`, or disable Grafana"
+        )
+    # Every container runs on the host network, so all of these share the Prometheus node's ports.
+    ports = {
+        "serve.port": cfg.serve.port,
+        "serve.dataParallelRpcPort": cfg.serve.data_parallel_rpc_port,
+        "the group supervisor's metrics": SUPERVISION_METRICS_PORT,
+        "observability.prometheus.port": obs.prometheus.port,
+    }
+    if obs.grafana.enabled:
+        ports["observability.grafana.port"] = obs.grafana.port
+    if obs.npu_exporter.image:
+        ports["observability.npuExporter.port"] = obs.npu_exporter.port
+    taken: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in taken and key.startswith("observability."):
+            problems.append(f"{key}: {port} is also {taken[port]}; every service on a node needs its own port")
+        taken.setdefault(port, key)
     return problems

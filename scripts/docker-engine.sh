@@ -10,7 +10,9 @@
 #      (minbase + python3) from the Debian mirror apt is configured with and
 #      imported with `docker import`; the rootfs tarball is cached under
 #      ${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend/;
-#   3. build the simulator image $SIM_IMAGE from sim/.
+#   3. build the simulator image $SIM_IMAGE from sim/;
+#   4. install Debian's prometheus (with promtool) when missing, and build the
+#      local stack's Prometheus image $PROM_IMAGE from it (sim/prometheus/).
 #
 # Environment:
 #   SIM_BASE_IMAGE   base image name      (default deepseek-sim-base:bookworm)
@@ -18,7 +20,9 @@
 #   SIM_SUITE        Debian suite         (default bookworm)
 #   DEBIAN_MIRROR    mirror URL           (default: from apt's sources)
 #   DOCKERD_WAIT     seconds to wait for dockerd (default 60)
+#   PROM_IMAGE       local Prometheus image (default deepseek-r1-ascend-prometheus:0.1)
 #   SKIP_SIM_BUILD=1 only ensure the engine (and base image)
+#   TOOLS_ONLY=1     only install prometheus/promtool (no Docker at all)
 set -euo pipefail
 
 log() { echo "docker-engine: $*" >&2; }
@@ -28,6 +32,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SIM_BASE_IMAGE="${SIM_BASE_IMAGE:-deepseek-sim-base:bookworm}"
 SIM_IMAGE="${SIM_IMAGE:-deepseek-r1-ascend-sim:0.1}"
 SIM_SUITE="${SIM_SUITE:-bookworm}"
+PROM_IMAGE="${PROM_IMAGE:-deepseek-r1-ascend-prometheus:0.1}"
 DOCKERD_WAIT="${DOCKERD_WAIT:-60}"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend"
 
@@ -135,8 +140,38 @@ build_sim_image() {
   log "image $SIM_IMAGE ready"
 }
 
+# ---------------------------------------------------------------- prometheus
+ensure_prometheus_tools() {
+  if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing prometheus (with promtool) with apt-get"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || die "apt-get install prometheus failed"
+}
+
+build_prometheus_image() {
+  local context
+  context="$(mktemp -d)"
+  cp "$REPO_ROOT/sim/prometheus/Dockerfile" "$(command -v prometheus)" "$context/"
+  log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $PROM_IMAGE (Debian's prometheus)"
+  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$PROM_IMAGE" "$context" >"$context/build.log" 2>&1; then
+    tail -n 30 "$context/build.log" >&2
+    rm -rf "$context"
+    die "docker build of $PROM_IMAGE failed"
+  fi
+  rm -rf "$context"
+  log "image $PROM_IMAGE ready"
+}
+
+ensure_prometheus_tools
+if [ "${TOOLS_ONLY:-0}" = "1" ]; then
+  exit 0
+fi
 ensure_engine
 ensure_base_image
 if [ "${SKIP_SIM_BUILD:-0}" != "1" ]; then
   build_sim_image
+  build_prometheus_image
 fi

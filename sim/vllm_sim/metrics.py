@@ -1,5 +1,11 @@
-"""Prometheus text exposition with vllm's metric names."""
+"""Prometheus text exposition with vllm's metric names.
 
+Every series the deployment's dashboard and alert rules read is here, moving under load the way
+vllm's do: KV cache use follows the tokens of running requests, a request that finds the cache
+full counts a preemption, and MTP drafts are accepted at a fixed rate.
+"""
+
+import math
 import os
 import threading
 import time
@@ -49,6 +55,28 @@ E2E_BUCKETS = (
     1920.0,
     7680.0,
 )
+# vllm's inter-token latency buckets; queue time uses its request-latency buckets (E2E_BUCKETS).
+ITL_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
 
 
 class Histogram:
@@ -71,7 +99,7 @@ def _fmt(v) -> str:
 
 
 class Metrics:
-    def __init__(self, model_name: str):
+    def __init__(self, model_name: str, kv_cache_tokens: int, spec_tokens: int = 0, spec_acceptance: float = 0.7):
         self.model_name = model_name
         self.lock = threading.Lock()
         self.running = 0
@@ -81,6 +109,41 @@ class Metrics:
         self.success = {}  # finished_reason -> count
         self.ttft = Histogram(TTFT_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+        self.queue = Histogram(E2E_BUCKETS)
+        self.kv_cache_tokens = kv_cache_tokens
+        self.kv_used = 0
+        self.preemptions = 0
+        # MTP: tokens drafted per decode step (0 without --speculative-config) and the share accepted.
+        self.spec_tokens = spec_tokens
+        self.spec_acceptance = spec_acceptance
+        self.spec_drafts = 0
+        self.spec_draft_tokens = 0
+        self.spec_accepted = 0
+
+    def admitted(self, prompt_tokens: int, queued: float) -> None:
+        with self.lock:
+            self.waiting -= 1
+            self.running += 1
+            self.queue.observe(queued)
+            self._hold_kv(prompt_tokens)
+
+    def token(self, gap: float) -> None:
+        with self.lock:
+            self.itl.observe(gap)
+            self._hold_kv(1)
+
+    def _hold_kv(self, tokens: int) -> None:
+        if self.kv_used + tokens > self.kv_cache_tokens:
+            # vllm would evict a running request and recompute it later.
+            self.preemptions += 1
+        self.kv_used += tokens
+
+    def released(self, prompt_tokens: int, generated: int) -> None:
+        """The request left the batch (finished or aborted): its KV cache is free again."""
+        with self.lock:
+            self.running -= 1
+            self.kv_used -= prompt_tokens + max(0, generated - 1)
 
     def finished(self, prompt_tokens, gen_tokens, ttft, e2e, reason="length"):
         with self.lock:
@@ -89,6 +152,12 @@ class Metrics:
             self.success[reason] = self.success.get(reason, 0) + 1
             self.ttft.observe(ttft)
             self.e2e.observe(e2e)
+            if self.spec_tokens and gen_tokens > 1:
+                # Each step emits one token plus the accepted drafts.
+                steps = math.ceil((gen_tokens - 1) / (1 + self.spec_tokens * self.spec_acceptance))
+                self.spec_drafts += steps
+                self.spec_draft_tokens += steps * self.spec_tokens
+                self.spec_accepted += min(gen_tokens - 1, round(steps * self.spec_tokens * self.spec_acceptance))
 
     def render(self) -> str:
         lbl = f'model_name="{self.model_name}"'
@@ -125,7 +194,7 @@ class Metrics:
                 "vllm:kv_cache_usage_perc",
                 "gauge",
                 "KV-cache usage. 1 means 100 percent usage.",
-                [f"vllm:kv_cache_usage_perc{{{lbl}}} {_fmt(min(1.0, self.running / 256))}"],
+                [f"vllm:kv_cache_usage_perc{{{lbl}}} {_fmt(min(1.0, self.kv_used / self.kv_cache_tokens))}"],
             )
             metric(
                 "vllm:prompt_tokens_total",
@@ -139,6 +208,20 @@ class Metrics:
                 "Number of generation tokens processed.",
                 [f"vllm:generation_tokens_total{{{lbl}}} {_fmt(self.generation_tokens)}"],
             )
+            metric(
+                "vllm:num_preemptions_total",
+                "counter",
+                "Cumulative number of preemption from the engine.",
+                [f"vllm:num_preemptions_total{{{lbl}}} {_fmt(self.preemptions)}"],
+            )
+            if self.spec_tokens:
+                for name, value, help_ in (
+                    ("num_drafts", self.spec_drafts, "Number of spec decoding drafts."),
+                    ("num_draft_tokens", self.spec_draft_tokens, "Number of draft tokens."),
+                    ("num_accepted_tokens", self.spec_accepted, "Number of accepted tokens."),
+                ):
+                    full = f"vllm:spec_decode_{name}_total"
+                    metric(full, "counter", help_, [f"{full}{{{lbl}}} {_fmt(value)}"])
             reasons = dict(self.success)
             for r in ("stop", "length", "abort"):
                 reasons.setdefault(r, 0)
@@ -153,6 +236,8 @@ class Metrics:
             )
             hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", self.ttft)
             hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", self.e2e)
+            hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", self.itl)
+            hist("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", self.queue)
         for name, kind, help_, value in process_metrics():
             metric(name, kind, help_, [f"{name} {_fmt(value)}"])
         return "\n".join(out) + "\n"

@@ -33,8 +33,15 @@ class Engine:
         self.api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
         self.health_fn = health_fn
         self.created = int(time.time())
-        self.metrics = Metrics(self.served_name)
-        self.slots = threading.Semaphore(args.max_num_seqs or 256)
+        max_num_seqs = args.max_num_seqs or 256
+        spec = args.speculative_config or {}
+        # Room for every sequence at 1k tokens: a full batch of long requests fills it.
+        self.metrics = Metrics(
+            self.served_name,
+            kv_cache_tokens=int(os.environ.get("VLLM_SIM_KV_CACHE_TOKENS", max_num_seqs * 1024)),
+            spec_tokens=int(spec.get("num_speculative_tokens", 0)),
+        )
+        self.slots = threading.Semaphore(max_num_seqs)
         self.tpot = float(os.environ.get("VLLM_SIM_TPOT_MS", "2")) / 1000.0
         self.prefill_per_tok = float(os.environ.get("VLLM_SIM_PREFILL_US_PER_TOKEN", "20")) / 1e6
         self.ttft_base = float(os.environ.get("VLLM_SIM_TTFT_BASE_MS", "5")) / 1000.0
@@ -104,22 +111,24 @@ class Engine:
         with m.lock:
             m.waiting += 1
         self.slots.acquire()
-        with m.lock:
-            m.waiting -= 1
-            m.running += 1
-        ttft = None
+        m.admitted(req["n_prompt"], time.monotonic() - start)
+        ttft, generated = None, 0
         try:
             tokens = textgen.generate_tokens(req["prompt"], req["max_tokens"], req["seed"])
             time.sleep(self.ttft_base + req["n_prompt"] * self.prefill_per_tok)
-            for i, tok in enumerate(tokens):
-                if i:
+            last = time.monotonic()
+            for tok in tokens:
+                if generated:
                     time.sleep(self.tpot)
+                    now = time.monotonic()
+                    m.token(now - last)
+                    last = now
                 else:
                     ttft = time.monotonic() - start
+                generated += 1
                 yield tok
         finally:
-            with m.lock:
-                m.running -= 1
+            m.released(req["n_prompt"], generated)
             self.slots.release()
         m.finished(req["n_prompt"], req["max_tokens"], ttft or 0.0, time.monotonic() - start)
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -22,6 +25,8 @@ from mocked import PROJECT_DIR
 
 from checks import docker, npu_holders, servicechecks
 from core.config import Benchmark
+from core.dashboard import SECTIONS, SERVING
+from core.observability import plan_observability
 from core.plan import STACK_LABEL, plan_cluster
 from core.render import node_script
 from core.stack import config_from_stack_file, stack_file
@@ -57,8 +62,13 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def plan():
-    return plan_cluster(config_from_stack_file(stack_file(PROJECT_DIR, STACK)), stack=STACK)
+def config():
+    return config_from_stack_file(stack_file(PROJECT_DIR, STACK))
+
+
+@pytest.fixture(scope="module")
+def plan(config):
+    return plan_cluster(config, stack=STACK)
 
 
 def stack_containers() -> list[str]:
@@ -200,3 +210,83 @@ def test_a_mistyped_rpc_port_never_becomes_ready(cluster):
     start(plan, wrong_port)
     assert wait_ready(plan, timeout=15).returncode == 1
     wait_for(lambda: "could not reach DP head at 127.0.0.1:13390" in logs(plan, 1), 30, "the join to time out")
+
+
+def start_prometheus(obs, data_dir) -> None:
+    """The planned Prometheus container, its files copied in before it starts as the provider's uploads are."""
+    c = obs.prometheus
+    run = ["docker", "create", "--name", c.name, "--net=host"]
+    run += [arg for key, value in c.labels for arg in ("--label", f"{key}={value}")]
+    run += [arg for m in c.mounts for arg in ("-v", f"{data_dir}:{m.container_path}")]
+    script = [shlex.join(run + [c.image, *c.argv])]
+    for upload in c.uploads:
+        script.append(f"printf %s {shlex.quote(upload.content)} > {data_dir}/upload")
+        script.append(f"docker cp {data_dir}/upload {c.name}:{upload.path}")
+    script.append(f"rm {data_dir}/upload && docker start {c.name}")
+    result = sh(" && ".join(script))
+    assert result.returncode == 0, result.stderr
+
+
+def prometheus_query(url: str, query: str) -> dict:
+    with urllib.request.urlopen(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query}), timeout=5) as r:
+        return json.load(r)
+
+
+def traffic(plan, seconds: float) -> None:
+    """Concurrent completions for a while, enough to queue some behind the 16-sequence batch."""
+    body = json.dumps({"model": plan.served_model_name, "prompt": "The future of AI is " * 20, "max_tokens": 64})
+    deadline = time.monotonic() + seconds
+
+    def client():
+        while time.monotonic() < deadline:
+            request = urllib.request.Request(
+                f"{plan.head_local_url}/v1/completions", body.encode(), {"Content-Type": "application/json"}
+            )
+            urllib.request.urlopen(request, timeout=30).read()
+
+    clients = [threading.Thread(target=client) for _ in range(20)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(timeout=seconds + 60)
+
+
+def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_runs(cluster, config, tmp_path):
+    plan = cluster
+    obs = plan_observability(config, plan)
+    assert obs.grafana_url is None  # Grafana is not in Debian: the local stack leaves it out
+    start(plan)
+    assert wait_ready(plan).returncode == 0
+    tmp_path.chmod(0o777)
+    start_prometheus(obs, tmp_path)
+    wait_for(lambda: health_of(f"{obs.prometheus_url}/-/ready"), 30, "Prometheus to start")
+    traffic(plan, seconds=8)
+    wait_for(
+        lambda: prometheus_query(obs.prometheus_url, "vllm:request_success_total")["data"]["result"],
+        20,
+        "the head's metrics to be scraped",
+    )
+
+    up = prometheus_query(obs.prometheus_url, 'up{job="vllm"}')["data"]["result"]
+    assert [(r["metric"]["node"], r["metric"]["role"], r["metric"]["ranks"], r["value"][1]) for r in up] == [
+        ("sim-0", "head", "0-1", "1")
+    ]
+    for _, section in SECTIONS:
+        for panel in section:
+            for expr, _ in panel.queries:
+                answer = prometheus_query(obs.prometheus_url, expr)
+                assert answer["status"] == "success", (panel.title, expr, answer)
+                if section is SERVING:
+                    values = [float(r["value"][1]) for r in answer["data"]["result"]]
+                    assert values and all(v == v for v in values), (panel.title, expr, answer)  # not NaN
+    with urllib.request.urlopen(f"{obs.prometheus_url}/api/v1/rules", timeout=5) as r:
+        rules = [rule for group in json.load(r)["data"]["groups"] for rule in group["rules"]]
+    assert len(rules) == 9 and {rule["health"] for rule in rules} == {"ok"}
+
+
+def health_of(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

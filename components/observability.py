@@ -1,0 +1,75 @@
+"""Prometheus, Grafana and npu-exporter containers, as the observability plan lays them out.
+
+Separate from the vllm servers on purpose: these containers take no part in the group's
+fingerprint, so replacing one (a new dashboard, a threshold) never restarts the model.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pulumi
+import pulumi_docker as docker
+
+from core.observability import PROMETHEUS_UID, ObsContainer, ObservabilityPlan
+from core.plan import ClusterPlan, find_node
+
+from .host import AscendHost
+from .nodecommand import node_command
+
+
+class Observability(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        plan: ClusterPlan,
+        obs: ObservabilityPlan,
+        hosts: dict[str, AscendHost],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("deepseek-r1-ascend:index:Observability", name, None, opts)
+        node = find_node(plan, obs.node)
+        data_dir = shlex.quote(obs.prometheus_data_dir)
+        # Docker would create a missing bind-mount source owned by root, which Prometheus cannot write.
+        data = node_command(
+            f"{name}-prometheus-data",
+            node,
+            f"mkdir -p {data_dir} && chown {PROMETHEUS_UID}:{PROMETHEUS_UID} {data_dir}",
+            ssh_private_key=plan.ssh_private_key,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.containers = {
+            f"{c.node}-{c.role}": _container(c, hosts[c.node], self, after=[data] if c.role == "prometheus" else None)
+            for c in obs.containers
+        }
+        self.prometheus_url = obs.prometheus_url
+        self.grafana_url = obs.grafana_url
+        self.register_outputs({"prometheusUrl": obs.prometheus_url, "grafanaUrl": obs.grafana_url})
+
+
+def _container(
+    c: ObsContainer, host: AscendHost, parent: pulumi.Resource, after: list[pulumi.Resource] | None
+) -> docker.Container:
+    on_host = pulumi.ResourceOptions(parent=parent, provider=host.provider)
+    # One resource per node and role; the container names may repeat on different hosts.
+    resource = f"{c.node}-{c.role}"
+    image = docker.RemoteImage(f"{resource}-image", name=c.image, keep_locally=True, opts=on_host)
+    envs = [f"{k}={v}" for k, v in c.env]
+    return docker.Container(
+        resource,
+        name=c.name,
+        image=image.image_id,
+        command=list(c.argv) or None,
+        envs=pulumi.Output.secret(envs) if c.secret_env else envs,
+        volumes=[
+            docker.ContainerVolumeArgs(host_path=m.host_path, container_path=m.container_path, read_only=m.read_only)
+            for m in c.mounts
+        ],
+        uploads=[docker.ContainerUploadArgs(file=u.path, content=u.content) for u in c.uploads],
+        network_mode="host",
+        privileged=c.privileged,
+        restart="unless-stopped",
+        must_run=True,
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in c.labels],
+        opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=after)),
+    )

@@ -1,0 +1,352 @@
+"""The cluster's eyes: Prometheus, its alert rules and Grafana, planned from the same config.
+
+Pure functions only: the scrape targets and their labels come from the cluster plan, and the
+files Prometheus and Grafana read (prometheus.yml, rules, datasource, dashboard) are rendered
+here as text, so tests can check them with promtool and the components just upload them.
+Nothing here feeds the vllm containers: they are planned without it, so no setting of
+`observability` can restart the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import yaml
+
+from .dashboard import DATASOURCE_UID, dashboard
+from .defaults import SUPERVISION_METRICS_PORT
+from .models import ClusterConfig
+from .observability_settings import Alerts
+from .plan import LABEL_PREFIX, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
+
+ObsRole = Literal["prometheus", "grafana", "npu-exporter"]
+
+PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
+PROMETHEUS_DATA = "/prometheus"
+# The prom/prometheus image runs as nobody; its data directory on the host must be theirs.
+PROMETHEUS_UID = 65534
+GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
+DASHBOARD_DIR = "/var/lib/grafana/dashboards"
+DASHBOARD_FILE = f"{DASHBOARD_DIR}/deepseek-r1-ascend.json"
+GRAFANA_PASSWORD_ENV = "GF_SECURITY_ADMIN_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Target:
+    job: Literal["vllm", "supervisor", "npu-exporter"]
+    address: str
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Upload:
+    path: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ObsContainer:
+    role: ObsRole
+    node: str
+    name: str
+    image: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    secret_env: frozenset[str]
+    mounts: tuple[Mount, ...]
+    uploads: tuple[Upload, ...]
+    # Only npu-exporter: it reads every NPU through the driver's management interfaces.
+    privileged: bool
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ObservabilityPlan:
+    node: str
+    prometheus_url: str
+    grafana_url: str | None
+    prometheus_data_dir: str
+    targets: tuple[Target, ...]
+    containers: tuple[ObsContainer, ...]
+
+    @property
+    def prometheus(self) -> ObsContainer:
+        return next(c for c in self.containers if c.role == "prometheus")
+
+    def on(self, node: str) -> tuple[ObsContainer, ...]:
+        return tuple(c for c in self.containers if c.node == node)
+
+
+def _ranks(node: NodePlan) -> str:
+    return f"{node.ranks.start}-{node.ranks.stop - 1}"
+
+
+def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None) -> tuple[Target, ...]:
+    """Every endpoint to scrape, labelled with the stack and the node's place in the group.
+
+    Only the head serves vllm's /metrics: headless nodes run no API server.
+    """
+
+    def labels(node: NodePlan) -> tuple[tuple[str, str], ...]:
+        return (("stack", plan.stack), ("node", node.name), ("role", node.role), ("ranks", _ranks(node)))
+
+    head = plan.head
+    targets = [Target("vllm", f"{url_host(head.ip)}:{plan.port}", labels(head))]
+    targets += [Target("supervisor", f"{url_host(n.ip)}:{SUPERVISION_METRICS_PORT}", labels(n)) for n in plan.nodes]
+    if npu_exporter_port is not None:
+        targets += [Target("npu-exporter", f"{url_host(n.ip)}:{npu_exporter_port}", labels(n)) for n in plan.nodes]
+    return tuple(targets)
+
+
+def prometheus_config(targets: tuple[Target, ...], scrape_interval_seconds: int) -> str:
+    jobs: dict[str, list[Target]] = {}
+    for target in targets:
+        jobs.setdefault(target.job, []).append(target)
+    document = {
+        "global": {
+            "scrape_interval": f"{scrape_interval_seconds}s",
+            "evaluation_interval": f"{scrape_interval_seconds}s",
+        },
+        # Relative to this file, so promtool checks the same pair that Prometheus loads.
+        "rule_files": ["rules.yml"],
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [t.address], "labels": dict(t.labels)} for t in members],
+            }
+            for job, members in jobs.items()
+        ],
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _quantile(metric: str, window: str) -> str:
+    return f'histogram_quantile(0.99, sum by (stack, le) (rate({metric}_bucket{{job="vllm"}}[{window}])))'
+
+
+def _rule(name: str, expr: str, minutes: int, severity: str, summary: str, meaning: str) -> dict:
+    rule = {"alert": name, "expr": expr}
+    if minutes:
+        rule["for"] = f"{minutes}m"
+    rule["labels"] = {"severity": severity}
+    rule["annotations"] = {"summary": summary, "description": meaning}
+    return rule
+
+
+def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
+    """The alert rules, each with what it means for the operator; NPU rules only where an exporter runs."""
+    a = alerts
+    window = f"{a.latency_minutes}m"
+    rules = [
+        _rule(
+            "VllmApiNotServing",
+            'up{job="vllm"} == 0 or deepseek_supervisor_head_healthy == 0',
+            a.not_serving_minutes,
+            "critical",
+            "{{ $labels.stack }}: the API on {{ $labels.node }} is not serving",
+            "The head's API server does not answer, or answers /health with an error: no request is served.",
+        ),
+        _rule(
+            "GroupMemberLost",
+            "deepseek_supervisor_vllm_up == 0",
+            a.not_serving_minutes,
+            "critical",
+            "{{ $labels.stack }}: vllm on {{ $labels.node }} (ranks {{ $labels.ranks }}) is down",
+            "A member of the data-parallel group is gone; the group cannot serve until it is restarted whole.",
+        ),
+        _rule(
+            "GroupRestarting",
+            f"increase(deepseek_supervisor_group_restarts_total[1h]) >= {a.restarts_per_hour}",
+            0,
+            "warning",
+            "{{ $labels.stack }}: the group restarted {{ $value }} times in the last hour",
+            "The supervisor keeps restarting the group: look for the first failing node in its logs.",
+        ),
+        _rule(
+            "GroupRestartsCapped",
+            "deepseek_supervisor_restart_capped == 1",
+            0,
+            "critical",
+            "{{ $labels.stack }}: the supervisor on {{ $labels.node }} stopped restarting the group",
+            "Restarts reached their cap; the group stays down until someone fixes the cause and restarts it.",
+        ),
+        _rule(
+            "TtftP99High",
+            f"{_quantile('vllm:time_to_first_token_seconds', window)} > {a.ttft_p99_seconds:g}",
+            a.latency_minutes,
+            "warning",
+            "{{ $labels.stack }}: time to first token p99 is {{ $value | humanizeDuration }}",
+            f"Time to first token at p99 has stayed above {a.ttft_p99_seconds:g} s: prefill is overloaded.",
+        ),
+        _rule(
+            "InterTokenLatencyP99High",
+            f"{_quantile('vllm:inter_token_latency_seconds', window)} > {a.inter_token_p99_seconds:g}",
+            a.latency_minutes,
+            "warning",
+            "{{ $labels.stack }}: inter-token latency p99 is {{ $value | humanizeDuration }}",
+            f"Inter-token latency at p99 has stayed above {a.inter_token_p99_seconds:g} s: decoding is slow.",
+        ),
+        _rule(
+            "KvCacheNearlyFull",
+            f"vllm:kv_cache_usage_perc > {a.kv_cache_usage:g}",
+            a.latency_minutes,
+            "warning",
+            "{{ $labels.stack }}: KV cache {{ $value | humanizePercentage }} full",
+            f"KV cache usage has stayed above {a.kv_cache_usage:.0%}: requests will queue or be preempted.",
+        ),
+        _rule(
+            "QueueGrowing",
+            f"deriv(vllm:num_requests_waiting[{a.queue_growing_minutes}m]) > 0 and vllm:num_requests_waiting > 0",
+            a.queue_growing_minutes,
+            "warning",
+            "{{ $labels.stack }}: the request queue keeps growing",
+            "More requests arrive than the group finishes: waiting requests have grown for "
+            f"{a.queue_growing_minutes} minutes.",
+        ),
+        _rule(
+            "Preemptions",
+            "increase(vllm:num_preemptions_total[5m]) > 0",
+            0,
+            "warning",
+            "{{ $labels.stack }}: {{ $value }} requests preempted in 5 minutes",
+            "vllm ran out of KV cache and evicted running requests, which recompute later.",
+        ),
+    ]
+    if npu_metrics:
+        rules += [
+            _rule(
+                "NpuUnhealthy",
+                "npu_chip_info_health_status != 1",
+                1,
+                "critical",
+                "{{ $labels.stack }}: NPU {{ $labels.id }} on {{ $labels.node }} is not healthy",
+                "The driver reports the chip unhealthy: see `npu-smi info` on the node.",
+            ),
+            _rule(
+                "NpuTemperatureHigh",
+                f"npu_chip_info_temperature > {a.npu_temperature_celsius:g}",
+                5,
+                "warning",
+                "{{ $labels.stack }}: NPU {{ $labels.id }} on {{ $labels.node }} at {{ $value }} C",
+                f"The chip has stayed above {a.npu_temperature_celsius:g} C: check cooling before it throttles.",
+            ),
+            _rule(
+                "NpuHbmNearlyFull",
+                f"npu_chip_info_hbm_used_memory / npu_chip_info_hbm_total_memory > {a.npu_hbm_usage:g}",
+                5,
+                "warning",
+                "{{ $labels.stack }}: NPU {{ $labels.id }} on {{ $labels.node }} HBM "
+                "{{ $value | humanizePercentage }} used",
+                f"HBM use has stayed above {a.npu_hbm_usage:.0%}, beyond what vllm reserves at start-up.",
+            ),
+        ]
+    return yaml.safe_dump({"groups": [{"name": "deepseek-r1-ascend", "rules": rules}]}, sort_keys=False, width=200)
+
+
+def grafana_datasource(prometheus_url: str) -> str:
+    source = {"name": "Prometheus", "type": "prometheus", "uid": DATASOURCE_UID, "url": prometheus_url}
+    return yaml.safe_dump(
+        {"apiVersion": 1, "datasources": [{**source, "access": "proxy", "isDefault": True, "editable": False}]},
+        sort_keys=False,
+    )
+
+
+def grafana_dashboards_provider() -> str:
+    provider = {"name": "deepseek-r1-ascend", "type": "file", "options": {"path": DASHBOARD_DIR}}
+    return yaml.safe_dump({"apiVersion": 1, "providers": [{**provider, "allowUiUpdates": False}]}, sort_keys=False)
+
+
+def _labels(stack: str, node: str, role: ObsRole) -> tuple[tuple[str, str], ...]:
+    return ((STACK_LABEL, stack), (LABEL_PREFIX + "node", node), (LABEL_PREFIX + "role", role))
+
+
+def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPlan | None:
+    """Prometheus (and Grafana) on observability.node, an npu-exporter on every node when configured."""
+    obs = cfg.observability
+    if not obs.enabled:
+        return None
+    host = next((n for n in plan.nodes if n.name == obs.node), plan.head)
+    exporter_port = obs.npu_exporter.port if obs.npu_exporter.image else None
+    targets = scrape_targets(plan, exporter_port)
+    prometheus_url = f"http://{url_host(host.ip)}:{obs.prometheus.port}"
+    p = obs.prometheus
+    containers = [
+        ObsContainer(
+            role="prometheus",
+            node=host.name,
+            name=f"{plan.stack}-prometheus",
+            image=obs.image_ref(p.image),
+            argv=(
+                f"--config.file={PROMETHEUS_CONFIG_DIR}/prometheus.yml",
+                f"--storage.tsdb.path={PROMETHEUS_DATA}",
+                f"--storage.tsdb.retention.time={p.retention_days}d",
+                f"--web.listen-address=:{p.port}",
+            ),
+            env=(),
+            secret_env=frozenset(),
+            mounts=(Mount(p.data_dir, PROMETHEUS_DATA, read_only=False),),
+            uploads=(
+                Upload(
+                    f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml", prometheus_config(targets, p.scrape_interval_seconds)
+                ),
+                Upload(f"{PROMETHEUS_CONFIG_DIR}/rules.yml", alert_rules(obs.alerts, exporter_port is not None)),
+            ),
+            privileged=False,
+            labels=_labels(plan.stack, host.name, "prometheus"),
+        )
+    ]
+    grafana_url = None
+    if obs.grafana.enabled:
+        grafana_url = f"http://{url_host(host.ip)}:{obs.grafana.port}"
+        board = dashboard(plan.stack, npu_exporter=exporter_port is not None)
+        containers.append(
+            ObsContainer(
+                role="grafana",
+                node=host.name,
+                name=f"{plan.stack}-grafana",
+                image=obs.image_ref(obs.grafana.image),
+                argv=(),
+                env=(
+                    ("GF_SERVER_HTTP_PORT", str(obs.grafana.port)),
+                    ("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", DASHBOARD_FILE),
+                    (GRAFANA_PASSWORD_ENV, cfg.grafana_admin_password or ""),
+                ),
+                secret_env=frozenset({GRAFANA_PASSWORD_ENV}),
+                mounts=(),
+                uploads=(
+                    Upload(f"{GRAFANA_PROVISIONING}/datasources/prometheus.yaml", grafana_datasource(prometheus_url)),
+                    Upload(f"{GRAFANA_PROVISIONING}/dashboards/deepseek-r1-ascend.yaml", grafana_dashboards_provider()),
+                    Upload(DASHBOARD_FILE, json.dumps(board, indent=1)),
+                ),
+                privileged=False,
+                labels=_labels(plan.stack, host.name, "grafana"),
+            )
+        )
+    if exporter_port is not None:
+        containers += [
+            ObsContainer(
+                role="npu-exporter",
+                node=n.name,
+                name=f"{n.container_name}-npu-exporter",
+                image=obs.image_ref(obs.npu_exporter.image),
+                argv=("npu-exporter", f"-port={exporter_port}", "-ip=0.0.0.0", "-updateTime=5"),
+                env=(),
+                secret_env=frozenset(),
+                # The driver read-only, as vllm gets it; the chips themselves through privileged mode.
+                mounts=tuple(m for m in n.mounts if m.read_only),
+                uploads=(),
+                privileged=True,
+                labels=_labels(plan.stack, n.name, "npu-exporter"),
+            )
+            for n in plan.nodes
+        ]
+    return ObservabilityPlan(
+        node=host.name,
+        prometheus_url=prometheus_url,
+        grafana_url=grafana_url,
+        prometheus_data_dir=p.data_dir,
+        targets=targets,
+        containers=tuple(containers),
+    )

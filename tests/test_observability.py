@@ -1,0 +1,380 @@
+"""Observability from the plan: its settings, scrape targets, alert rules (under promtool), the
+dashboard's structure, and that no observability setting reaches the vllm containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+import yaml
+from mocked import PROJECT_DIR, run_program, stack_settings
+
+from core.config import ConfigError, load_config
+from core.dashboard import DATASOURCE_UID, NO_EXPORTER
+from core.observability import DASHBOARD_FILE, plan_observability
+from core.plan import plan_cluster
+from core.render import render
+
+CONTAINER = "docker:index/container:Container"
+EXPORTER = "site.example/ascend/npu-exporter:v6.0.0"
+
+
+def settings(stack: str = "a2", **observability) -> dict:
+    raw = stack_settings(stack)
+    raw["observability"] = {"enabled": True, **observability}
+    raw["grafanaAdminPassword"] = "s3cret-admin"
+    return raw
+
+
+def planned(raw: dict, stack: str = "a2"):
+    cfg = load_config(raw, frozenset({"grafanaAdminPassword"}))
+    plan = plan_cluster(cfg, stack)
+    return plan, plan_observability(cfg, plan)
+
+
+def problems(raw: dict, secret_keys=frozenset({"grafanaAdminPassword"})) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        load_config(raw, secret_keys)
+    return error.value.problems
+
+
+def uploads(container) -> dict[str, str]:
+    return {u.path: u.content for u in container.uploads}
+
+
+def test_observability_is_off_unless_enabled():
+    cfg = load_config(stack_settings("a2"))
+    assert plan_observability(cfg, plan_cluster(cfg, "a2")) is None
+
+
+def test_every_observability_mistake_is_named_at_once():
+    raw = settings(
+        node="a2-9",
+        prometheus={"image": "prom/prometheus", "port": 13389},
+        grafana={"port": 8000},
+        npuExporter={"image": EXPORTER, "port": 9401},
+        alerts={"kvCacheUsage": 1.5, "ttftP99": 3},
+    )
+    del raw["grafanaAdminPassword"]
+    assert problems(raw) == [
+        "observability.prometheus.image: 'prom/prometheus' has no tag; pin a version tag such as :v0.18.0 "
+        "or a @sha256: digest",
+        "observability.alerts.kvCacheUsage: got 1.5; input should be less than or equal to 1",
+        "observability.alerts.ttftP99: unknown key; did you mean 'ttftP99Seconds'? known keys here: "
+        "notServingMinutes, restartsPerHour, ttftP99Seconds, interTokenP99Seconds, latencyMinutes, kvCacheUsage, "
+        "queueGrowingMinutes, npuTemperatureCelsius, npuHbmUsage",
+        "observability.node: 'a2-9' is not a node; use one of a2-0, a2-1",
+        "grafanaAdminPassword: required when observability.grafana.enabled is true; set it with "
+        "`pulumi config set --secret grafanaAdminPassword <password>`, or disable Grafana",
+        "observability.prometheus.port: 13389 is also serve.dataParallelRpcPort; every service on a node needs "
+        "its own port",
+        "observability.grafana.port: 8000 is also serve.port; every service on a node needs its own port",
+        "observability.npuExporter.port: 9401 is also the group supervisor's metrics; every service on a node "
+        "needs its own port",
+    ]
+
+
+def test_prometheus_port_may_not_take_the_rpc_port():
+    assert problems(settings(prometheus={"port": 13389})) == [
+        "observability.prometheus.port: 13389 is also serve.dataParallelRpcPort; every service on a node needs "
+        "its own port"
+    ]
+
+
+def test_grafana_password_must_be_a_secret():
+    assert problems(settings(), secret_keys=frozenset()) == [
+        "grafanaAdminPassword: stored in plain text; set it with "
+        "`pulumi config set --secret grafanaAdminPassword <value>`"
+    ]
+
+
+def test_without_grafana_no_password_is_needed():
+    raw = settings(grafana={"enabled": False})
+    del raw["grafanaAdminPassword"]
+    plan, obs = planned(raw)
+    assert [c.role for c in obs.containers] == ["prometheus"] and obs.grafana_url is None
+
+
+def test_targets_and_labels_come_from_the_plan():
+    plan, obs = planned(settings(npuExporter={"image": EXPORTER}))
+    config = yaml.safe_load(uploads(obs.prometheus)["/etc/prometheus/prometheus.yml"])
+    scraped = {
+        job["job_name"]: [(c["targets"], c["labels"]) for c in job["static_configs"]]
+        for job in config["scrape_configs"]
+    }
+    head = {"stack": "a2", "node": "a2-0", "role": "head", "ranks": "0-1"}
+    headless = {"stack": "a2", "node": "a2-1", "role": "headless", "ranks": "2-3"}
+    assert scraped == {
+        # Headless nodes run no API server: only the head has vllm's /metrics.
+        "vllm": [(["192.0.2.11:8000"], head)],
+        "supervisor": [(["192.0.2.11:9401"], head), (["192.0.2.12:9401"], headless)],
+        "npu-exporter": [(["192.0.2.11:8082"], head), (["192.0.2.12:8082"], headless)],
+    }
+    assert config["global"]["scrape_interval"] == "5s"
+
+
+def test_prometheus_and_grafana_run_on_the_chosen_node_from_the_mirror():
+    plan, obs = planned(settings(node="a2-1", prometheus={"port": 19090}))
+    assert obs.prometheus_url == "http://192.0.2.12:19090"
+    assert obs.grafana_url == "http://192.0.2.12:3000"
+    assert {c.role: (c.node, c.image) for c in obs.containers} == {
+        "prometheus": ("a2-1", "m.daocloud.io/docker.io/prom/prometheus:v2.53.4"),
+        "grafana": ("a2-1", "m.daocloud.io/docker.io/grafana/grafana:11.6.0"),
+    }
+    assert "--web.listen-address=:19090" in obs.prometheus.argv
+    datasource = yaml.safe_load(uploads(obs.containers[1])["/etc/grafana/provisioning/datasources/prometheus.yaml"])
+    assert datasource["datasources"][0]["url"] == "http://192.0.2.12:19090"
+
+
+def test_only_the_npu_exporter_is_privileged_and_it_reads_the_driver_read_only():
+    plan, obs = planned(settings(npuExporter={"image": EXPORTER}))
+    assert {(c.role, c.node, c.privileged) for c in obs.containers} == {
+        ("prometheus", "a2-0", False),
+        ("grafana", "a2-0", False),
+        ("npu-exporter", "a2-0", True),
+        ("npu-exporter", "a2-1", True),
+    }
+    exporter = obs.containers[-1]
+    assert exporter.image == EXPORTER  # a site registry is used as named
+    assert all(m.read_only for m in exporter.mounts)
+    assert "/usr/local/Ascend/driver/lib64" in {m.container_path for m in exporter.mounts}
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+
+def board(npu_exporter: bool) -> tuple[dict, dict]:
+    _, obs = planned(settings(**({"npuExporter": {"image": EXPORTER}} if npu_exporter else {})))
+    files = uploads(next(c for c in obs.containers if c.role == "grafana"))
+    datasource = yaml.safe_load(files["/etc/grafana/provisioning/datasources/prometheus.yaml"])["datasources"][0]
+    return json.loads(files[DASHBOARD_FILE]), datasource
+
+
+def panels(dashboard: dict) -> list[dict]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_dashboard_panels_use_the_provisioned_datasource_and_each_has_a_query_and_a_unit():
+    dashboard, datasource = board(npu_exporter=True)
+    assert datasource["uid"] == DATASOURCE_UID and datasource["type"] == "prometheus"
+    assert len(panels(dashboard)) == 16
+    for panel in panels(dashboard):
+        assert panel["datasource"] == {"type": "prometheus", "uid": datasource["uid"]}, panel["title"]
+        assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+        assert panel["targets"] and all(
+            t["expr"] and t["datasource"]["uid"] == datasource["uid"] for t in panel["targets"]
+        )
+        assert "noValue" not in panel["fieldConfig"]["defaults"]
+    assert [p["title"] for p in dashboard["panels"] if p["type"] == "row"] == [
+        "Serving",
+        "Cluster",
+        "NPUs per node and chip",
+    ]
+
+
+def test_without_an_exporter_the_npu_panels_say_so():
+    dashboard, _ = board(npu_exporter=False)
+    said = {p["title"] for p in panels(dashboard) if p["fieldConfig"]["defaults"].get("noValue") == NO_EXPORTER}
+    assert said == {"NPU utilization", "NPU HBM used", "NPU temperature", "NPU power", "NPU health"}
+
+
+# --- promtool -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    if not shutil.which("promtool") and os.geteuid() == 0:
+        subprocess.run(
+            ["bash", str(PROJECT_DIR / "scripts" / "docker-engine.sh")],
+            env={**os.environ, "TOOLS_ONLY": "1"},
+            capture_output=True,
+            timeout=600,
+        )
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool must run in CI; scripts/docker-engine.sh installs it (apt-get install prometheus)")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return path
+
+
+def prometheus_files(tmp_path, **observability):
+    _, obs = planned(settings(**observability))
+    for path, content in uploads(obs.prometheus).items():
+        (tmp_path / path.rsplit("/", 1)[1]).write_text(content)
+    return tmp_path / "prometheus.yml", tmp_path / "rules.yml"
+
+
+@pytest.mark.parametrize("exporter", [False, True], ids=["plain", "npu-exporter"])
+def test_generated_config_and_rules_pass_promtool_check(promtool, tmp_path, exporter):
+    config, _ = prometheus_files(tmp_path, **({"npuExporter": {"image": EXPORTER}} if exporter else {}))
+    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {12 if exporter else 9} rules found" in result.stdout
+
+
+def rule_test(promtool, tmp_path, tests: str, **observability) -> subprocess.CompletedProcess:
+    _, rules = prometheus_files(tmp_path, **observability)
+    spec = tmp_path / "tests.yml"
+    spec.write_text(f"rule_files: [{rules.name}]\nevaluation_interval: 15s\ntests:\n" + textwrap.indent(tests, "  "))
+    return subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
+
+
+HEAD = 'stack="a2",node="a2-0",role="head",ranks="0-1"'
+HEAD_LABELS = "{stack: a2, node: a2-0, role: head, ranks: 0-1}"
+
+
+def test_not_serving_fires_after_its_window_and_not_before(promtool, tmp_path):
+    result = rule_test(
+        promtool,
+        tmp_path,
+        f"""
+- interval: 1m
+  input_series:
+    - series: 'up{{job="vllm",{HEAD}}}'
+      values: '1 1 0 0 0 0 0 0'
+  alert_rule_test:
+    - eval_time: 3m
+      alertname: VllmApiNotServing
+      exp_alerts: []
+    - eval_time: 5m
+      alertname: VllmApiNotServing
+      exp_alerts:
+        - exp_labels: {{severity: critical, job: vllm, stack: a2, node: a2-0, role: head, ranks: 0-1}}
+          exp_annotations:
+            summary: 'a2: the API on a2-0 is not serving'
+            description: "The head's API server does not answer, or answers /health with an error: no request is served."
+""",
+        alerts={"notServingMinutes": 3},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_repeated_group_restarts_fire(promtool, tmp_path):
+    result = rule_test(
+        promtool,
+        tmp_path,
+        f"""
+- interval: 5m
+  input_series:
+    - series: 'deepseek_supervisor_group_restarts_total{{job="supervisor",{HEAD}}}'
+      values: '0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1'
+    - series: 'deepseek_supervisor_group_restarts_total{{job="supervisor",stack="a2",node="a2-1",role="headless",ranks="2-3"}}'
+      values: '0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0'
+  alert_rule_test:
+    - eval_time: 30m
+      alertname: GroupRestarting
+      exp_alerts: []
+""",
+        alerts={"restartsPerHour": 2},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = rule_test(
+        promtool,
+        tmp_path,
+        f"""
+- interval: 5m
+  input_series:
+    - series: 'deepseek_supervisor_group_restarts_total{{job="supervisor",{HEAD}}}'
+      values: '0 0 0 1 2 3 3 3 3 3 3 3 3 3 3 3'
+  alert_rule_test:
+    - eval_time: 30m
+      alertname: GroupRestarting
+      exp_alerts:
+        - exp_labels: {{severity: warning, job: supervisor, stack: a2, node: a2-0, role: head, ranks: 0-1}}
+          exp_annotations:
+            summary: 'a2: the group restarted 3 times in the last hour'
+            description: 'The supervisor keeps restarting the group: look for the first failing node in its logs.'
+""",
+        alerts={"restartsPerHour": 2},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_latency_alert_fires_on_a_slow_first_token_series(promtool, tmp_path):
+    # Ten requests a minute, every one with its first token after 15-20 s: p99 is above 10 s.
+    buckets = "".join(
+        f"""    - series: 'vllm:time_to_first_token_seconds_bucket{{job="vllm",{HEAD},le="{le}"}}'
+      values: '{values}'
+"""
+        for le, values in (("10.0", "0+0x20"), ("20.0", "0+10x20"), ("+Inf", "0+10x20"))
+    )
+    result = rule_test(
+        promtool,
+        tmp_path,
+        f"""
+- interval: 1m
+  input_series:
+{buckets}  alert_rule_test:
+    - eval_time: 4m
+      alertname: TtftP99High
+      exp_alerts: []
+    - eval_time: 12m
+      alertname: TtftP99High
+      exp_alerts:
+        - exp_labels: {{severity: warning, stack: a2}}
+          exp_annotations:
+            summary: 'a2: time to first token p99 is 19.9s'
+            description: 'Time to first token at p99 has stayed above 10 s: prefill is overloaded.'
+""",
+        alerts={"ttftP99Seconds": 10, "latencyMinutes": 5},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- nothing reaches the vllm containers --------------------------------------------------------
+
+
+def vllm_inputs(deployment) -> dict:
+    return {
+        r.name: (r.inputs, r.replacement_trigger)
+        for r in deployment.resources
+        if r.type == CONTAINER and r.name.endswith("-vllm")
+    }
+
+
+def test_no_observability_setting_changes_the_vllm_containers():
+    baseline = run_program(stack_settings("a2"), stack="a2")
+    assert baseline.error is None and "prometheusUrl" not in baseline.outputs
+    variants = [
+        {},
+        {"alerts": {"ttftP99Seconds": 3, "kvCacheUsage": 0.5}, "prometheus": {"scrapeIntervalSeconds": 15}},
+        {"node": "a2-1", "npuExporter": {"image": EXPORTER}, "grafana": {"port": 3300}},
+    ]
+    for variant in variants:
+        deployed = run_program(settings(**variant), stack="a2", secret_keys=("grafanaAdminPassword",))
+        assert deployed.error is None
+        assert vllm_inputs(deployed) == vllm_inputs(baseline), variant
+        observed = {r.name for r in deployed.resources if r.type == CONTAINER} - set(vllm_inputs(baseline))
+        assert observed >= {f"{variant.get('node', 'a2-0')}-prometheus", f"{variant.get('node', 'a2-0')}-grafana"}
+    raw = settings()
+    assert render(planned(raw)[0]) == render(plan_cluster(load_config(stack_settings("a2")), "a2"))
+
+
+def test_outputs_give_the_urls_and_the_password_stays_secret():
+    deployed = run_program(settings(), stack="a2", secret_keys=("grafanaAdminPassword",))
+    assert deployed.outputs["prometheusUrl"] == "http://192.0.2.11:9090"
+    assert deployed.outputs["grafanaUrl"] == "http://192.0.2.11:3000"
+    grafana = deployed.named("a2-0-grafana")
+    assert "envs" in grafana.secret_inputs
+    assert "GF_SECURITY_ADMIN_PASSWORD=s3cret-admin" in grafana.inputs["envs"]
+    assert "s3cret-admin" not in json.dumps(deployed.outputs)
+    prometheus = deployed.named("a2-0-prometheus")
+    assert prometheus.inputs["privileged"] is False and prometheus.inputs["networkMode"] == "host"
+    assert prometheus.inputs["volumes"] == [
+        {"hostPath": "/var/lib/deepseek-r1-ascend/prometheus", "containerPath": "/prometheus", "readOnly": False}
+    ]
+    assert [u["file"] for u in prometheus.inputs["uploads"]] == [
+        "/etc/prometheus/prometheus.yml",
+        "/etc/prometheus/rules.yml",
+    ]
+    # The data directory is made Prometheus' before the container starts.
+    prepare = deployed.named("observability-prometheus-data")
+    assert prepare.inputs["create"] == (
+        "mkdir -p /var/lib/deepseek-r1-ascend/prometheus && chown 65534:65534 /var/lib/deepseek-r1-ascend/prometheus"
+    )
+    assert prepare.urn in prometheus.dependencies
