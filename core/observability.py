@@ -22,6 +22,11 @@ from .observability_settings import Alerts
 from .plan import LABEL_PREFIX, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
 
 ObsRole = Literal["prometheus", "grafana", "npu-exporter"]
+ROLE_LABEL = LABEL_PREFIX + "role"
+# The one container that runs privileged: the policy pack allows it for this role running this
+# program only.
+NPU_EXPORTER_ROLE = "npu-exporter"
+NPU_EXPORTER_PROGRAM = "npu-exporter"
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_DATA = "/prometheus"
@@ -259,7 +264,7 @@ def grafana_dashboards_provider() -> str:
 
 
 def _labels(stack: str, node: str, role: ObsRole) -> tuple[tuple[str, str], ...]:
-    return ((STACK_LABEL, stack), (LABEL_PREFIX + "node", node), (LABEL_PREFIX + "role", role))
+    return ((STACK_LABEL, stack), (LABEL_PREFIX + "node", node), (ROLE_LABEL, role))
 
 
 def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPlan | None:
@@ -327,18 +332,18 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
     if exporter_port is not None:
         containers += [
             ObsContainer(
-                role="npu-exporter",
+                role=NPU_EXPORTER_ROLE,
                 node=n.name,
                 name=f"{n.container_name}-npu-exporter",
                 image=obs.image_ref(obs.npu_exporter.image),
-                argv=("npu-exporter", f"-port={exporter_port}", "-ip=0.0.0.0", "-updateTime=5"),
+                argv=(NPU_EXPORTER_PROGRAM, f"-port={exporter_port}", "-ip=0.0.0.0", "-updateTime=5"),
                 env=(),
                 secret_env=frozenset(),
                 # The driver read-only, as vllm gets it; the chips themselves through privileged mode.
                 mounts=tuple(m for m in n.mounts if m.read_only),
                 uploads=(),
                 privileged=True,
-                labels=_labels(plan.stack, n.name, "npu-exporter"),
+                labels=_labels(plan.stack, n.name, NPU_EXPORTER_ROLE),
             )
             for n in plan.nodes
         ]

@@ -12,6 +12,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from core.observability import NPU_EXPORTER_PROGRAM, NPU_EXPORTER_ROLE, ROLE_LABEL
 from core.plan import DRIVER_PATHS
 from props import ContainerView, contains, host_mounts, is_unknown, on_container, stack_views
 
@@ -24,9 +25,18 @@ def is_driver_path(path: str | None) -> bool:
     return path is not None and (path in DRIVER_PATHS or any(contains(t, path) for t in DRIVER_TREES))
 
 
+def may_run_privileged(view: ContainerView) -> bool:
+    """npu-exporter reads every NPU through the driver's management interfaces: the one exception,
+    for privileged mode only, and never for a container that runs vllm."""
+    command = view.command if isinstance(view.command, list) else []
+    return (
+        not view.is_vllm and view.labels.get(ROLE_LABEL) == NPU_EXPORTER_ROLE and command[:1] == [NPU_EXPORTER_PROGRAM]
+    )
+
+
 def check_host_isolation(view: ContainerView, report: Callable[[str], None]) -> None:
     node, props = view.node, view.props
-    if props.get("privileged") is True:
+    if props.get("privileged") is True and not may_run_privileged(view):
         report(
             f"node {node}: the container runs privileged, which hands it every host device and "
             "capability; set container.privileged to false (the NPUs are passed as devices)"
@@ -60,7 +70,10 @@ def check_host_isolation(view: ContainerView, report: Callable[[str], None]) -> 
 
 HOST_ISOLATION = ResourceValidationPolicy(
     name="vllm-container-host-isolation",
-    description="Containers are not privileged, mount neither the Docker socket nor /, and mount the NPU driver read-only.",
+    description=(
+        "Containers are not privileged (but the npu-exporter), mount neither the Docker socket nor /, "
+        "and mount the NPU driver read-only."
+    ),
     validate=on_container(check_host_isolation),
     enforcement_level=EnforcementLevel.MANDATORY,
 )

@@ -188,6 +188,10 @@ class ContainerView:
         return self.argv is not None
 
     @property
+    def labels(self) -> dict:
+        return _labels(self.props.get("labels"))
+
+    @property
     def headless(self) -> bool:
         return bool(self.argv and self.argv.has("--headless"))
 

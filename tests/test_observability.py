@@ -12,6 +12,7 @@ import textwrap
 import pytest
 import yaml
 from mocked import PROJECT_DIR, run_program, stack_settings
+from policy_harness import graph_of, mutate, run
 
 from core.config import ConfigError, load_config
 from core.dashboard import DATASOURCE_UID, NO_EXPORTER
@@ -378,3 +379,43 @@ def test_outputs_give_the_urls_and_the_password_stays_secret():
         "mkdir -p /var/lib/deepseek-r1-ascend/prometheus && chown 65534:65534 /var/lib/deepseek-r1-ascend/prometheus"
     )
     assert prepare.urn in prometheus.dependencies
+
+
+# --- the policy pack ----------------------------------------------------------------------------
+
+
+def test_the_policy_pack_allows_privileged_mode_to_the_npu_exporter_only():
+    settings_ = settings(npuExporter={"image": EXPORTER})
+    settings_["apiKey"] = "policy-key"
+    for node in settings_["nodes"]:
+        node["hostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
+    deployed = run_program(settings_, stack="a2", secret_keys=("grafanaAdminPassword", "apiKey"))
+    graph = graph_of(deployed)
+    assert run(graph) == []
+
+    def privileged(inputs):
+        inputs["privileged"] = True
+
+    def as_exporter(inputs):
+        privileged(inputs)
+        for label in inputs["labels"]:
+            if label["label"] == "deepseek-r1-ascend.role":
+                label["value"] = "npu-exporter"
+
+    refused = "the container runs privileged, which hands it every host device and capability"
+    for name, change, node in (
+        ("a2-0-prometheus", privileged, "a2-0"),
+        # The label alone is not enough: the exception is for the exporter's program.
+        ("a2-0-grafana", as_exporter, "a2-0"),
+        # A vllm container labelled as the exporter is still a vllm container.
+        ("a2-1-vllm", as_exporter, "a2-1"),
+    ):
+        found = run(mutate(graph, name, change), only="vllm-container-host-isolation")
+        assert [v.message.split("; ")[0] for v in found] == [f"node {node}: {refused}"], name
+
+    def socket(inputs):
+        inputs["volumes"].append({"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"})
+
+    # Privileged mode is the whole exception: the exporter's mounts are checked like any other.
+    found = run(mutate(graph, "a2-1-npu-exporter", socket), only="vllm-container-host-isolation")
+    assert [v.message.split(",")[0] for v in found] == ["node a2-1: /var/run/docker.sock is mounted"]
