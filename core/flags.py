@@ -1,11 +1,19 @@
-"""vllm serve flags: which ones the config models, which the plan derives, and what extraArgs may add."""
+"""vllm serve flags: which ones the config models, which the plan derives, and what extraArgs may add.
+
+serve.extraArgs is read the way vllm 0.18.0's parser reads it (vllm_args.py), so a spelling vllm
+accepts cannot slip past these rules, and one it refuses is refused here.
+"""
 
 from __future__ import annotations
 
+import difflib
+
+from . import vllm_args
 from .models import ClusterConfig, camel_path
 
-# The tutorial's model flags in its order, each with the setting it comes from. Booleans are
-# switches (present when true); None leaves a flag out.
+# The tutorial's model flags in its order, each with the setting it comes from. A boolean
+# renders --X when true and --no-X when false (vllm's own default may differ from ours: 0.18
+# turns async scheduling on by itself); None leaves a flag out.
 MODEL_FLAGS = (
     ("--tensor-parallel-size", "serve.tensor_parallel_size"),
     ("--quantization", "serve.quantization"),
@@ -23,6 +31,7 @@ MODEL_FLAGS = (
 )
 # Flags the plan sets from topology, roles and secrets, never through extraArgs.
 DERIVED_FLAGS = {
+    "--model": "model.name",
     "--host": "serve.host",
     "--port": "serve.port",
     "--headless": "nodes (node 0 is the head, the others are headless)",
@@ -32,18 +41,22 @@ DERIVED_FLAGS = {
     "--data-parallel-address": "nodes[0].ip",
     "--data-parallel-rpc-port": "serve.dataParallelRpcPort",
     "--enable-prefix-caching": "serve.enablePrefixCaching",
-    "--no-enable-prefix-caching": "serve.enablePrefixCaching",
     "--api-key": "apiKey (a secret)",
-    # vllm's short aliases of the same flags.
-    "-tp": "serve.tensorParallelSize",
-    "-dp": "serve.dataParallelSize",
-    "-dpl": "serve.dataParallelSize divided by the number of nodes",
-    "-dpr": "each node's position in nodes",
-    "-dpa": "nodes[0].ip",
-    "-dpp": "serve.dataParallelRpcPort",
+}
+# Flags no stack may set, each with why: they contradict the layout the plan derives.
+LAYOUT_CONFLICTS = {
     # Every NPU holds one tensor x data parallel rank here; pipeline stages would break that.
-    "--pipeline-parallel-size": "nothing: pipeline parallelism is not supported (tensor x data parallel covers every NPU)",
-    "-pp": "nothing: pipeline parallelism is not supported (tensor x data parallel covers every NPU)",
+    "--pipeline-parallel-size": "pipeline parallelism is not supported (tensor x data parallel covers every NPU)",
+    "--data-parallel-rank": "each node runs its ranks from --data-parallel-start-rank; one fixed rank on every "
+    "node would start them all as the same rank",
+    "--nnodes": "vllm's torchrun-style multi-node launch conflicts with the data-parallel group the nodes form",
+    "--node-rank": "vllm's torchrun-style multi-node launch conflicts with the data-parallel group the nodes form",
+    "--config": "it reads flags from a file inside the container, which validation cannot check; list them here",
+    "--help": "vllm prints its help and exits instead of serving",
+}
+# Refused only where some node is headless (vllm refuses more than one API server there).
+HEADLESS_CONFLICTS = {
+    "--api-server-count": "headless nodes run no API server, and vllm refuses --api-server-count beside --headless",
 }
 
 
@@ -52,11 +65,46 @@ def _flag_keys() -> dict[str, str]:
 
 
 def extra_args_problems(cfg: ClusterConfig) -> list[str]:
-    """serve.extraArgs items that would override a modelled or derived flag."""
+    """serve.extraArgs items vllm would refuse, or that override a modelled or derived flag."""
+    table = vllm_args.load_table()
     problems = []
-    flag_keys = _flag_keys()
-    for i, arg in enumerate(cfg.serve.extra_args):
-        flag = arg.split("=", 1)[0]
-        if flag in flag_keys:
-            problems.append(f"serve.extraArgs[{i}]: '{flag}' is set from {flag_keys[flag]}; set it there")
+    for given in vllm_args.read(cfg.serve.extra_args, table):
+        problem = _refused(given, table) if given.error else _conflict(given, len(cfg.nodes) > 1)
+        if problem:
+            problems.append(f"serve.extraArgs[{given.index}]: {problem}")
     return problems
+
+
+def _refused(given: vllm_args.Given, table: vllm_args.Table) -> str:
+    text, words = given.text, given.text.split()
+    if len(words) > 1 and given.option is None and words[0].startswith("-"):
+        items = ", ".join(f"'{w}'" for w in words)
+        return f"'{text}' holds a flag and its value in one item, which vllm takes as one unknown word; write it as the items {items}"
+    refusal = f"vllm {table.version} refuses '{text}': {given.error}"
+    if given.error.startswith("unrecognized arguments"):
+        name = text.split("=", 1)[0]
+        close = difflib.get_close_matches(vllm_args.normalise(name), list(table.options), n=1, cutoff=0.6)
+        return refusal + (f"; did you mean '{close[0]}'?" if close else "; see `vllm serve --help=all`")
+    if given.error.startswith("ambiguous option"):
+        return refusal + "; write the whole flag"
+    return refusal
+
+
+def _conflict(given: vllm_args.Given, multi_node: bool) -> str | None:
+    flag = given.option.flag
+    keys = _flag_keys()
+    read_as, written = given.option.option, given.text.split("=", 1)[0]
+    if given.dotted is not None:
+        written = written.split(".", 1)[0]
+    named = f"'{given.text}'" if written in (read_as, flag.name) else f"'{given.text}' (vllm reads {read_as})"
+    if given.dotted is not None and flag.name in keys:
+        return (
+            f"{named} replaces the whole {flag.name} value, which is set from {keys[flag.name]}; "
+            f"set {given.dotted} there"
+        )
+    if flag.name in keys:
+        if given.option.negated:
+            return f"{named} turns off {flag.name}, which is set from {keys[flag.name]}; set it to false there"
+        return f"{named} sets {flag.name}, which is set from {keys[flag.name]}; set it there"
+    reason = LAYOUT_CONFLICTS.get(flag.name) or (HEADLESS_CONFLICTS.get(flag.name) if multi_node else None)
+    return f"{named} conflicts with this deployment's layout: {reason}" if reason else None

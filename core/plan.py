@@ -189,10 +189,10 @@ def _setting(cfg: ClusterConfig, path: str):
 
 
 def _flag_args(flag: str, value) -> list[str]:
-    if value is None or value is False:
+    if value is None:
         return []
-    if value is True:
-        return [flag]
+    if isinstance(value, bool):
+        return [flag if value else f"--no-{flag[2:]}"]
     if isinstance(value, dict):
         return [flag, json.dumps(value, separators=(",", ":"))]
     return [flag, str(value)]

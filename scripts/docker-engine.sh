@@ -10,7 +10,8 @@
 #      (minbase + python3) from the Debian mirror apt is configured with and
 #      imported with `docker import`; the rootfs tarball is cached under
 #      ${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend/;
-#   3. build the simulator image $SIM_IMAGE from sim/;
+#   3. build the simulator image $SIM_IMAGE from sim/ and the flag parser it
+#      shares with validation (core/vllm_args.py, core/vllm_flags_*.json);
 #   4. install Debian's prometheus (with promtool) when missing, and build the
 #      local stack's Prometheus image $PROM_IMAGE from it (sim/prometheus/).
 #
@@ -127,16 +128,22 @@ ensure_base_image() {
 
 # ---------------------------------------------------------------- sim image
 build_sim_image() {
-  log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $SIM_IMAGE $REPO_ROOT/sim"
-  local out
+  # The context is sim/ plus what the simulator shares with validation: core/vllm_args.py
+  # and vllm's flag table, so the image parses `vllm serve` exactly as validation reads it.
+  local out context
   out="$(mktemp)"
-  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$SIM_IMAGE" "$REPO_ROOT/sim" \
+  context="$(mktemp -d)"
+  cp -r "$REPO_ROOT/sim/." "$context/"
+  mkdir "$context/core"
+  cp "$REPO_ROOT/core/__init__.py" "$REPO_ROOT/core/vllm_args.py" "$REPO_ROOT"/core/vllm_flags_*.json "$context/core/"
+  log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $SIM_IMAGE (sim/ + core/vllm_args.py + flag table)"
+  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$SIM_IMAGE" "$context" \
        >"$out" 2>&1; then
     tail -n 30 "$out" >&2
-    rm -f "$out"
+    rm -rf "$out" "$context"
     die "docker build of $SIM_IMAGE failed"
   fi
-  rm -f "$out"
+  rm -rf "$out" "$context"
   log "image $SIM_IMAGE ready"
 }
 

@@ -1,5 +1,6 @@
 """Golden tests: the shipped stacks' per-node plans are the tutorial's deployment."""
 
+import pytest
 import seed
 from mocked import stack_settings
 
@@ -94,7 +95,8 @@ def test_switches_and_json_settings_render_as_vllm_expects():
         "extraArgs": ["--enforce-eager"],
     }
     argv = list(plan_cluster(load_config(raw), stack="a3").head.argv)
-    assert "--async-scheduling" not in argv
+    # vllm 0.18 turns async scheduling on by itself when the flag is left out.
+    assert "--no-async-scheduling" in argv and "--async-scheduling" not in argv
     assert "--compilation-config" not in argv
     assert argv[argv.index("--speculative-config") + 1] == '{"method":"mtp","num_speculative_tokens":1}'
     assert argv[-2:] == ["--no-enable-prefix-caching", "--enforce-eager"]
@@ -141,3 +143,18 @@ def test_endpoint_and_smoke_request_are_the_tutorials():
         "max_tokens": 50,
         "temperature": 0,
     }
+
+
+@pytest.mark.parametrize(
+    "key,flag",
+    [
+        ("enableExpertParallel", "--enable-expert-parallel"),
+        ("asyncScheduling", "--async-scheduling"),
+        ("trustRemoteCode", "--trust-remote-code"),
+    ],
+)
+def test_a_modelled_boolean_set_false_renders_its_no_form(key, flag):
+    raw = stack_settings("a2")
+    raw["serve"] = {key: False}
+    for node in plan_cluster(load_config(raw), stack="a2").nodes:
+        assert f"--no-{flag[2:]}" in node.argv and flag not in node.argv

@@ -1,7 +1,6 @@
 """``vllm`` command line: ``vllm serve`` and ``vllm bench serve``."""
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -9,48 +8,27 @@ import sys
 import threading
 import time
 
+from core import vllm_args
 from vllm_sim import __version__
 from vllm_sim.log import Fatal, error, log
 
-
-def _json_object(flag):
-    def parse(value: str):
-        try:
-            obj = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise argparse.ArgumentTypeError(f"{flag} is not valid JSON: {e}") from e
-        if not isinstance(obj, dict):
-            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object, got {value!r}")
-        return obj
-
-    return parse
+# vllm's defaults for the flags the simulator acts on (the table holds no defaults).
+SERVE_DEFAULTS = {
+    "host": "0.0.0.0",
+    "port": 8000,
+    "headless": False,
+    "data_parallel_size": 1,
+    "data_parallel_start_rank": 0,
+    "data_parallel_rpc_port": 29550,
+    "tensor_parallel_size": 1,
+}
 
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model path or name")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--headless", action="store_true")
-    p.add_argument("--data-parallel-size", type=int, default=1)
-    p.add_argument("--data-parallel-size-local", type=int, default=None)
-    p.add_argument("--data-parallel-start-rank", type=int, default=0)
-    p.add_argument("--data-parallel-address", type=str, default=None)
-    p.add_argument("--data-parallel-rpc-port", type=int, default=29550)
-    p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--quantization", type=str, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--served-model-name", type=str, default=None)
-    p.add_argument("--enable-expert-parallel", action="store_true")
-    p.add_argument("--async-scheduling", action="store_true")
-    p.add_argument("--max-num-seqs", type=int, default=None)
-    p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--max-num-batched-tokens", type=int, default=None)
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--gpu-memory-utilization", type=float, default=None)
-    p.add_argument("--speculative-config", type=_json_object("--speculative-config"), default=None)
-    p.add_argument("--compilation-config", type=_json_object("--compilation-config"), default=None)
-    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--api-key", type=str, default=None)
+    """vllm 0.18.0's serve flags, every one of them, from the table generated from its parser."""
+    p.add_argument("model_tag", nargs="?", help="model path or name")
+    vllm_args.add_arguments(p, vllm_args.load_table())
+    p.set_defaults(**SERVE_DEFAULTS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="subcommand", required=True)
     serve = sub.add_parser(
-        "serve", help="Start the (simulated) OpenAI-compatible server", usage="vllm serve [model_tag] [options]"
+        "serve",
+        help="Start the (simulated) OpenAI-compatible server",
+        usage="vllm serve [model_tag] [options]",
+        add_help=False,
     )
     add_serve_args(serve)
     bench = sub.add_parser("bench", help="vLLM bench subcommand")
@@ -130,7 +111,7 @@ def serve(args) -> int:
             raise Fatal(f"cannot listen for HTTP on {args.host}:{args.port}: {e.strerror or e}") from e
         threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
         log(f"HTTP API on http://{args.host}:{args.port} (/health 503 until ready)")
-        if engine.api_key:
+        if engine.api_keys:
             log("API key required for /v1/* (Authorization: Bearer ...)")
 
         def become_ready():
@@ -156,15 +137,27 @@ def serve(args) -> int:
         return e.code
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line as vllm reads it: FlexibleArgumentParser's rewriting, then argparse."""
+    if argv[:1] == ["serve"]:
+        argv = ["serve", *vllm_args.rewrite(argv[1:])]
+    args = build_parser().parse_args(argv)
+    if args.subcommand == "serve":
+        args.model = args.model_tag or args.model
+        # vllm reads -1 (or auto) as "the model's own maximum".
+        if args.max_model_len == -1:
+            args.max_model_len = None
+    return args
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     if args.subcommand == "serve":
         return serve(args)
     if args.subcommand == "bench" and args.bench_type == "serve":
         from vllm_sim import bench
 
         return bench.main(args)
-    parser.error("unsupported command")
+    build_parser().error("unsupported command")
     return 2

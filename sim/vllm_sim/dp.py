@@ -81,7 +81,7 @@ def hello_from_args(args) -> dict:
         "local": args.data_parallel_size_local,
         "tp": args.tensor_parallel_size,
         "model": args.model,
-        "served_model_name": args.served_model_name or args.model,
+        "served_model_name": args.served_model_name or [args.model],
         "quantization": args.quantization,
         "enable_expert_parallel": bool(args.enable_expert_parallel),
         "max_model_len": args.max_model_len,

@@ -27,10 +27,12 @@ class Engine:
 
     def __init__(self, args, health_fn):
         self.model = args.model
-        self.served_name = args.served_model_name or args.model
+        # vllm answers to the first served name (the others are aliases).
+        self.served_name = args.served_model_name[0] if args.served_model_name else args.model
         self.max_model_len = args.max_model_len or DEFAULT_MAX_MODEL_LEN
         self.seed = args.seed if args.seed is not None else 0
-        self.api_key = args.api_key or os.environ.get("VLLM_API_KEY") or None
+        keys = args.api_key or [os.environ.get("VLLM_API_KEY")]
+        self.api_keys = frozenset(k for k in keys if k)
         self.health_fn = health_fn
         self.created = int(time.time())
         max_num_seqs = args.max_num_seqs or 256
@@ -159,9 +161,10 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
             )
 
         def _authorized(self) -> bool:
-            if not engine.api_key:
+            if not engine.api_keys:
                 return True
-            if self.headers.get("Authorization", "") == f"Bearer {engine.api_key}":
+            scheme, _, key = self.headers.get("Authorization", "").partition(" ")
+            if scheme == "Bearer" and key in engine.api_keys:
                 return True
             self._json(401, {"error": "Unauthorized"})
             return False

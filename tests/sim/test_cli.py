@@ -3,10 +3,13 @@
 import argparse
 
 import pytest
+from mocked import stack_settings
 from simhelpers import MODEL
 
+from core.config import load_config
+from core.plan import plan_cluster
 from vllm_sim import checks
-from vllm_sim.cli import build_parser
+from vllm_sim.cli import build_parser, parse
 from vllm_sim.log import Fatal
 
 
@@ -14,6 +17,65 @@ def test_unknown_flag_rejected_like_argparse(sim):
     rc, log = sim.run(["serve", MODEL, "--no-such-flag", "1"])
     assert rc == 2
     assert "error: unrecognized arguments: --no-such-flag" in log
+
+
+def test_version_is_the_vllm_release_whose_flags_it_reads(sim):
+    rc, log = sim.run(["--version"])
+    assert (rc, log.strip()) == (0, "0.18.0")
+
+
+def test_spellings_vllm_accepts_are_accepted():
+    args = parse(
+        [
+            "serve",
+            MODEL,
+            "--max_num_seqs",
+            "32",
+            "-tp",
+            "4",
+            "-dp=2",
+            "--no-async-scheduling",
+            "--no-enable-expert",
+            "--max-model-len",
+            "16k",
+            "--max-num-batched-tokens=16K",
+            "--enforce-eager",
+            "--compilation-config",
+            '{"cudagraph_mode": "FULL_DECODE_ONLY"}',
+            "-cc.cudagraph_capture_sizes",
+            "[4, 8]",
+            "-O3",
+        ]
+    )
+    assert (args.max_num_seqs, args.tensor_parallel_size, args.data_parallel_size) == (32, 4, 2)
+    assert (args.async_scheduling, args.enable_expert_parallel, args.enforce_eager) == (False, False, True)
+    assert (args.max_model_len, args.max_num_batched_tokens) == (16000, 16384)
+    # A dotted key replaces the whole JSON argument, as in vllm.
+    assert args.compilation_config == {"cudagraph_capture_sizes": [4, 8]}
+    assert args.optimization_level == "3"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--max-num", "8"], "ambiguous option: --max-num could match --max-num-batched-tokens"),
+        (["--max-num-seqs 32"], "unrecognized arguments: --max-num-seqs 32"),
+        (["--max-model-len", "1.5K"], "argument --max-model-len: invalid size-or-auto value: '1.5K'"),
+        (["--enforce-eager=1"], "ignored explicit argument '1'"),
+    ],
+)
+def test_what_vllm_refuses_is_refused(sim, args, message):
+    rc, log = sim.run(["serve", MODEL, *args])
+    assert rc == 2 and message in log
+
+
+def test_every_rendered_command_line_parses():
+    for stack in ("a2", "a3"):
+        raw = stack_settings(stack)
+        for serve in ({}, {"asyncScheduling": False, "enableExpertParallel": False, "trustRemoteCode": False}):
+            for node in plan_cluster(load_config(raw | {"serve": serve}), stack=stack).nodes:
+                args = parse(list(node.argv[1:]))
+                assert args.model == raw.get("model", {}).get("name", "vllm-ascend/DeepSeek-R1-W8A8")
 
 
 def test_all_deployment_flags_accepted():
