@@ -25,7 +25,7 @@ from .defaults import (
     WEIGHTS_MOUNT,
     Profile,
 )
-from .errors import ConfigError, describe, one_line_per_key, with_defaults_where_invalid
+from .errors import ConfigError, describe, hide_secret_values, one_line_per_key, with_defaults_where_invalid
 from .flags import DERIVED_FLAGS, MODEL_FLAGS
 from .images import image_reference_problem
 from .models import (
@@ -44,7 +44,13 @@ from .models import (
     Weights,
     to_snake,
 )
-from .rules import node_problems, observability_problems, setting_problems, topology_problems
+from .rules import (
+    composed_image_problems,
+    node_problems,
+    observability_problems,
+    setting_problems,
+    topology_problems,
+)
 
 __all__ = [
     "ACCURACY_MIN_MODEL_LEN",
@@ -87,23 +93,24 @@ def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) 
     `secret_keys` are the top-level keys Pulumi holds encrypted.
     """
     try:
-        cfg, problems = ClusterConfig.model_validate(raw), []
+        cfg, problems, stood_in = ClusterConfig.model_validate(raw), [], frozenset()
     except ValidationError as e:
-        problems = one_line_per_key([describe(err) for err in e.errors()])
-        cfg = with_defaults_where_invalid(raw, e.errors())
-        if cfg is None:
-            raise ConfigError(problems) from None
-    # Cross-key rules also run when a key with a default was invalid (judged with its default),
-    # so a typo and a topology mistake show up in one run; never twice for one key.
+        problems = one_line_per_key([describe(err, secret_keys) for err in e.errors()])
+        fallback = with_defaults_where_invalid(raw, e.errors())
+        if fallback is None:
+            raise ConfigError([hide_secret_values(p, raw, secret_keys) for p in problems]) from None
+        cfg, stood_in = fallback
+    # Cross-key rules also run when a key was invalid: a key with a default is judged with its
+    # default, a required one is left out of the rules, so a typo and a topology mistake show
+    # up in one run; never twice for one key.
     reported = {p.split(":", 1)[0] for p in problems}
-    problems += [
-        p
-        for p in node_problems(cfg)
-        + topology_problems(cfg)
-        + setting_problems(cfg, secret_keys)
-        + observability_problems(cfg)
-        if p.split(":", 1)[0] not in reported
-    ]
+    # Without a valid profile there is no hardware to judge the topology or the image tag by.
+    hardware = "profile" not in stood_in
+    rules = node_problems(cfg, stood_in) + (topology_problems(cfg) if hardware else [])
+    rules += setting_problems(cfg, secret_keys) + observability_problems(cfg)
+    rules += composed_image_problems(cfg) if hardware else []
+    problems += [p for p in rules if p.split(":", 1)[0] not in reported]
+    problems = [hide_secret_values(p, raw, secret_keys) for p in problems]
     if problems:
         raise ConfigError(problems)
     cfg._secret_keys = secret_keys

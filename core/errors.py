@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import ipaddress
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -59,7 +61,7 @@ def _key_loc(loc: tuple) -> tuple:
     return loc
 
 
-def describe(error: dict) -> str:
+def describe(error: dict, secret_keys: frozenset[str] = frozenset()) -> str:
     kind = error["type"]
     path = _loc_path(error["loc"] if kind == "extra_forbidden" else _key_loc(error["loc"]))
     if kind == "extra_forbidden":
@@ -73,13 +75,68 @@ def describe(error: dict) -> str:
     if kind == "missing":
         return f"{path}: required key is missing"
     message = error["msg"]
+    top = error["loc"][0] if error["loc"] else None
+    if top in SECRET_KEYS or top in secret_keys:
+        # Never the value, nor a validator's message (which may quote it): only the shape expected.
+        hidden = f"the value is hidden because {top} is a secret"
+        if kind == "value_error":
+            return f"{path}: expected {_shape(_key_loc(error['loc']))}; {hidden}"
+        return f"{path}: {hidden}; {message[0].lower()}{message[1:]}"
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
         return f"{path}: {message}"
-    shown = "a secret value" if error["loc"] and error["loc"][0] in SECRET_KEYS else repr(error["input"])
+    shown = repr(error["input"])
     if kind == "literal_error":
         return f"{path}: {shown} is not allowed; {message[0].lower()}{message[1:]}"
     return f"{path}: got {shown}; {message[0].lower()}{message[1:]}"
+
+
+def _shape(loc: tuple) -> str:
+    """What a key holds, in words, from its type (for errors that must not show the value)."""
+    model = _section(loc)
+    name = next((p for p in reversed(loc) if isinstance(p, str)), None)
+    field = next((f for f in model.model_fields.values() if f.alias == name), None) if model else None
+    if field is None:
+        return "a value of the documented form"
+    if model.__name__ == "Env":
+        return "a mapping of environment variable names (letters, digits and '_') to strings, numbers or booleans"
+    return _type_words(field.annotation, f"a valid {name}")
+
+
+def _type_words(annotation: Any, scalar: str) -> str:
+    origin = getattr(annotation, "__origin__", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"a mapping with the keys {', '.join(f.alias for f in annotation.model_fields.values())}"
+    if origin is list:
+        return f"a list of {_type_words(annotation.__args__[0], scalar)}"
+    if origin is dict:
+        return "a mapping"
+    return {bool: "true or false", int: "a whole number", float: "a number"}.get(annotation, scalar)
+
+
+def hide_secret_values(problem: str, raw: dict[str, Any], secret_keys: frozenset[str]) -> str:
+    """A problem about a key under a secret, with every value under that secret masked (the rules
+    across keys quote values, e.g. a duplicate address)."""
+    top = re.split(r"[.\[:]", problem, maxsplit=1)[0]
+    if top not in secret_keys and top not in SECRET_KEYS:
+        return problem
+    head, _, text = problem.partition(": ")
+    for value in sorted(set(_leaves(raw.get(top))), key=len, reverse=True):
+        text = re.sub(rf"(?<![\w.:-]){re.escape(value)}(?![\w.:-])", "<hidden>", text)
+    return f"{head}: {text}"
+
+
+def _leaves(value: Any):
+    """Every scalar under a value, as text, and as validation normalises it (IP addresses)."""
+    if isinstance(value, dict | list):
+        for inner in value.values() if isinstance(value, dict) else value:
+            yield from _leaves(inner)
+    elif value is not None and str(value):
+        yield str(value)
+        try:
+            yield str(ipaddress.ip_address(str(value).strip()))
+        except ValueError:
+            pass
 
 
 def one_line_per_key(problems: list[str]) -> list[str]:
@@ -94,24 +151,35 @@ def one_line_per_key(problems: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def with_defaults_where_invalid(raw: dict[str, Any], errors: list[dict]) -> ClusterConfig | None:
-    """The config with every invalid or unknown key dropped, if each dropped key has a default."""
-    trimmed = copy.deepcopy(raw)
+# Stand-ins for required keys that failed their own check, so the rules across nodes and keys
+# still judge everything else; the rules leave the stand-ins out (see rules.node_problems).
+_STAND_INS = {"profile": "atlas-800-a2", "name": "invalid-node", "ip": "192.0.2.1", "nic": "invalid"}
+
+
+def with_defaults_where_invalid(raw: dict[str, Any], errors: list[dict]) -> tuple[ClusterConfig, frozenset[str]] | None:
+    """The config with every invalid or unknown key dropped (or, if required, stood in for), and
+    the paths of the keys stood in for; None if some key can neither be dropped nor stood in for."""
+    trimmed, stood_in = copy.deepcopy(raw), set()
     for error in errors:
         loc = error["loc"] if error["type"] == "extra_forbidden" else _key_loc(error["loc"])
         loc = loc[: max(i for i, part in enumerate(loc) if isinstance(part, str)) + 1]
         model = _section(loc)
         field = next((f for f in model.model_fields.values() if f.alias == loc[-1]), None) if model else None
-        if error["type"] != "extra_forbidden" and (field is None or field.is_required()):
+        required = error["type"] != "extra_forbidden" and (field is None or field.is_required())
+        if required and loc[-1] not in _STAND_INS:
             return None
         try:
             parent = trimmed
             for part in loc[:-1]:
                 parent = parent[part]
-            parent.pop(loc[-1], None)
+            if required:
+                parent[loc[-1]] = _STAND_INS[loc[-1]]
+                stood_in.add(_loc_path(loc))
+            else:
+                parent.pop(loc[-1], None)
         except (KeyError, IndexError, TypeError, AttributeError):
             return None
     try:
-        return ClusterConfig.model_validate(trimmed)
+        return ClusterConfig.model_validate(trimmed), frozenset(stood_in)
     except ValidationError:
         return None

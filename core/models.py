@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from .defaults import (
@@ -26,7 +26,7 @@ from .defaults import (
     WEIGHTS_MOUNT,
     Profile,
 )
-from .images import image_reference_problem, tag_problem
+from .images import image_reference_problem, registry_problem, repository_problem, tag_problem
 from .observability_settings import Observability
 from .section import Section as _Section
 from .section import absolute_path as _absolute_path
@@ -115,18 +115,16 @@ class Image(_Section):
     # A full reference (tag or digest) replaces registry/repository/tag and the profile suffix.
     ref: str | None = None
 
-    @field_validator("tag")
+    @field_validator("registry", "repository", "tag", "ref")
     @classmethod
-    def _tag(cls, v: str) -> str:
-        problem = tag_problem(v)
-        if problem:
-            raise ValueError(problem)
-        return v
-
-    @field_validator("ref")
-    @classmethod
-    def _ref(cls, v: str | None) -> str | None:
-        problem = image_reference_problem(v) if v is not None else None
+    def _docker_reference(cls, v: str | None, info: ValidationInfo) -> str | None:
+        checks = {
+            "registry": registry_problem,
+            "repository": repository_problem,
+            "tag": tag_problem,
+            "ref": image_reference_problem,
+        }
+        problem = checks[info.field_name](v) if v is not None else None
         if problem:
             raise ValueError(problem)
         return v
@@ -134,7 +132,7 @@ class Image(_Section):
     def reference(self, profile: Profile) -> str:
         if self.ref:
             return self.ref
-        prefix = f"{self.registry.rstrip('/')}/" if self.registry else ""
+        prefix = f"{self.registry}/" if self.registry else ""
         return f"{prefix}{self.repository}:{self.tag}{profile.image_tag_suffix}"
 
 

@@ -14,6 +14,7 @@ from .defaults import (
     WEIGHTS_MOUNT,
 )
 from .flags import extra_args_problems
+from .images import image_reference_problem
 from .models import ClusterConfig, camel_path, to_snake
 
 
@@ -53,35 +54,60 @@ def topology_problems(cfg: ClusterConfig) -> list[str]:
     return problems
 
 
-def node_problems(cfg: ClusterConfig) -> list[str]:
+def node_problems(cfg: ClusterConfig, invalid: frozenset[str] = frozenset()) -> list[str]:
+    """Unique names, addresses and devices across nodes. Fields in `invalid` (paths such as
+    nodes[1].ip) failed their own check and are left out, so the others are still judged."""
     problems = []
     first_seen: dict[tuple[str, str], int] = {}
-    families = {ipaddress.ip_address(n.ip).version for n in cfg.nodes}
+    valid_ips = [(i, ipaddress.ip_address(n.ip)) for i, n in enumerate(cfg.nodes) if f"nodes[{i}].ip" not in invalid]
     for i, node in enumerate(cfg.nodes):
+        bad = {
+            key for key in ("name", "ip", "dockerHost", "containerName", "hostRoot") if f"nodes[{i}].{key}" in invalid
+        }
+        # Which Docker engine a node uses is unknown when its address or dockerHost is invalid.
+        engine_known = not ({"dockerHost"} & bad or ("ip" in bad and not node.docker_host))
         docker = cfg.docker_url(node)
         # Two nodes on one Docker host must not claim the same NPUs or the same container name.
-        for key, value, shown, what in (
-            ("name", node.name, node.name, "node names"),
-            ("ip", node.ip, node.ip, "node addresses"),
-            ("containerName", (docker, node.container_name), node.container_name, "container names on one Docker host"),
-            ("hostRoot", (docker, node.host_root), node.host_root, "NPU devices on one Docker host"),
+        for key, value, shown, what, judged in (
+            ("name", node.name, node.name, "node names", True),
+            ("ip", node.ip, node.ip, "node addresses", True),
+            (
+                "containerName",
+                (docker, node.container_name),
+                node.container_name,
+                "container names on one Docker host",
+                engine_known,
+            ),
+            ("hostRoot", (docker, node.host_root), node.host_root, "NPU devices on one Docker host", engine_known),
         ):
+            if key in bad or not judged:
+                continue
             j = first_seen.setdefault((key, str(value)), i)
             if j != i:
                 problems.append(f"nodes[{i}].{key}: '{shown}' is also nodes[{j}].{key}; {what} must be unique")
-        address = ipaddress.ip_address(node.ip)
-        if address.is_unspecified:
-            problems.append(f"nodes[{i}].ip: {node.ip} is no node's address; use the address of its NIC")
-        elif address.is_loopback and not docker.startswith("unix://"):
-            problems.append(
-                f"nodes[{i}].ip: {node.ip} is a loopback address, which other nodes cannot reach; "
-                "use the address of the node's NIC (loopback only suits nodes on this machine's Docker)"
-            )
-        if len(families) > 1 and address.version != ipaddress.ip_address(cfg.nodes[0].ip).version:
-            problems.append(
-                f"nodes[{i}].ip: {node.ip} is IPv{address.version} but nodes[0].ip is "
-                f"IPv{ipaddress.ip_address(cfg.nodes[0].ip).version}; a DP group uses one address family"
-            )
+        if "ip" not in bad:
+            problems += _address_problems(i, node.ip, docker, valid_ips[0])
+    return problems
+
+
+def _address_problems(
+    i: int, ip: str, docker: str, reference: tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> list[str]:
+    address = ipaddress.ip_address(ip)
+    problems = []
+    if address.is_unspecified:
+        problems.append(f"nodes[{i}].ip: {ip} is no node's address; use the address of its NIC")
+    elif address.is_loopback and not docker.startswith("unix://"):
+        problems.append(
+            f"nodes[{i}].ip: {ip} is a loopback address, which other nodes cannot reach; "
+            "use the address of the node's NIC (loopback only suits nodes on this machine's Docker)"
+        )
+    first, first_address = reference
+    if address.version != first_address.version:
+        problems.append(
+            f"nodes[{i}].ip: {ip} is IPv{address.version} but nodes[{first}].ip is "
+            f"IPv{first_address.version}; a DP group uses one address family"
+        )
     return problems
 
 
@@ -149,3 +175,12 @@ def observability_problems(cfg: ClusterConfig) -> list[str]:
             problems.append(f"{key}: {port} is also {taken[port]}; every service on a node needs its own port")
         taken.setdefault(port, key)
     return problems
+
+
+def composed_image_problems(cfg: ClusterConfig) -> list[str]:
+    """image.registry, repository and tag each parse; the reference they compose must parse too."""
+    if cfg.image.ref:
+        return []
+    reference = cfg.image.reference(cfg.hardware)
+    problem = image_reference_problem(reference)
+    return [f"image: registry, repository and tag compose {problem}"] if problem else []

@@ -181,7 +181,11 @@ def test_ports_in_range_and_distinct():
     "image, message",
     [
         ({"tag": "latest"}, "image.tag: 'latest' moves between releases; pin a version tag such as v0.18.0"),
-        ({"tag": ""}, "image.tag: '' is not a Docker tag; pin a version tag such as v0.18.0"),
+        (
+            {"tag": ""},
+            "image.tag: '' is not a Docker tag: at most 128 letters, digits, '_', '.' and '-', not starting "
+            "with '.' or '-'; pin a version tag such as v0.18.0",
+        ),
         (
             {"ref": "quay.io/ascend/vllm-ascend"},
             "image.ref: 'quay.io/ascend/vllm-ascend' has no tag; pin a version tag such as :v0.18.0 or a @sha256: digest",
@@ -226,17 +230,19 @@ def test_environment_names_must_be_valid():
 
 def test_extra_args_cannot_repeat_modelled_flags():
     assert problems(a2(serve={"extraArgs": ["--enforce-eager", "--port=9000", "--max-model-len", "8"]})) == [
-        "serve.extraArgs[1]: '--port' is set from serve.port; set it there",
-        "serve.extraArgs[2]: '--max-model-len' is set from serve.maxModelLen; set it there",
+        "serve.extraArgs[1]: '--port=9000' sets --port, which is set from serve.port; set it there",
+        "serve.extraArgs[2]: '--max-model-len' sets --max-model-len, which is set from serve.maxModelLen; set it there",
     ]
 
 
 def test_short_aliases_and_pipeline_parallelism_are_refused():
     assert problems(a2(serve={"extraArgs": ["-tp", "8", "-dpr=1", "--pipeline-parallel-size", "2"]})) == [
-        "serve.extraArgs[0]: '-tp' is set from serve.tensorParallelSize; set it there",
-        "serve.extraArgs[2]: '-dpr' is set from each node's position in nodes; set it there",
-        "serve.extraArgs[3]: '--pipeline-parallel-size' is set from nothing: pipeline parallelism is not "
-        "supported (tensor x data parallel covers every NPU); set it there",
+        "serve.extraArgs[0]: '-tp' sets --tensor-parallel-size, which is set from serve.tensorParallelSize; "
+        "set it there",
+        "serve.extraArgs[2]: '-dpr=1' sets --data-parallel-start-rank, which is set from each node's position "
+        "in nodes; set it there",
+        "serve.extraArgs[3]: '--pipeline-parallel-size' conflicts with this deployment's layout: pipeline "
+        "parallelism is not supported (tensor x data parallel covers every NPU)",
     ]
 
 
@@ -262,7 +268,7 @@ def test_secrets_must_be_pulumi_secrets():
 
 def test_a_bad_secret_is_never_echoed():
     assert problems(a2(sshPrivateKey={"key": "hunter2"}), {"sshPrivateKey"}) == [
-        "sshPrivateKey: got a secret value; input should be a valid string"
+        "sshPrivateKey: the value is hidden because sshPrivateKey is a secret; input should be a valid string"
     ]
 
 
@@ -301,10 +307,16 @@ def test_invalid_keys_with_defaults_do_not_hide_cross_key_problems():
     ]
 
 
-def test_a_missing_required_key_stops_before_cross_key_rules():
+def test_a_missing_required_node_key_does_not_stop_the_cross_key_rules():
     raw = a2(serve={"tensorParallelSize": 8})
     del raw["nodes"][1]["ip"]
-    assert problems(raw) == ["nodes[1].ip: required key is missing"]
+    assert [p.split(":")[0] for p in problems(raw)] == ["nodes[1].ip", "serve.tensorParallelSize"]
+
+
+def test_without_a_node_list_the_cross_key_rules_cannot_run():
+    raw = a2(serve={"tensorParallelSize": 8})
+    del raw["nodes"]
+    assert problems(raw) == ["nodes: required key is missing"]
 
 
 def test_union_branches_do_not_leak_into_key_paths():

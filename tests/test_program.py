@@ -203,7 +203,11 @@ def test_bad_stack_declares_nothing_and_names_every_key():
         "  - serve.maxNumSeq: unknown key; did you mean 'maxNumSeqs'? known keys here: host, port, "
         "dataParallelSize, tensorParallelSize, dataParallelRpcPort, quantization, seed, enableExpertParallel, "
         "asyncScheduling, maxNumSeqs, maxModelLen, maxNumBatchedTokens, trustRemoteCode, gpuMemoryUtilization, "
-        "speculativeConfig, compilationConfig, enablePrefixCaching, extraArgs"
+        "speculativeConfig, compilationConfig, enablePrefixCaching, extraArgs\n"
+        "  - serve.tensorParallelSize: tensorParallelSize 8 x dataParallelSize 4 = 32 NPUs, but 2 atlas-800-a2 "
+        "nodes have 16; every NPU must hold one rank, e.g. dataParallelSize 16 x tensorParallelSize 1, "
+        "dataParallelSize 8 x tensorParallelSize 2, dataParallelSize 4 x tensorParallelSize 4, "
+        "dataParallelSize 2 x tensorParallelSize 8"
     )
     assert deployment.resources == []
 

@@ -1,0 +1,436 @@
+"""Mistakes vllm's parser or Docker's grammar would otherwise find at deploy time, one table per class.
+
+Each refused stack is refused alike by validation, by the renderer (`python -m core.render`)
+and by the program under mocks, which declares nothing; each near-miss is accepted by all.
+"""
+
+import copy
+
+import pytest
+import yaml
+from mocked import run_program, stack_settings
+
+from core import render
+from core.config import ConfigError, load_config
+
+PROJECT = "deepseek-r1-ascend"
+A2 = stack_settings("a2")
+A3 = stack_settings("a3")
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def a2(**changes):
+    raw = copy.deepcopy(A2)
+    raw.update(copy.deepcopy(changes))
+    return raw
+
+
+def extra(*args, base=A2):
+    raw = copy.deepcopy(base)
+    raw["serve"] = {"extraArgs": list(args)}
+    return raw
+
+
+def rendered_problems(raw, tmp_path, capsys) -> list[str]:
+    (tmp_path / "Pulumi.t.yaml").write_text(yaml.safe_dump({"config": {f"{PROJECT}:{k}": v for k, v in raw.items()}}))
+    code = render.main(["t", "--project-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert (code, out) == ((2, "") if err else (0, out)), err
+    return [line.removeprefix("  - ") for line in err.splitlines()[1:]]
+
+
+def program_problems(raw, secret_keys=()) -> list[str]:
+    deployment = run_program(raw, stack="t", secret_keys=secret_keys)
+    if deployment.error is None:
+        assert deployment.resources
+        return []
+    assert deployment.resources == []
+    return [line.removeprefix("  - ") for line in str(deployment.error).splitlines()[1:]]
+
+
+def assert_refused_everywhere(raw, expected, tmp_path, capsys):
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw)
+    assert caught.value.problems == expected
+    assert rendered_problems(raw, tmp_path, capsys) == expected
+    assert program_problems(raw) == expected
+
+
+def assert_accepted_everywhere(raw, tmp_path, capsys):
+    load_config(raw)
+    assert rendered_problems(raw, tmp_path, capsys) == []
+    assert program_problems(raw) == []
+
+
+EXTRA_ARGS_REFUSED = {
+    "underscores name a derived flag": (
+        ["--data_parallel_address", "10.0.0.9"],
+        "serve.extraArgs[0]: '--data_parallel_address' (vllm reads --data-parallel-address) sets "
+        "--data-parallel-address, which is set from nodes[0].ip; set it there",
+    ),
+    "= form of a modelled flag with underscores": (
+        ["--max_num_seqs=32"],
+        "serve.extraArgs[0]: '--max_num_seqs=32' (vllm reads --max-num-seqs) sets --max-num-seqs, which is set "
+        "from serve.maxNumSeqs; set it there",
+    ),
+    "--no- of a modelled boolean": (
+        ["--no-async-scheduling"],
+        "serve.extraArgs[0]: '--no-async-scheduling' turns off --async-scheduling, which is set from "
+        "serve.asyncScheduling; set it to false there",
+    ),
+    "--no- with underscores": (
+        ["--no-trust_remote_code"],
+        "serve.extraArgs[0]: '--no-trust_remote_code' (vllm reads --no-trust-remote-code) turns off "
+        "--trust-remote-code, which is set from serve.trustRemoteCode; set it to false there",
+    ),
+    "abbreviated --no- form": (
+        ["--no-enable-expert"],
+        "serve.extraArgs[0]: '--no-enable-expert' (vllm reads --no-enable-expert-parallel) turns off "
+        "--enable-expert-parallel, which is set from serve.enableExpertParallel; set it to false there",
+    ),
+    "short alias of a modelled boolean": (
+        ["-ep"],
+        "serve.extraArgs[0]: '-ep' sets --enable-expert-parallel, which is set from serve.enableExpertParallel; "
+        "set it there",
+    ),
+    "short alias with its value attached": (
+        ["-qw8a8"],
+        "serve.extraArgs[0]: '-qw8a8' (vllm reads -q) sets --quantization, which is set from serve.quantization; "
+        "set it there",
+    ),
+    "unique abbreviation of a modelled flag": (
+        ["--max-model", "8k"],
+        "serve.extraArgs[0]: '--max-model' (vllm reads --max-model-len) sets --max-model-len, which is set from "
+        "serve.maxModelLen; set it there",
+    ),
+    "unique abbreviation of a derived flag": (
+        ["--data-parallel-size-l=1"],
+        "serve.extraArgs[0]: '--data-parallel-size-l=1' (vllm reads --data-parallel-size-local) sets "
+        "--data-parallel-size-local, which is set from serve.dataParallelSize divided by the number of nodes; "
+        "set it there",
+    ),
+    "dotted key of a modelled JSON flag": (
+        ["--compilation-config.mode", "3"],
+        "serve.extraArgs[0]: '--compilation-config.mode' replaces the whole --compilation-config value, which "
+        "is set from serve.compilationConfig; set mode there",
+    ),
+    "dotted key on a short alias, = form": (
+        ["-cc.cudagraph_mode=FULL"],
+        "serve.extraArgs[0]: '-cc.cudagraph_mode=FULL' replaces the whole --compilation-config "
+        "value, which is set from serve.compilationConfig; set cudagraph_mode there",
+    ),
+    "flag and value in one item": (
+        ["--max-num-seqs 32"],
+        "serve.extraArgs[0]: '--max-num-seqs 32' holds a flag and its value in one item, which vllm takes as one "
+        "unknown word; write it as the items '--max-num-seqs', '32'",
+    ),
+    "two flags in one item": (
+        ["--enforce-eager --disable-log-stats"],
+        "serve.extraArgs[0]: '--enforce-eager --disable-log-stats' holds a flag and its value in one item, which "
+        "vllm takes as one unknown word; write it as the items '--enforce-eager', '--disable-log-stats'",
+    ),
+    "a fixed data-parallel rank": (
+        ["-dpn", "1"],
+        "serve.extraArgs[0]: '-dpn' conflicts with this deployment's layout: each node runs "
+        "its ranks from --data-parallel-start-rank; one fixed rank on every node would start them all as the "
+        "same rank",
+    ),
+    "API servers beside headless nodes": (
+        ["--api-server-count=2"],
+        "serve.extraArgs[0]: '--api-server-count=2' conflicts with this deployment's layout: headless nodes run "
+        "no API server, and vllm refuses --api-server-count beside --headless",
+    ),
+    "torchrun-style node count": (
+        ["-n", "2"],
+        "serve.extraArgs[0]: '-n' conflicts with this deployment's layout: vllm's torchrun-style "
+        "multi-node launch conflicts with the data-parallel group the nodes form",
+    ),
+    "torchrun-style node rank": (
+        ["--node_rank", "1"],
+        "serve.extraArgs[0]: '--node_rank' (vllm reads --node-rank) conflicts with this deployment's layout: "
+        "vllm's torchrun-style multi-node launch conflicts with the data-parallel group the nodes form",
+    ),
+    "ambiguous abbreviation": (
+        ["--max-num", "8"],
+        "serve.extraArgs[0]: vllm 0.18.0 refuses '--max-num': ambiguous option: --max-num could match "
+        "--max-num-batched-tokens, --max-num-partial-prefills, --max-num-seqs; write the whole flag",
+    ),
+    "unknown flag": (
+        ["--enforce-eagr"],
+        "serve.extraArgs[0]: vllm 0.18.0 refuses '--enforce-eagr': unrecognized arguments: --enforce-eagr; "
+        "did you mean '--enforce-eager'?",
+    ),
+    "value outside the choices": (
+        ["--kv-cache-dtype", "fp4"],
+        "serve.extraArgs[0]: vllm 0.18.0 refuses '--kv-cache-dtype': argument --kv-cache-dtype: invalid choice: "
+        "'fp4' (choose from 'auto', 'bfloat16', 'float16', 'fp8', 'fp8_ds_mla', 'fp8_e4m3', 'fp8_e5m2', "
+        "'fp8_inc')",
+    ),
+    "switch given a value": (
+        ["--enforce-eager=true"],
+        "serve.extraArgs[0]: vllm 0.18.0 refuses '--enforce-eager=true': argument --enforce-eager: ignored "
+        "explicit argument 'true'",
+    ),
+    "value missing": (
+        ["--max-loras"],
+        "serve.extraArgs[0]: vllm 0.18.0 refuses '--max-loras': argument --max-loras: expected one argument",
+    ),
+}
+
+
+@pytest.mark.parametrize("args,problem", EXTRA_ARGS_REFUSED.values(), ids=EXTRA_ARGS_REFUSED)
+def test_extra_args_are_read_as_vllm_reads_them(args, problem, tmp_path, capsys):
+    assert_refused_everywhere(extra(*args), [problem], tmp_path, capsys)
+
+
+EXTRA_ARGS_ACCEPTED = {
+    "a switch vllm has": ["--enforce-eager"],
+    "a non-derived flag in = form": ["--max-loras=4"],
+    "underscores in a non-derived flag": ["--kv_cache_dtype", "auto"],
+    "--no- of a flag the config leaves alone": ["--no-enable-chunked-prefill"],
+    "-O level": ["-O3"],
+    "a human-readable size": ["--long-prefill-token-threshold", "2048"],
+    "JSON on a flag the config leaves alone": ["--additional-config", '{"ascend_scheduler_config": {}}'],
+}
+
+
+@pytest.mark.parametrize("args", EXTRA_ARGS_ACCEPTED.values(), ids=EXTRA_ARGS_ACCEPTED)
+def test_extra_args_vllm_accepts_are_accepted(args, tmp_path, capsys):
+    assert_accepted_everywhere(extra(*args), tmp_path, capsys)
+
+
+def test_api_servers_are_fine_on_a_single_node(tmp_path, capsys):
+    assert_accepted_everywhere(extra("-asc", "2", base=A3), tmp_path, capsys)
+
+
+IMAGES_REFUSED = {
+    "registry with a URL scheme": (
+        {"registry": "https://m.daocloud.io/quay.io"},
+        "image.registry: 'https://m.daocloud.io/quay.io' has a URL scheme, which Docker references do not take; "
+        "use 'm.daocloud.io/quay.io'",
+    ),
+    "registry with a trailing slash": (
+        {"registry": "quay.io/"},
+        "image.registry: 'quay.io/' ends with '/'; use 'quay.io'",
+    ),
+    "registry without a dot or port": (
+        {"registry": "mirror"},
+        "image.registry: 'mirror' has no '.' or ':', so Docker would take it for a path on Docker Hub; use the "
+        "registry's full host name or host:port, e.g. mirror.example.com or mirror:5000",
+    ),
+    "registry path in capitals": (
+        {"registry": "quay.io/Ascend"},
+        "image.registry: 'quay.io/Ascend': 'Ascend' is not a Docker path component (lowercase letters and "
+        "digits joined by '.', '_' or '-'); use 'quay.io/ascend'",
+    ),
+    "registry port that is not a number": (
+        {"registry": "registry.local:https"},
+        "image.registry: 'registry.local:https': 'registry.local:https' is not a registry host (host or "
+        "host:port, e.g. quay.io or registry.local:5000)",
+    ),
+    "repository in capitals": (
+        {"repository": "Ascend/vllm-ascend"},
+        "image.repository: 'Ascend/vllm-ascend': 'Ascend' is not a Docker path component (lowercase letters "
+        "and digits joined by '.', '_' or '-'); use 'ascend/vllm-ascend'",
+    ),
+    "repository with a space inside": (
+        {"repository": "ascend/vllm ascend"},
+        "image.repository: 'ascend/vllm ascend': 'vllm ascend' is not a Docker path component (lowercase "
+        "letters and digits joined by '.', '_' or '-')",
+    ),
+    "tag with a trailing space": (
+        {"tag": "v0.18.0 "},
+        "image.tag: 'v0.18.0 ' has spaces around it, which Docker refuses; use 'v0.18.0'",
+    ),
+    "tag starting with a dot": (
+        {"tag": ".v0.18.0"},
+        "image.tag: '.v0.18.0' is not a Docker tag: at most 128 letters, digits, '_', '.' and '-', not "
+        "starting with '.' or '-'; pin a version tag such as v0.18.0",
+    ),
+    "tag too long": (
+        {"tag": "v" * 129},
+        f"image.tag: '{'v' * 129}' is not a Docker tag: at most 128 letters, digits, '_', '.' and '-', not "
+        "starting with '.' or '-'; pin a version tag such as v0.18.0",
+    ),
+    "reference with spaces around it": (
+        {"ref": " quay.io/ascend/vllm-ascend:v0.18.0\n"},
+        "image.ref: ' quay.io/ascend/vllm-ascend:v0.18.0\\n' has spaces around it, which Docker refuses; use "
+        "'quay.io/ascend/vllm-ascend:v0.18.0'",
+    ),
+    "short digest": (
+        {"ref": "quay.io/ascend/vllm-ascend@sha256:0123abcd"},
+        "image.ref: 'quay.io/ascend/vllm-ascend@sha256:0123abcd' has the digest 'sha256:0123abcd'; a digest is "
+        "sha256: and 64 lowercase hex characters, as `docker inspect --format '{{.RepoDigests}}'` prints it",
+    ),
+    "digest of another algorithm": (
+        {"ref": "quay.io/ascend/vllm-ascend@md5:" + "0" * 32},
+        f"image.ref: 'quay.io/ascend/vllm-ascend@md5:{'0' * 32}' has the digest 'md5:{'0' * 32}'; a digest is "
+        "sha256: and 64 lowercase hex characters, as `docker inspect --format '{{.RepoDigests}}'` prints it",
+    ),
+    "reference with a URL scheme": (
+        {"ref": "https://quay.io/ascend/vllm-ascend:v0.18.0"},
+        "image.ref: 'https://quay.io/ascend/vllm-ascend:v0.18.0' has a URL scheme, which Docker references do "
+        "not take; use 'quay.io/ascend/vllm-ascend:v0.18.0'",
+    ),
+    "reference path in capitals": (
+        {"ref": "quay.io/Ascend/vllm-ascend:v0.18.0"},
+        "image.ref: 'quay.io/Ascend/vllm-ascend:v0.18.0': 'Ascend' is not a Docker path component (lowercase "
+        "letters and digits joined by '.', '_' or '-'); use 'quay.io/ascend/vllm-ascend:v0.18.0'",
+    ),
+    "composed name too long": (
+        {"repository": "/".join(["ascend"] * 40)},
+        "image: registry, repository and tag compose 'm.daocloud.io/quay.io/"
+        + "/".join(["ascend"] * 40)
+        + ":v0.18.0': is 301 characters long; Docker allows at most 255 in an image name",
+    ),
+}
+
+
+@pytest.mark.parametrize("image,problem", IMAGES_REFUSED.values(), ids=IMAGES_REFUSED)
+def test_image_references_are_read_as_docker_reads_them(image, problem, tmp_path, capsys):
+    assert_refused_everywhere(a2(image=image), [problem], tmp_path, capsys)
+
+
+IMAGES_ACCEPTED = {
+    "registry with a port": {"registry": "registry.local:5000"},
+    "registry at an IPv6 address with a path": {"registry": "[2001:db8::5]:5000/mirror"},
+    "Docker Hub (no registry)": {"registry": "", "repository": "ascend/vllm-ascend"},
+    "digest reference": {"ref": f"registry.local:5000/ascend/vllm-ascend@{DIGEST}"},
+    "tag and digest": {"ref": f"quay.io/ascend/vllm-ascend:v0.18.0@{DIGEST}"},
+    "separators in a path": {"repository": "ascend/vllm__ascend-v1.x"},
+}
+
+
+@pytest.mark.parametrize("image", IMAGES_ACCEPTED.values(), ids=IMAGES_ACCEPTED)
+def test_image_references_docker_accepts_are_accepted(image, tmp_path, capsys):
+    assert_accepted_everywhere(a2(image=image), tmp_path, capsys)
+
+
+def four_nodes():
+    return [{"name": f"n{i}", "ip": f"192.0.2.{20 + i}", "nic": "eth0"} for i in range(4)]
+
+
+def nodes_with(**changes):
+    nodes = four_nodes()
+    for where, value in changes.items():
+        index, key = where.split("_", 1)
+        nodes[int(index[1:])][key] = value
+    return nodes
+
+
+AT_ONCE = {
+    "invalid address beside a duplicate name": (
+        nodes_with(n1_ip="192.0.2.300", n3_name="n1"),
+        [
+            "nodes[1].ip: '192.0.2.300' is not an IP address; use the address of the node's NIC, e.g. 192.0.2.10",
+            "nodes[3].name: 'n1' is also nodes[1].name; node names must be unique",
+        ],
+    ),
+    "invalid name beside a duplicate address": (
+        nodes_with(n0_name="Head_0", n2_ip="192.0.2.21"),
+        [
+            "nodes[0].name: 'Head_0' is not a valid node name; use 1-40 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit",
+            "nodes[2].ip: '192.0.2.21' is also nodes[1].ip; node addresses must be unique",
+            "nodes[2].containerName: 'vllm-ascend' is also nodes[1].containerName; container names on one "
+            "Docker host must be unique",
+            "nodes[2].hostRoot: '/' is also nodes[1].hostRoot; NPU devices on one Docker host must be unique",
+        ],
+    ),
+    "missing NIC beside a loopback address": (
+        nodes_with(n1_nic=None, n2_ip="127.0.0.1"),
+        [
+            "nodes[1].nic: got None; input should be a valid string",
+            "nodes[2].ip: 127.0.0.1 is a loopback address, which other nodes cannot reach; use the address of "
+            "the node's NIC (loopback only suits nodes on this machine's Docker)",
+        ],
+    ),
+    "invalid first address beside mixed address families": (
+        nodes_with(n0_ip="head", n3_ip="2001:db8::3"),
+        [
+            "nodes[0].ip: 'head' is not an IP address; use the address of the node's NIC, e.g. 192.0.2.10",
+            "nodes[3].ip: 2001:db8::3 is IPv6 but nodes[1].ip is IPv4; a DP group uses one address family",
+        ],
+    ),
+    "invalid dockerHost beside a topology mistake": (
+        nodes_with(n2_dockerHost="docker.local"),
+        [
+            "nodes[2].dockerHost: 'docker.local' is not a Docker host; use ssh://user@host, tcp://host:2376 or "
+            "unix:///path",
+            "serve.tensorParallelSize: tensorParallelSize 4 x dataParallelSize 4 = 16 NPUs, but 4 atlas-800-a2 "
+            "nodes have 32; every NPU must hold one rank, e.g. dataParallelSize 32 x tensorParallelSize 1, "
+            "dataParallelSize 16 x tensorParallelSize 2, dataParallelSize 8 x tensorParallelSize 4, "
+            "dataParallelSize 4 x tensorParallelSize 8",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("nodes,expected", AT_ONCE.values(), ids=AT_ONCE)
+def test_every_problem_at_once_even_beside_an_invalid_node_field(nodes, expected, tmp_path, capsys):
+    # Four A2 nodes hold 32 NPUs: 8 x 4 fits them, the default 4 x 4 is the topology mistake.
+    serve = {} if "serve.tensorParallelSize" in expected[-1] else {"dataParallelSize": 8}
+    assert_refused_everywhere(a2(nodes=nodes, serve=serve), expected, tmp_path, capsys)
+
+
+def test_ipv6_nodes_are_accepted(tmp_path, capsys):
+    nodes = [{"name": f"a2-{i}", "ip": f"2001:db8::{i + 1}", "nic": "eth0"} for i in range(2)]
+    assert_accepted_everywhere(a2(nodes=nodes), tmp_path, capsys)
+
+
+SECRET = "s3cr3t-Value"
+SECRETS = {
+    "secret string where a mapping belongs": (
+        {"env": {"extra": SECRET}},
+        "env.extra: the value is hidden because env is a secret; input should be a valid dictionary",
+    ),
+    "secret list where a mapping belongs": (
+        {"env": [SECRET]},
+        "env: the value is hidden because env is a secret; input should be a valid dictionary or instance of Env",
+    ),
+    "secret mapping with a list value": (
+        {"env": {"extra": {"SITE_TOKEN": [SECRET]}}},
+        "env.extra: expected a mapping of environment variable names (letters, digits and '_') to strings, "
+        "numbers or booleans; the value is hidden because env is a secret",
+    ),
+    "secret mapping with a bad name": (
+        {"env": {"extra": {SECRET: "x"}}},
+        "env.extra: expected a mapping of environment variable names (letters, digits and '_') to strings, "
+        "numbers or booleans; the value is hidden because env is a secret",
+    ),
+    "secret node list with a duplicate address": (
+        {"nodes": [{"name": "a", "ip": "10.9.8.7", "nic": "eth0"}, {"name": "b", "ip": "10.9.8.7", "nic": "eth0"}]},
+        "nodes[1].ip: '<hidden>' is also nodes[0].ip; node addresses must be unique",
+    ),
+}
+
+
+@pytest.mark.parametrize("changes,problem", SECRETS.values(), ids=SECRETS)
+def test_secrets_never_appear_in_an_error(changes, problem):
+    secret_keys = tuple(changes)
+    with pytest.raises(ConfigError) as caught:
+        load_config(a2(**changes), frozenset(secret_keys))
+    assert problem in caught.value.problems
+    error = program_problems(a2(**changes), secret_keys)
+    assert problem in error
+    for text in (str(caught.value), "\n".join(error)):
+        assert SECRET not in text and "10.9.8.7" not in text
+
+
+@pytest.mark.parametrize("key", ["apiKey", "hfToken", "sshPrivateKey"])
+@pytest.mark.parametrize("value", [{"key": SECRET}, [SECRET]], ids=["mapping", "list"])
+def test_a_named_secret_of_the_wrong_shape_is_never_shown(key, value):
+    # Pulumi hands a secret over as the text typed, so only a direct call sees another shape.
+    with pytest.raises(ConfigError) as caught:
+        load_config(a2(**{key: value}), frozenset({key}))
+    assert caught.value.problems == [
+        f"{key}: the value is hidden because {key} is a secret; input should be a valid string"
+    ]
+
+
+def test_a_secret_set_by_path_beside_a_bad_sibling_is_hidden_by_the_renderer(tmp_path, capsys):
+    raw = a2(env={"extra": {"SITE_TOKEN": {"secure": "v1:AAAAencryptedAAAA"}, "OTHER": [SECRET]}})
+    assert rendered_problems(raw, tmp_path, capsys) == [
+        "env.extra: expected a mapping of environment variable names (letters, digits and '_') to strings, "
+        "numbers or booleans; the value is hidden because env is a secret"
+    ]
