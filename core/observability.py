@@ -19,10 +19,9 @@ from .dashboard import DATASOURCE_UID, dashboard
 from .defaults import SUPERVISION_METRICS_PORT
 from .models import ClusterConfig
 from .observability_settings import Alerts
-from .plan import LABEL_PREFIX, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
+from .plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
 
 ObsRole = Literal["prometheus", "grafana", "npu-exporter"]
-ROLE_LABEL = LABEL_PREFIX + "role"
 # The one container that runs privileged: the policy pack allows it for this role running this
 # program only.
 NPU_EXPORTER_ROLE = "npu-exporter"
@@ -264,7 +263,7 @@ def grafana_dashboards_provider() -> str:
 
 
 def _labels(stack: str, node: str, role: ObsRole) -> tuple[tuple[str, str], ...]:
-    return ((STACK_LABEL, stack), (LABEL_PREFIX + "node", node), (ROLE_LABEL, role))
+    return ((STACK_LABEL, stack), (NODE_LABEL, node), (ROLE_LABEL, role))
 
 
 def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPlan | None:

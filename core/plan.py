@@ -48,6 +48,9 @@ NIC_ENV = NETWORK_ENV[1:]
 LABEL_PREFIX = f"{PROJECT}."
 # The label the checks and tests find a stack's containers by.
 STACK_LABEL = f"{LABEL_PREFIX}stack"
+# The labels naming a container's node and its role in the group (the policies read them).
+NODE_LABEL = f"{LABEL_PREFIX}node"
+ROLE_LABEL = f"{LABEL_PREFIX}role"
 
 
 @dataclass(frozen=True)
@@ -326,11 +329,11 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
 def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str) -> NodePlan:
     labels = {
         STACK_LABEL: stack,
+        NODE_LABEL: node.name,
+        ROLE_LABEL: node.role,
         **{
             LABEL_PREFIX + key: value
             for key, value in {
-                "node": node.name,
-                "role": node.role,
                 "model": model,
                 "dp-ranks": f"{node.ranks.start}-{node.ranks.stop - 1}",
                 "dp-group": fingerprint,

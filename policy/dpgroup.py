@@ -9,7 +9,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from props import REMOTE_IMAGE, UNKNOWN, Argv, ContainerView, is_unknown, plain, stack_views
+from props import REMOTE_IMAGE, UNKNOWN, Argv, ContainerView, in_rank_order, is_unknown, plain, stack_views
 
 FIX_RANKS = "set start ranks to node index x data-parallel-size-local (0, 2, ...)"
 # Reports a message about the container with that URN.
@@ -238,12 +238,8 @@ def check_same_build(group: DpGroup, refs: dict[str, Any], report: Report) -> No
 
 
 def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    views = [v for v in stack_views(args) if v.is_vllm or is_unknown(v.command)]
-    # The engine's resource order is not the nodes' order: rank 0's node comes first.
-    known = sorted(
-        (v for v in views if v.is_vllm),
-        key=lambda v: (v.start_rank if v.start_rank is not None else 1 << 30, v.node),
-    )
+    views = [v for v in stack_views(args) if v.may_serve]
+    known = in_rank_order(views)
     if not known:
         return
     head = check_one_head(known, len(known) == len(views), report_violation)

@@ -2,16 +2,19 @@
 
 Everything here is importable without starting a policy server (`__main__.py` builds the pack),
 so the tests run each policy on the mocked resource graph of every shipped stack. The policies
-live by concern, each validator right above its policy object: `isolation.py`, `workload.py`,
-`provenance.py`, `dpgroup.py`; `props.py` reads resource props for all of them.
+live by concern, each validator right above its policy object: `isolation.py`, `access.py`,
+`workload.py`, `provenance.py`, `dpgroup.py`, `nodenet.py`; `props.py` reads resource props for
+all of them.
 
 The facts the pack shares with the program (driver paths, management devices, what a pinned
 image is, the label prefix) are imported from `core/`, so the pack's virtualenv installs the
 program's pydantic too (policy/requirements.txt).
 """
 
+from access import OPEN_API, SECRET_FLAGS
 from dpgroup import DP_GROUP
-from isolation import HOST_ISOLATION, OPEN_API
+from isolation import HOST_ISOLATION, PRIVILEGES, SYSTEM_DIRS_READ_ONLY, SYSTEM_DIRS_WRITABLE
+from nodenet import NODE_NETWORK
 from props import CONTAINER, REMOTE_IMAGE
 from provenance import HOST_KEY_PINNED, IMAGE_PINNED
 from workload import HOST_NETWORK, NPU_DEVICES, SHM_SIZE, W8A8_SERVE_FLAGS
@@ -28,4 +31,9 @@ POLICIES = [
     HOST_KEY_PINNED,
     DP_GROUP,
     OPEN_API,
+    PRIVILEGES,
+    SYSTEM_DIRS_WRITABLE,
+    SYSTEM_DIRS_READ_ONLY,
+    SECRET_FLAGS,
+    NODE_NETWORK,
 ]

@@ -11,9 +11,11 @@ for a value the engine cannot know.
 from __future__ import annotations
 
 import posixpath
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from pulumi.runtime import rpc
 from pulumi_policy import ReportViolation, ResourceValidationArgs, Secret, StackValidationArgs
@@ -28,11 +30,12 @@ from pulumi_policy.proxy import (
     UnknownValueError,
 )
 
-from core.plan import LABEL_PREFIX
+from core.plan import NODE_LABEL, ROLE_LABEL, Role
 
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 REMOTE_COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote", "command:remote:CopyFile")
+SERVING_ROLES = get_args(Role)
 
 
 # --- unknown-tolerant access -------------------------------------------------------------------
@@ -116,9 +119,8 @@ class Argv:
     pairs: list[tuple[str, str | None]] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, command: list) -> Argv:
-        tokens = [t if isinstance(t, str) else "" for t in command]
-        rest = tokens[2:] if tokens[:2] == ["vllm", "serve"] else tokens
+    def parse(cls, rest: list[str]) -> Argv:
+        """From the tokens after `vllm serve`."""
         model = None
         pairs: list[tuple[str, str | None]] = []
         i = 0
@@ -162,11 +164,22 @@ class Argv:
             return None
 
 
-def is_vllm_serve(command: Any) -> bool:
-    if not isinstance(command, list) or len(command) < 2:
-        return False
-    first, second = command[0], command[1]
-    return isinstance(first, str) and posixpath.basename(first) == "vllm" and second == "serve"
+def serve_args(command: list) -> list[str] | None:
+    """The tokens after `vllm serve` in a container's argv, also behind a wrapper (an entrypoint
+    script, `sh -c "exec vllm serve ..."`); None when it runs no `vllm serve`."""
+    tokens = [t if isinstance(t, str) else "" for t in command]
+    for i, token in enumerate(tokens):
+        if posixpath.basename(token) == "vllm" and tokens[i + 1 : i + 2] == ["serve"]:
+            return tokens[i + 2 :]
+    for token in tokens:
+        if " " in token:  # a whole shell command line
+            try:
+                found = serve_args(shlex.split(token))
+            except ValueError:
+                continue
+            if found is not None:
+                return found
+    return None
 
 
 @dataclass
@@ -180,16 +193,28 @@ class ContainerView:
     command: Any  # list, or UNKNOWN
     argv: Argv | None
     envs: Any  # dict, or UNKNOWN
+    labels: dict = field(default_factory=dict)
     parent_urn: str | None = None
     dependency_urns: tuple[str, ...] = ()
+    # The address in the container's Docker provider host (ssh://user@ADDRESS, tcp://ADDRESS:port);
+    # None for a local socket or an unknown provider.
+    docker_address: str | None = None
 
     @property
     def is_vllm(self) -> bool:
+        """Its `vllm serve` command is known."""
         return self.argv is not None
 
     @property
-    def labels(self) -> dict:
-        return _labels(self.props.get("labels"))
+    def is_serving(self) -> bool:
+        """A vllm serving container: it runs `vllm serve`, or the program labelled it with a role
+        in the group. Other containers (exporters, dashboards) are not."""
+        return self.is_vllm or self.labels.get(ROLE_LABEL) in SERVING_ROLES
+
+    @property
+    def may_serve(self) -> bool:
+        """Serving, or possibly so: its command is unknown and no label says otherwise."""
+        return self.is_serving or (is_unknown(self.command) and not isinstance(self.labels.get(ROLE_LABEL), str))
 
     @property
     def headless(self) -> bool:
@@ -231,7 +256,8 @@ def _labels(value: Any) -> dict:
     labels = {}
     for item in as_list(value) or []:
         if isinstance(item, dict) and isinstance(item.get("label"), str):
-            labels[item["label"]] = item.get("value")
+            label = item.get("value")
+            labels[item["label"]] = None if is_unknown(label) else label
     return labels
 
 
@@ -249,10 +275,32 @@ def _envs(value: Any) -> Any:
 
 
 def node_name(resource_name: str, labels: dict, suffix: str) -> str:
-    label = labels.get(LABEL_PREFIX + "node")
-    if isinstance(label, str) and label and not is_unknown(label):
+    label = labels.get(NODE_LABEL)
+    if isinstance(label, str) and label:
         return label
     return resource_name[: -len(suffix)] if suffix and resource_name.endswith(suffix) else resource_name
+
+
+def _command(props: dict) -> Any:
+    """The container's argv (entrypoint + command), UNKNOWN when its command is not known."""
+    command = props.get("command")
+    if not isinstance(command, list) or any(is_unknown(t) for t in command):
+        return UNKNOWN if command is not None else None
+    entrypoint = props.get("entrypoints")
+    if isinstance(entrypoint, list) and not any(is_unknown(t) for t in entrypoint):
+        return entrypoint + command
+    return command
+
+
+def _docker_address(provider: Any) -> str | None:
+    props = plain(getattr(provider, "props", None))
+    host = props.get("host") if isinstance(props, dict) else None
+    if not isinstance(host, str) or is_unknown(host):
+        return None
+    try:
+        return urlsplit(host).hostname
+    except ValueError:
+        return None
 
 
 def container_view(
@@ -261,25 +309,27 @@ def container_view(
     props: Any,
     parent_urn: str | None = None,
     dependency_urns: Iterable[str] = (),
+    provider: Any = None,
 ) -> ContainerView:
+    """One container as a node; `provider` is its Docker provider resource, when known."""
     props = plain(props)
     if not isinstance(props, dict):
         props = {}
-    command = props.get("command")
-    command = UNKNOWN if is_unknown(command) or (command is not None and not isinstance(command, list)) else command
-    if isinstance(command, list) and any(is_unknown(t) for t in command):
-        command = UNKNOWN
-    argv = Argv.parse(command) if is_vllm_serve(command) else None
+    command = _command(props)
+    args = serve_args(command) if isinstance(command, list) else None
+    labels = _labels(props.get("labels"))
     return ContainerView(
         urn=urn,
         name=name,
-        node=node_name(name, _labels(props.get("labels")), "-vllm"),
+        node=node_name(name, labels, "-vllm"),
         props=props,
         command=command,
-        argv=argv,
+        argv=Argv.parse(args) if args is not None else None,
         envs=_envs(props.get("envs")),
+        labels=labels,
         parent_urn=parent_urn,
         dependency_urns=tuple(dependency_urns),
+        docker_address=_docker_address(provider),
     )
 
 
@@ -298,34 +348,6 @@ def setting(args: Any, key: str, default: Any) -> Any:
     return value if isinstance(value, type(default)) else default
 
 
-# --- mounts ------------------------------------------------------------------------------------
-
-
-def norm_path(path: Any) -> str | None:
-    if not isinstance(path, str) or is_unknown(path) or not path.startswith("/"):
-        return None
-    return posixpath.normpath(path).replace("//", "/")
-
-
-def contains(outer: str, inner: str) -> bool:
-    return outer == "/" or inner == outer or inner.startswith(outer + "/")
-
-
-def host_mounts(props: dict) -> list[tuple[str | None, str | None, Any]] | None:
-    """(host path, container path, read-only) of every volume and bind mount; None if unknown."""
-    volumes, binds = as_list(props.get("volumes")), as_list(props.get("mounts"))
-    if volumes is None or binds is None:
-        return None
-    out = []
-    for v in volumes:
-        if isinstance(v, dict):
-            out.append((norm_path(v.get("hostPath")), norm_path(v.get("containerPath")), v.get("readOnly")))
-    for m in binds:
-        if isinstance(m, dict) and m.get("type") in (None, "bind") and not is_unknown(m.get("type")):
-            out.append((norm_path(m.get("source")), norm_path(m.get("target")), m.get("readOnly")))
-    return out
-
-
 def on_container(check: Callable[..., None], *config: tuple[str, Any]):
     """A resource policy's validate that runs `check(view, report, *settings)` on each container,
     the settings being the pack config's values of `config` ((key, default) pairs)."""
@@ -333,7 +355,7 @@ def on_container(check: Callable[..., None], *config: tuple[str, Any]):
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if args.resource_type != CONTAINER:
             return
-        view = container_view(args.urn, args.name, args.props)
+        view = container_view(args.urn, args.name, args.props, provider=getattr(args, "provider", None))
         values = [setting(args, key, default) for key, default in config]
         check(view, lambda message: report_violation(message, None), *values)
 
@@ -349,5 +371,13 @@ def stack_views(args: StackValidationArgs) -> list[ContainerView]:
         parent = getattr(r, "parent", None)
         parent_urn = getattr(parent, "urn", None) or getattr(getattr(r, "opts", None), "parent", None)
         deps = [getattr(d, "urn", d) for d in (getattr(r, "dependencies", None) or [])]
-        views.append(container_view(r.urn, r.name, r.props, parent_urn, deps))
+        views.append(container_view(r.urn, r.name, r.props, parent_urn, deps, getattr(r, "provider", None)))
     return views
+
+
+def in_rank_order(views: list[ContainerView]) -> list[ContainerView]:
+    """The vllm nodes among `views`, rank 0's first: the engine's resource order is not theirs."""
+    return sorted(
+        (v for v in views if v.is_vllm),
+        key=lambda v: (v.start_rank if v.start_rank is not None else 1 << 30, v.node),
+    )

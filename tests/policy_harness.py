@@ -10,12 +10,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mocked import run_program, stack_settings
 from pulumi.runtime import rpc
 from pulumi_policy import (
     PolicyCustomTimeouts,
+    PolicyProviderResource,
     PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
@@ -30,6 +33,8 @@ import policies  # policy/policies.py, imported by name as Pulumi imports it
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POLICY_DIR = PROJECT_DIR / "policy"
+API_KEY = "policy-test-key"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,21 @@ class Node:
     inputs: dict
     parent: str = ""
     dependencies: tuple[str, ...] = ()
+    # The URN of the resource's provider (its Docker engine, for a container).
+    provider: str = ""
 
 
 def graph_of(deployment) -> list[Node]:
     """A mutable copy of a mocked Deployment's resources."""
     return [
-        Node(r.type, r.name, r.urn, _with_secrets(r), r.parent or "", tuple(r.dependencies))
+        Node(r.type, r.name, r.urn, _with_secrets(r), r.parent or "", tuple(r.dependencies), _provider_urn(r.provider))
         for r in deployment.resources
     ]
+
+
+def _provider_urn(reference: str) -> str:
+    """The URN in a provider reference (`URN::ID`)."""
+    return reference.rsplit("::", 1)[0] if reference else ""
 
 
 def _with_secrets(resource) -> dict:
@@ -67,9 +79,42 @@ def _with_secrets(resource) -> dict:
     return inputs
 
 
+@cache
+def _graph(stack: str, api_key: bool, preview: bool = False, nodes: int = 0) -> list[Node]:
+    settings = stack_settings(stack)
+    if nodes:
+        settings["nodes"] = [{"name": f"{stack}-{i}", "ip": f"192.0.2.{21 + i}", "nic": "eth0"} for i in range(nodes)]
+        settings["serve"] = {"dataParallelSize": 2 * nodes}
+    secret_keys: tuple[str, ...] = ()
+    if api_key:
+        # What the README asks of a site: an API key, and each node's SSH host key pinned.
+        settings["apiKey"] = API_KEY
+        secret_keys = ("apiKey",)
+        for node in settings["nodes"]:
+            node["hostKey"] = HOST_KEY
+    return graph_of(run_program(settings, stack=stack, secret_keys=secret_keys, preview=preview))
+
+
+def graph(stack: str, api_key: bool = True, **kwargs) -> list[Node]:
+    """A fresh copy of a stack's mocked graph (with an API key unless told otherwise)."""
+    return copy.deepcopy(_graph(stack, api_key, **kwargs))
+
+
+def messages(found: list[Violation], policy: str) -> list[str]:
+    return [v.message for v in found if v.policy == policy]
+
+
 def engine_props(inputs: dict) -> Any:
     """Props as the analyzer passes them: secrets unwrapped, unknowns behind the checking proxy."""
     return unknown_checking_proxy(deserialize_properties(copy.deepcopy(inputs)))
+
+
+def provider_of(node: Node, graph: list[Node]) -> PolicyProviderResource | None:
+    """The node's provider as the engine passes it along (type, props, URN, name)."""
+    provider = next((p for p in graph if node.provider and p.urn == node.provider), None)
+    if provider is None:
+        return None
+    return PolicyProviderResource(provider.type, engine_props(provider.inputs), provider.urn, provider.name)
 
 
 def _opts(parent: str) -> PolicyResourceOptions:
@@ -100,7 +145,7 @@ def run(
                     node.urn,
                     node.name,
                     _opts(node.parent),
-                    None,
+                    provider_of(node, graph),
                     config.get(policy.name),
                 )
                 policy.validate(args, report)
@@ -112,7 +157,7 @@ def run(
                     node.urn,
                     node.name,
                     _opts(node.parent),
-                    None,
+                    provider_of(node, graph),
                     None,
                     [],
                     {},
@@ -163,5 +208,56 @@ def drop_flag(flag: str) -> Callable[[dict], None]:
         i = command.index(flag)
         takes_value = i + 1 < len(command) and not command[i + 1].startswith("--")
         del command[i : i + (2 if takes_value else 1)]
+
+    return change
+
+
+def set_input(key: str, value: Any) -> Callable[[dict], None]:
+    def change(inputs: dict) -> None:
+        inputs[key] = value
+
+    return change
+
+
+def drop_input(key: str) -> Callable[[dict], None]:
+    return lambda inputs: inputs.pop(key)
+
+
+def both(*changes: Callable[[dict], Any]) -> Callable[[dict], None]:
+    def change(inputs: dict) -> None:
+        for c in changes:
+            c(inputs)
+
+    return change
+
+
+def add_volume(host: str, container: str, read_only: bool | None = None) -> Callable[[dict], None]:
+    def change(inputs: dict) -> None:
+        volume = {"hostPath": host, "containerPath": container}
+        if read_only is not None:
+            volume["readOnly"] = read_only
+        inputs["volumes"].append(volume)
+
+    return change
+
+
+def _env_list(inputs: dict) -> list[str]:
+    envs = inputs["envs"]
+    # With an apiKey the program marks envs secret: keep that wrapper.
+    return envs["value"] if isinstance(envs, dict) else envs
+
+
+def set_env(key: str, value: str) -> Callable[[dict], None]:
+    def change(inputs: dict) -> None:
+        target = _env_list(inputs)
+        target[:] = [e for e in target if not e.startswith(key + "=")] + [f"{key}={value}"]
+
+    return change
+
+
+def drop_env(key: str) -> Callable[[dict], None]:
+    def change(inputs: dict) -> None:
+        target = _env_list(inputs)
+        target[:] = [e for e in target if not e.startswith(key + "=")]
 
     return change

@@ -3,47 +3,38 @@ graph (naming the node) and lets a near-miss through, and unknown preview values
 
 from __future__ import annotations
 
-import copy
 import json
 import runpy
-from functools import cache
 
 import pulumi_policy
 import pytest
 import yaml
-from mocked import run_program, stack_settings
-from policy_harness import POLICY_DIR, PROJECT_DIR, Node, drop_flag, graph_of, mutate, named, policies, run, set_flag
+from policy_harness import (
+    POLICY_DIR,
+    PROJECT_DIR,
+    Node,
+    add_volume,
+    both,
+    drop_env,
+    drop_flag,
+    drop_input,
+    graph,
+    messages,
+    mutate,
+    named,
+    policies,
+    run,
+    set_env,
+    set_flag,
+    set_input,
+)
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_BOOLEAN_VALUE, UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE
 
+from core.config import WEIGHTS_MOUNT
+from core.plan import NIC_ENV
+
 SHIPPED = ("a3", "a2")
-API_KEY = "policy-test-key"
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
-
-
-@cache
-def _graph(stack: str, api_key: bool, preview: bool = False, nodes: int = 0) -> list[Node]:
-    settings = stack_settings(stack)
-    if nodes:
-        settings["nodes"] = [{"name": f"{stack}-{i}", "ip": f"192.0.2.{21 + i}", "nic": "eth0"} for i in range(nodes)]
-        settings["serve"] = {"dataParallelSize": 2 * nodes}
-    secret_keys: tuple[str, ...] = ()
-    if api_key:
-        # What the README asks of a site: an API key, and each node's SSH host key pinned.
-        settings["apiKey"] = API_KEY
-        secret_keys = ("apiKey",)
-        for node in settings["nodes"]:
-            node["hostKey"] = HOST_KEY
-    return graph_of(run_program(settings, stack=stack, secret_keys=secret_keys, preview=preview))
-
-
-def graph(stack: str, api_key: bool = True, **kwargs) -> list[Node]:
-    """A fresh copy of a stack's mocked graph (with an API key unless told otherwise)."""
-    return copy.deepcopy(_graph(stack, api_key, **kwargs))
-
-
-def messages(found, policy: str) -> list[str]:
-    return [v.message for v in found if v.policy == policy]
 
 
 # --- the pack ------------------------------------------------------------------------------------
@@ -58,13 +49,19 @@ DEFAULT_LEVELS = {
     "remote-command-host-key-pinned": EnforcementLevel.ADVISORY,
     "vllm-dp-group-consistent": EnforcementLevel.MANDATORY,
     "vllm-api-key-on-open-api": EnforcementLevel.ADVISORY,
+    "vllm-container-privileges": EnforcementLevel.MANDATORY,
+    "vllm-host-system-dirs-writable": EnforcementLevel.MANDATORY,
+    "vllm-host-system-dirs": EnforcementLevel.ADVISORY,
+    "vllm-no-secrets-on-command-line": EnforcementLevel.MANDATORY,
+    "vllm-node-network-env": EnforcementLevel.MANDATORY,
 }
+STACK_POLICIES = {"vllm-dp-group-consistent", "vllm-api-key-on-open-api", "vllm-node-network-env"}
 
 
 def test_policies_and_default_enforcement_levels():
     assert {p.name: p.enforcement_level for p in policies.POLICIES} == DEFAULT_LEVELS
     stack = {p.name for p in policies.POLICIES if isinstance(p, StackValidationPolicy)}
-    assert stack == {"vllm-dp-group-consistent", "vllm-api-key-on-open-api"}
+    assert stack == STACK_POLICIES
     assert all(isinstance(p, (ResourceValidationPolicy, StackValidationPolicy)) for p in policies.POLICIES)
 
 
@@ -141,27 +138,6 @@ def test_three_node_group_passes():
 # --- mutated graphs: each violation, and a near-miss that passes ---------------------------------
 
 
-def _add_volume(host: str, container: str, read_only=None):
-    def change(inputs):
-        volume = {"hostPath": host, "containerPath": container}
-        if read_only is not None:
-            volume["readOnly"] = read_only
-        inputs["volumes"].append(volume)
-
-    return change
-
-
-def _set(key, value):
-    def change(inputs):
-        inputs[key] = value
-
-    return change
-
-
-def _drop(key):
-    return lambda inputs: inputs.pop(key)
-
-
 def _driver_writable(path, value):
     def change(inputs):
         for volume in inputs["volumes"]:
@@ -190,20 +166,9 @@ def _reverse_devices(inputs):
     inputs["devices"].reverse()
 
 
-def _both(*changes):
+def _weights_at(host):
     def change(inputs):
-        for c in changes:
-            c(inputs)
-
-    return change
-
-
-def _set_env(key, value):
-    def change(inputs):
-        envs = inputs["envs"]
-        # With an apiKey the program marks envs secret: keep that wrapper.
-        target = envs["value"] if isinstance(envs, dict) else envs
-        target[:] = [e for e in target if not e.startswith(key + "=")] + [f"{key}={value}"]
+        next(v for v in inputs["volumes"] if v["containerPath"] == WEIGHTS_MOUNT)["hostPath"] = host
 
     return change
 
@@ -216,7 +181,7 @@ VIOLATIONS = [
         "privileged",
         "a2",
         "a2-1-vllm",
-        _set("privileged", True),
+        set_input("privileged", True),
         "vllm-container-host-isolation",
         "node a2-1: the container runs privileged, which hands it every host device and capability; "
         "set container.privileged to false (the NPUs are passed as devices)",
@@ -225,7 +190,7 @@ VIOLATIONS = [
         "docker-socket",
         "a2",
         "a2-1-vllm",
-        _add_volume("/var/run/docker.sock", "/var/run/docker.sock"),
+        add_volume("/var/run/docker.sock", "/var/run/docker.sock"),
         "vllm-container-host-isolation",
         "node a2-1: /var/run/docker.sock is mounted, which gives the container root on the host "
         "through the container engine; remove that volume",
@@ -234,7 +199,7 @@ VIOLATIONS = [
         "dir-holding-docker-socket",
         "a3",
         "a3-0-vllm",
-        _add_volume("/run/", "/host-run", True),
+        add_volume("/run/", "/host-run", True),
         "vllm-container-host-isolation",
         "node a3-0: /run (holding /run/docker.sock) is mounted, which gives the container root on the "
         "host through the container engine; remove that volume",
@@ -243,7 +208,7 @@ VIOLATIONS = [
         "docker-socket-bind-mount",
         "a3",
         "a3-0-vllm",
-        _set("mounts", [{"type": "bind", "source": "/var/run/docker.sock", "target": "/docker.sock"}]),
+        set_input("mounts", [{"type": "bind", "source": "/var/run/docker.sock", "target": "/docker.sock"}]),
         "vllm-container-host-isolation",
         "node a3-0: /var/run/docker.sock is mounted, which gives the container root on the host "
         "through the container engine; remove that volume",
@@ -252,7 +217,7 @@ VIOLATIONS = [
         "host-root",
         "a3",
         "a3-0-vllm",
-        _add_volume("/", "/host", True),
+        add_volume("/", "/host", True),
         "vllm-container-host-isolation",
         "node a3-0: the host root / is mounted at /host, which exposes the whole host; mount only the "
         "paths the container needs",
@@ -279,7 +244,7 @@ VIOLATIONS = [
         "image-latest",
         "a2",
         "a2-1-image",
-        _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:latest"),
+        set_input("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:latest"),
         "vllm-image-pinned",
         "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:latest' uses the moving tag 'latest'; "
         "pin a version tag such as :v0.18.0 or a @sha256: digest; set image.tag or image.ref in the stack config",
@@ -288,7 +253,7 @@ VIOLATIONS = [
         "image-untagged",
         "a3",
         "a3-0-image",
-        _set("name", "registry:5000/ascend/vllm-ascend"),
+        set_input("name", "registry:5000/ascend/vllm-ascend"),
         "vllm-image-pinned",
         "node a3-0: image 'registry:5000/ascend/vllm-ascend' has no tag; pin a version tag such as "
         ":v0.18.0 or a @sha256: digest; set image.tag or image.ref in the stack config",
@@ -297,7 +262,7 @@ VIOLATIONS = [
         "container-image-reference",
         "a3",
         "a3-0-vllm",
-        _set("image", "quay.io/ascend/vllm-ascend"),
+        set_input("image", "quay.io/ascend/vllm-ascend"),
         "vllm-image-pinned",
         "node a3-0: image 'quay.io/ascend/vllm-ascend' has no tag; pin a version tag such as :v0.18.0 "
         "or a @sha256: digest; set image.tag or image.ref in the stack config",
@@ -306,7 +271,7 @@ VIOLATIONS = [
         "shm-small",
         "a2",
         "a2-1-vllm",
-        _set("shmSize", 1023),
+        set_input("shmSize", 1023),
         "vllm-shm-size",
         "node a2-1: shmSize is 1023 MiB, below 1024 MiB; vllm's workers need more shared memory: set "
         "container.shmSize to at least 1024 MiB (e.g. 1g)",
@@ -315,7 +280,7 @@ VIOLATIONS = [
         "shm-unset",
         "a3",
         "a3-0-vllm",
-        _drop("shmSize"),
+        drop_input("shmSize"),
         "vllm-shm-size",
         "node a3-0: shmSize is not set, so Docker gives 64 MiB of /dev/shm and vllm's workers fail or "
         "hang; set container.shmSize to at least 1024 MiB (e.g. 1g)",
@@ -324,7 +289,7 @@ VIOLATIONS = [
         "bridge-network-multi-node",
         "a2",
         "a2-1-vllm",
-        _set("networkMode", "bridge"),
+        set_input("networkMode", "bridge"),
         "vllm-host-network",
         "node a2-1: runs data-parallel ranks of a multi-node group on 'bridge' networking, so the other "
         "nodes cannot reach its HCCL and RPC ports; set networkMode to 'host'",
@@ -333,7 +298,7 @@ VIOLATIONS = [
         "default-network-multi-node",
         "a2",
         "a2-0-vllm",
-        _drop("networkMode"),
+        drop_input("networkMode"),
         "vllm-host-network",
         "node a2-0: runs data-parallel ranks of a multi-node group on Docker's default bridge networking, "
         "so the other nodes cannot reach its HCCL and RPC ports; set networkMode to 'host'",
@@ -463,7 +428,7 @@ VIOLATIONS = [
         "address-not-head-ip",
         "a2",
         "a2-0-vllm",
-        _set_env("HCCL_IF_IP", "192.0.2.99"),
+        set_env("HCCL_IF_IP", "192.0.2.99"),
         "vllm-dp-group-consistent",
         "node a2-1: --data-parallel-address 192.0.2.11 is not the address of head a2-0 (192.0.2.99, its "
         "HCCL_IF_IP); the ranks would wait for a head that is not there: set it to 192.0.2.99 (nodes[0].ip)",
@@ -480,7 +445,7 @@ VIOLATIONS = [
         "start-rank-gap",
         "a2",
         "a2-1-vllm",
-        _both(set_flag("--data-parallel-start-rank", "3"), set_flag("--data-parallel-size-local", "1")),
+        both(set_flag("--data-parallel-start-rank", "3"), set_flag("--data-parallel-size-local", "1")),
         "vllm-dp-group-consistent",
         f"node a2-1: --data-parallel-start-rank 3 leaves ranks 2 unassigned (after node a2-0's ranks 0-1), "
         f"and the group waits for them forever; {FIX}",
@@ -507,7 +472,7 @@ VIOLATIONS = [
         "image-differs",
         "a2",
         "a2-1-image",
-        _set("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0"),
+        set_input("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0"),
         "vllm-dp-group-consistent",
         "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0' differs from "
         "'m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0' on head a2-0; every node of a DP group must "
@@ -535,11 +500,235 @@ VIOLATIONS = [
         "open-api-without-key",
         "a2",
         "a2-0-vllm",
-        _set_env("VLLM_API_KEY", ""),
+        set_env("VLLM_API_KEY", ""),
         "vllm-api-key-on-open-api",
         "node a2-0: the OpenAI API listens on 0.0.0.0:8000 without --api-key or VLLM_API_KEY, so anyone "
         "who reaches the node can use it; set a key with `pulumi config set --secret apiKey <key>` or "
         "listen on a private address (serve.host)",
+    ),
+    # --- capabilities and host namespaces
+    (
+        "capability-added",
+        "a2",
+        "a2-0-vllm",
+        set_input("capabilities", {"adds": ["SYS_ADMIN"]}),
+        "vllm-container-privileges",
+        "node a2-0: capabilities.adds SYS_ADMIN gives the serving container a host privilege vllm does not "
+        'need; remove it, or state why in the pack config: "vllm-container-privileges": '
+        '{"allowedCapabilities": {"SYS_ADMIN": "<reason>"}}',
+    ),
+    (
+        "capability-with-prefix",
+        "a3",
+        "a3-0-vllm",
+        set_input("capabilities", {"adds": ["cap_net_admin"], "drops": ["MKNOD"]}),
+        "vllm-container-privileges",
+        "node a3-0: capabilities.adds cap_net_admin gives the serving container a host privilege vllm does "
+        'not need; remove it, or state why in the pack config: "vllm-container-privileges": '
+        '{"allowedCapabilities": {"NET_ADMIN": "<reason>"}}',
+    ),
+    (
+        "host-pid",
+        "a2",
+        "a2-1-vllm",
+        set_input("pidMode", "host"),
+        "vllm-container-privileges",
+        "node a2-1: pidMode 'host' puts the serving container in the host's PID namespace, so it can see, "
+        "trace and signal every process on the host; remove pidMode, or state why in the pack config: "
+        '"vllm-container-privileges": {"hostPidReason": "<reason>"}',
+    ),
+    (
+        "host-ipc",
+        "a3",
+        "a3-0-vllm",
+        set_input("ipcMode", "host"),
+        "vllm-container-privileges",
+        "node a3-0: ipcMode 'host' puts the serving container in the host's IPC namespace, so it shares the "
+        "host's shared memory (vllm needs only its own shmSize); remove ipcMode, or state why in the pack "
+        'config: "vllm-container-privileges": {"hostIpcReason": "<reason>"}',
+    ),
+    # --- host system directories
+    (
+        "etc-writable",
+        "a2",
+        "a2-0-vllm",
+        add_volume("/etc", "/host/etc"),
+        "vllm-host-system-dirs-writable",
+        "node a2-0: host system directory /etc is mounted writable at /host/etc, so the serving container can "
+        "change the host itself; remove that volume, or give it readOnly: true if the container must read it",
+    ),
+    (
+        "root-ssh-writable",
+        "a3",
+        "a3-0-vllm",
+        add_volume("/root/.ssh/", "/root/.ssh", False),
+        "vllm-host-system-dirs-writable",
+        "node a3-0: /root/.ssh (in host system directory /root) is mounted writable at /root/.ssh, so the "
+        "serving container can change the host itself; remove that volume, or give it readOnly: true if the "
+        "container must read it",
+    ),
+    (
+        "var-bind-mount",
+        "a3",
+        "a3-0-vllm",
+        set_input("mounts", [{"type": "bind", "source": "/usr", "target": "/host-usr"}]),
+        "vllm-host-system-dirs-writable",
+        "node a3-0: host system directory /usr is mounted writable at /host-usr, so the serving container can "
+        "change the host itself; remove that volume, or give it readOnly: true if the container must read it",
+    ),
+    (
+        "weights-dir-is-a-system-dir",
+        "a2",
+        "a2-1-vllm",
+        _weights_at("/usr"),
+        "vllm-host-system-dirs-writable",
+        f"node a2-1: host system directory /usr is mounted writable at {WEIGHTS_MOUNT}, so the serving "
+        "container can change the host itself; remove that volume, or give it readOnly: true if the container "
+        "must read it",
+    ),
+    (
+        "etc-read-only",
+        "a2",
+        "a2-1-vllm",
+        add_volume("/etc", "/host/etc", True),
+        "vllm-host-system-dirs",
+        "node a2-1: host system directory /etc is mounted read-only at /host/etc, which shows the serving "
+        "container the host's files (configuration, keys, other services' state); remove that volume, or "
+        "mount only the files it needs from outside the system directories",
+    ),
+    (
+        "var-lib-docker-read-only",
+        "a3",
+        "a3-0-vllm",
+        set_input("mounts", [{"type": "bind", "source": "/var/lib/docker", "target": "/docker", "readOnly": True}]),
+        "vllm-host-system-dirs",
+        "node a3-0: host system directory /var/lib/docker is mounted read-only at /docker, which shows the "
+        "serving container the host's files (configuration, keys, other services' state); remove that "
+        "volume, or mount only the files it needs from outside the system directories",
+    ),
+    # --- credentials on the command line
+    (
+        "api-key-flag",
+        "a2",
+        "a2-0-vllm",
+        set_flag("--api-key", "sk-live-0123456789abcdefghij"),
+        "vllm-no-secrets-on-command-line",
+        "node a2-0: --api-key passes a credential on the vllm serve command line, where `docker inspect`, `ps` "
+        "on the node and the Pulumi state show it in plain text; remove it and set `pulumi config set --secret "
+        "apiKey <value>`: the container gets it as VLLM_API_KEY, which vllm reads like --api-key",
+    ),
+    (
+        "api-key-equals-form",
+        "a3",
+        "a3-0-vllm",
+        lambda i: i["command"].append("--api-key=hunter2"),
+        "vllm-no-secrets-on-command-line",
+        "node a3-0: --api-key passes a credential on the vllm serve command line, where `docker inspect`, `ps` "
+        "on the node and the Pulumi state show it in plain text; remove it and set `pulumi config set --secret "
+        "apiKey <value>`: the container gets it as VLLM_API_KEY, which vllm reads like --api-key",
+    ),
+    (
+        "hf-token-flag",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--hf-token", "hf_" + "a" * 34),
+        "vllm-no-secrets-on-command-line",
+        "node a3-0: --hf-token passes a credential on the vllm serve command line, where `docker inspect`, "
+        "`ps` on the node and the Pulumi state show it in plain text; remove it and set `pulumi config set "
+        "--secret hfToken <value>`: the container gets it as HF_TOKEN, which vllm reads like --hf-token",
+    ),
+    (
+        "token-inside-another-flag",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--model-loader-extra-config", '{"token": "hf_' + "b" * 34 + '"}'),
+        "vllm-no-secrets-on-command-line",
+        "node a3-0: --model-loader-extra-config passes a credential on the vllm serve command line, where "
+        "`docker inspect`, `ps` on the node and the Pulumi state show it in plain text; remove it from "
+        "serve.extraArgs and hand the value over in a secret environment variable (`pulumi config set "
+        "--secret --path env.extra.<NAME> <value>`) that vllm reads instead",
+    ),
+    # --- per-node network settings
+    (
+        "hccl-ip-copied-from-head",
+        "a2",
+        "a2-1-vllm",
+        set_env("HCCL_IF_IP", "192.0.2.11"),
+        "vllm-node-network-env",
+        "node a2-1: HCCL_IF_IP 192.0.2.11 is not 192.0.2.12, the address the node is reached at (its Docker "
+        "host); HCCL would bind an address that is not this node's and the group hangs at start-up: set it "
+        "to 192.0.2.12 (nodes[].ip of a2-1 in the stack config), or point its dockerHost at the machine that "
+        "has that address",
+    ),
+    (
+        "docker-host-elsewhere",
+        "a2",
+        "a2-1-docker",
+        set_input("host", "ssh://root@192.0.2.13:2222"),
+        "vllm-node-network-env",
+        "node a2-1: HCCL_IF_IP 192.0.2.12 is not 192.0.2.13, the address the node is reached at (its Docker "
+        "host); HCCL would bind an address that is not this node's and the group hangs at start-up: set it "
+        "to 192.0.2.13 (nodes[].ip of a2-1 in the stack config), or point its dockerHost at the machine that "
+        "has that address",
+    ),
+    (
+        "hccl-ip-not-dp-address",
+        "local",
+        "sim-0-vllm",
+        set_env("HCCL_IF_IP", "127.0.0.9"),
+        "vllm-node-network-env",
+        "node sim-0: HCCL_IF_IP 127.0.0.9 is not 127.0.0.1, the address the node is reached at (the group's "
+        "--data-parallel-address); HCCL would bind an address that is not this node's and the group hangs at "
+        "start-up: set it to 127.0.0.1 (nodes[].ip of sim-0 in the stack config)",
+    ),
+    (
+        "hccl-ip-duplicate",
+        "local",
+        "sim-1-vllm",
+        set_env("HCCL_IF_IP", "127.0.0.1"),
+        "vllm-node-network-env",
+        "node sim-1: HCCL_IF_IP 127.0.0.1 is also node sim-0's; two ranks claiming one address hang HCCL at "
+        "start-up: set it to the node's own address (nodes[].ip of sim-1 in the stack config)",
+    ),
+    (
+        "hccl-ip-missing",
+        "a2",
+        "a2-1-vllm",
+        drop_env("HCCL_IF_IP"),
+        "vllm-node-network-env",
+        "node a2-1: HCCL_IF_IP is not set, so HCCL picks an interface itself, which need not be the one the "
+        "other nodes reach; set it to the node's own address (nodes[].ip of a2-1 in the stack config)",
+    ),
+    (
+        "hccl-ip-not-an-address",
+        "a3",
+        "a3-0-vllm",
+        set_env("HCCL_IF_IP", "eth0"),
+        "vllm-node-network-env",
+        "node a3-0: HCCL_IF_IP eth0 is not an IP address; set it to the node's own address (nodes[].ip of "
+        "a3-0 in the stack config)",
+    ),
+    (
+        "interfaces-disagree",
+        "a2",
+        "a2-0-vllm",
+        set_env("TP_SOCKET_IFNAME", "eth1"),
+        "vllm-node-network-env",
+        "node a2-0: the interface variables disagree (GLOO_SOCKET_IFNAME eth0, TP_SOCKET_IFNAME eth1, "
+        "HCCL_SOCKET_IFNAME eth0), so gloo, the tensor-parallel sockets and HCCL use different NICs and the "
+        "group hangs or crawls; set all three to the NIC that holds HCCL_IF_IP (nodes[].nic of a2-0 in the "
+        "stack config sets them)",
+    ),
+    (
+        "interface-missing",
+        "a3",
+        "a3-0-vllm",
+        drop_env("GLOO_SOCKET_IFNAME"),
+        "vllm-node-network-env",
+        "node a3-0: the interface variables disagree (GLOO_SOCKET_IFNAME (not set), TP_SOCKET_IFNAME eth0, "
+        "HCCL_SOCKET_IFNAME eth0), so gloo, the tensor-parallel sockets and HCCL use different NICs and the "
+        "group hangs or crawls; set all three to the NIC that holds HCCL_IF_IP (nodes[].nic of a3-0 in the "
+        "stack config sets them)",
     ),
 ]
 
@@ -553,6 +742,10 @@ ALSO_REPORTED = {
     # a serve flag changed on one node only also splits the group's model flags
     "quantization-missing": {"vllm-dp-group-consistent"},
     "memory-utilization-zero": {"vllm-dp-group-consistent"},
+    # the head's HCCL_IF_IP is no longer the address its Docker host reaches
+    "address-not-head-ip": {"vllm-node-network-env"},
+    # the head's HCCL_IF_IP is no longer the group's --data-parallel-address
+    "hccl-ip-not-dp-address": {"vllm-dp-group-consistent"},
 }
 
 
@@ -565,7 +758,7 @@ def test_mutation_is_reported(case):
     assert all(m.startswith("node ") for m in messages(found, policy))
     others = {v.policy for v in found} - {policy}
     assert others == ALSO_REPORTED.get(case_id, set()), found
-    if policy in {"vllm-dp-group-consistent", "vllm-api-key-on-open-api"}:
+    if policy in STACK_POLICIES:
         # Stack violations point at the node's container.
         node = expected.split(":", 1)[0].removeprefix("node ")
         urn = named(g, f"{node}-vllm").urn
@@ -578,61 +771,61 @@ def _headless_host(inputs):
 
 # (id, stack, resource, change, policy)
 NEAR_MISSES = [
-    ("privileged-false-explicit", "a3", "a3-0-vllm", _set("privileged", False), "vllm-container-host-isolation"),
-    ("privileged-unset", "a3", "a3-0-vllm", _drop("privileged"), "vllm-container-host-isolation"),
+    ("privileged-false-explicit", "a3", "a3-0-vllm", set_input("privileged", False), "vllm-container-host-isolation"),
+    ("privileged-unset", "a3", "a3-0-vllm", drop_input("privileged"), "vllm-container-host-isolation"),
     (
         "other-run-dir",
         "a2",
         "a2-1-vllm",
-        _add_volume("/var/run/ascend", "/var/run/ascend", True),
+        add_volume("/var/run/ascend", "/var/run/ascend", True),
         "vllm-container-host-isolation",
     ),
-    ("data-dir", "a3", "a3-0-vllm", _add_volume("/data/models", "/models"), "vllm-container-host-isolation"),
+    ("data-dir", "a3", "a3-0-vllm", add_volume("/data/models", "/models"), "vllm-container-host-isolation"),
     (
         "writable-weights",
         "a3",
         "a3-0-vllm",
-        _add_volume("/srv/cache", "/srv/cache", False),
+        add_volume("/srv/cache", "/srv/cache", False),
         "vllm-container-host-isolation",
     ),
     (
         "driver-under-host-root",
         "a2",
         "a2-0-vllm",
-        _add_volume("/host/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/lib64", True),
+        add_volume("/host/usr/local/Ascend/driver/lib64", "/usr/local/Ascend/driver/lib64", True),
         "vllm-container-host-isolation",
     ),
     (
         "image-digest",
         "a2",
         "a2-1-image",
-        _set("name", "quay.io/ascend/vllm-ascend@sha256:" + "0" * 64),
+        set_input("name", "quay.io/ascend/vllm-ascend@sha256:" + "0" * 64),
         "vllm-image-pinned",
     ),
     (
         "image-latest-prefix-tag",
         "a3",
         "a3-0-image",
-        _set("name", "quay.io/ascend/vllm-ascend:latest-a3"),
+        set_input("name", "quay.io/ascend/vllm-ascend:latest-a3"),
         "vllm-image-pinned",
     ),
     (
         "registry-port-and-tag",
         "a3",
         "a3-0-image",
-        _set("name", "registry:5000/ascend/vllm-ascend:v0.18.0"),
+        set_input("name", "registry:5000/ascend/vllm-ascend:v0.18.0"),
         "vllm-image-pinned",
     ),
-    ("shm-exactly-1g", "a2", "a2-1-vllm", _set("shmSize", 1024), "vllm-shm-size"),
-    ("shm-larger", "a3", "a3-0-vllm", _set("shmSize", 16384), "vllm-shm-size"),
-    ("bridge-single-node", "a3", "a3-0-vllm", _set("networkMode", "bridge"), "vllm-host-network"),
+    ("shm-exactly-1g", "a2", "a2-1-vllm", set_input("shmSize", 1024), "vllm-shm-size"),
+    ("shm-larger", "a3", "a3-0-vllm", set_input("shmSize", 16384), "vllm-shm-size"),
+    ("bridge-single-node", "a3", "a3-0-vllm", set_input("networkMode", "bridge"), "vllm-host-network"),
     ("devices-reordered", "a2", "a2-0-vllm", _reverse_devices, "vllm-npu-devices-match-parallelism"),
     ("devices-under-host-root", "a3", "a3-0-vllm", _reroot_devices("/host"), "vllm-npu-devices-match-parallelism"),
     (
         "fewer-npus-smaller-tp",
         "a3",
         "a3-0-vllm",
-        _both(set_flag("--tensor-parallel-size", "2"), *[_drop_device(f"/dev/davinci{i}") for i in range(8, 16)]),
+        both(set_flag("--tensor-parallel-size", "2"), *[_drop_device(f"/dev/davinci{i}") for i in range(8, 16)]),
         "vllm-npu-devices-match-parallelism",
     ),
     (
@@ -668,7 +861,66 @@ NEAR_MISSES = [
     ),
     ("head-listens-privately", "a2", "a2-0-vllm", set_flag("--host", "192.0.2.11"), "vllm-api-key-on-open-api"),
     ("api-key-flag", "a2", "a2-0-vllm", set_flag("--api-key", "k"), "vllm-api-key-on-open-api"),
-    ("headless-without-key", "a2", "a2-1-vllm", _set_env("VLLM_API_KEY", ""), "vllm-api-key-on-open-api"),
+    ("headless-without-key", "a2", "a2-1-vllm", set_env("VLLM_API_KEY", ""), "vllm-api-key-on-open-api"),
+    (
+        "capabilities-dropped",
+        "a2",
+        "a2-0-vllm",
+        set_input("capabilities", {"drops": ["ALL"]}),
+        "vllm-container-privileges",
+    ),
+    ("no-capabilities-added", "a3", "a3-0-vllm", set_input("capabilities", {"adds": []}), "vllm-container-privileges"),
+    (
+        "private-namespaces",
+        "a3",
+        "a3-0-vllm",
+        both(set_input("pidMode", ""), set_input("ipcMode", "private")),
+        "vllm-container-privileges",
+    ),
+    ("data-mount-read-only", "a3", "a3-0-vllm", add_volume("/data/models", "/models", True), "vllm-host-system-dirs"),
+    (
+        "data-below-var",
+        "a2",
+        "a2-0-vllm",
+        add_volume("/var/lib/models", "/models", False),
+        "vllm-host-system-dirs-writable",
+    ),
+    ("data-below-home", "a2", "a2-1-vllm", add_volume("/home/ai/cache", "/cache", True), "vllm-host-system-dirs"),
+    ("weights-below-root", "a3", "a3-0-vllm", _weights_at("/root/weights"), "vllm-host-system-dirs-writable"),
+    (
+        "driver-below-host-root",
+        "a2",
+        "a2-0-vllm",
+        add_volume("/srv/sim/etc/hccn.conf", "/etc/hccn.conf", True),
+        "vllm-host-system-dirs",
+    ),
+    (
+        "api-key-as-secret-env",
+        "a2",
+        "a2-0-vllm",
+        set_env("VLLM_API_KEY", "sk-live-0123456789abcdefghij"),
+        "vllm-no-secrets-on-command-line",
+    ),
+    ("hf-token-switch", "a3", "a3-0-vllm", set_flag("--hf-token"), "vllm-no-secrets-on-command-line"),
+    (
+        "token-words-that-are-not-credentials",
+        "a3",
+        "a3-0-vllm",
+        both(
+            set_flag("--max-num-batched-tokens", "8192"),
+            set_flag("--ssl-keyfile", "/certs/key.pem"),
+            set_flag("--tokenizer", "deepseek-ai/DeepSeek-R1"),
+        ),
+        "vllm-no-secrets-on-command-line",
+    ),
+    (
+        "interfaces-renamed-together",
+        "a2",
+        "a2-1-vllm",
+        both(*[set_env(n, "ens1f0") for n in NIC_ENV]),
+        "vllm-node-network-env",
+    ),
+    ("docker-host-by-name", "a2", "a2-1-docker", set_input("host", "ssh://root@a2-1.example"), "vllm-node-network-env"),
 ]
 
 
@@ -791,7 +1043,7 @@ def _unknown_variants(g: list[Node]):
             continue
         for key, value in node.inputs.items():
             sentinel = _SENTINEL_FOR.get(type(value), UNKNOWN_STRING_VALUE)
-            yield f"{node.name}.{key}", mutate(g, node.name, _set(key, sentinel))
+            yield f"{node.name}.{key}", mutate(g, node.name, set_input(key, sentinel))
             if isinstance(value, list) and value:
                 for index in {0, len(value) // 2, len(value) - 1}:
 
@@ -808,7 +1060,7 @@ def _unknown_variants(g: list[Node]):
                             yield f"{node.name}.{key}[{index}].{inner}", mutate(g, node.name, change_inner)
 
 
-@pytest.mark.parametrize("stack", SHIPPED)
+@pytest.mark.parametrize("stack", (*SHIPPED, "local"))
 def test_unknown_values_never_crash_or_report(stack):
     checked = 0
     for label, variant in _unknown_variants(graph(stack)):

@@ -8,7 +8,7 @@ import copy
 import pytest
 from google.protobuf import json_format, struct_pb2
 from mocked import run_program, stack_settings
-from policy_harness import graph_of, mutate, policies, set_flag
+from policy_harness import graph_of, mutate, policies, set_flag, set_input
 from pulumi.runtime.proto import analyzer_pb2 as proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
@@ -25,10 +25,25 @@ def _struct(inputs: dict) -> struct_pb2.Struct:
     return json_format.ParseDict(copy.deepcopy(inputs), struct_pb2.Struct())
 
 
+def _provider(node, graph) -> proto.AnalyzerProviderResource | None:
+    provider = next((p for p in graph if node.provider and p.urn == node.provider), None)
+    if provider is None:
+        return None
+    return proto.AnalyzerProviderResource(
+        type=provider.type, properties=_struct(provider.inputs), urn=provider.urn, name=provider.name
+    )
+
+
 def _analyze_all(servicer, graph) -> list:
     diagnostics = []
     for node in graph:
-        request = proto.AnalyzeRequest(type=node.type, properties=_struct(node.inputs), urn=node.urn, name=node.name)
+        request = proto.AnalyzeRequest(
+            type=node.type,
+            properties=_struct(node.inputs),
+            urn=node.urn,
+            name=node.name,
+            provider=_provider(node, graph),
+        )
         diagnostics += servicer.Analyze(request, None).diagnostics
     resources = [
         proto.AnalyzerResource(
@@ -38,6 +53,7 @@ def _analyze_all(servicer, graph) -> list:
             name=node.name,
             parent=node.parent,
             dependencies=list(node.dependencies),
+            provider=_provider(node, graph),
         )
         for node in graph
     ]
@@ -62,6 +78,7 @@ def test_analyzer_info_lists_policies_levels_and_config_schema():
     schemas = {p.name: json_format.MessageToDict(p.configSchema) for p in info.policies}
     assert schemas["vllm-shm-size"]["properties"]["minShmMiB"]["default"] == 1024
     assert schemas["vllm-w8a8-serve-flags"]["properties"]["maxGpuMemoryUtilization"]["default"] == 0.95
+    assert schemas["vllm-container-privileges"]["properties"]["allowedCapabilities"]["default"] == {}
 
 
 def test_shipped_graph_has_no_diagnostics(a2):
@@ -95,6 +112,22 @@ def test_policy_settings_come_from_the_pack_config(a2):
     servicer = _configured("vllm-shm-size", proto.MANDATORY, minShmMiB=4096)
     found = [d.message for d in _analyze_all(servicer, a2)]
     assert len(found) == 2 and all("below 4096 MiB" in m for m in found)
+
+
+def test_an_allowed_capability_comes_from_the_pack_config(a2):
+    broken = mutate(a2, "a2-0-vllm", set_input("capabilities", {"adds": ["SYS_PTRACE"]}))
+    assert [d.policyName for d in _analyze_all(_servicer(), broken)] == ["vllm-container-privileges"]
+    allowed = {"SYS_PTRACE": "py-spy profiling"}
+    servicer = _configured("vllm-container-privileges", proto.MANDATORY, allowedCapabilities=allowed)
+    assert _analyze_all(servicer, broken) == []
+
+
+def test_the_docker_host_reaches_the_stack_policies(a2):
+    # The engine hands each resource's provider along: the node's address comes from there.
+    broken = mutate(a2, "a2-1-docker", set_input("host", "ssh://root@192.0.2.13"))
+    found = _analyze_all(_servicer(), broken)
+    assert [d.policyName for d in found] == ["vllm-node-network-env"]
+    assert "HCCL_IF_IP 192.0.2.12 is not 192.0.2.13" in found[0].message and found[0].urn.endswith("::a2-1-vllm")
 
 
 def test_unknown_values_do_not_stop_a_policy(a2):
