@@ -338,22 +338,25 @@ def vllm_inputs(deployment) -> dict:
     }
 
 
-def test_no_observability_setting_changes_the_vllm_containers():
-    baseline = run_program(stack_settings("a2"), stack="a2")
+@pytest.mark.parametrize("stack", ["a2", "a3"])
+def test_no_observability_setting_changes_the_vllm_containers(stack):
+    baseline = run_program(stack_settings(stack), stack=stack)
     assert baseline.error is None and "prometheusUrl" not in baseline.outputs
+    last = stack_settings(stack)["nodes"][-1]["name"]
     variants = [
         {},
         {"alerts": {"ttftP99Seconds": 3, "kvCacheUsage": 0.5}, "prometheus": {"scrapeIntervalSeconds": 15}},
-        {"node": "a2-1", "npuExporter": {"image": EXPORTER}, "grafana": {"port": 3300}},
+        {"node": last, "npuExporter": {"image": EXPORTER}, "grafana": {"port": 3300}},
     ]
     for variant in variants:
-        deployed = run_program(settings(**variant), stack="a2", secret_keys=("grafanaAdminPassword",))
+        deployed = run_program(settings(stack, **variant), stack=stack, secret_keys=("grafanaAdminPassword",))
         assert deployed.error is None
         assert vllm_inputs(deployed) == vllm_inputs(baseline), variant
+        host = variant.get("node", f"{stack}-0")
         observed = {r.name for r in deployed.resources if r.type == CONTAINER} - set(vllm_inputs(baseline))
-        assert observed >= {f"{variant.get('node', 'a2-0')}-prometheus", f"{variant.get('node', 'a2-0')}-grafana"}
-    raw = settings()
-    assert render(planned(raw)[0]) == render(plan_cluster(load_config(stack_settings("a2")), "a2"))
+        assert observed >= {f"{host}-prometheus", f"{host}-grafana"}
+    # The rendered per-node scripts (the tutorial's containers) are the same with observability on.
+    assert render(planned(settings(stack), stack)[0]) == render(plan_cluster(load_config(stack_settings(stack)), stack))
 
 
 def test_outputs_give_the_urls_and_the_password_stays_secret():
