@@ -19,6 +19,8 @@ from .nodecommand import node_command
 
 
 class Observability(pulumi.ComponentResource):
+    """Prometheus (and Grafana) on the observability node, npu-exporter on every node when configured."""
+
     def __init__(
         self,
         name: str,
@@ -38,12 +40,8 @@ class Observability(pulumi.ComponentResource):
             ssh_private_key=plan.ssh_private_key,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.containers = {
-            f"{c.node}-{c.role}": _container(c, hosts[c.node], self, after=[data] if c.role == "prometheus" else None)
-            for c in obs.containers
-        }
-        self.prometheus_url = obs.prometheus_url
-        self.grafana_url = obs.grafana_url
+        for c in obs.containers:
+            _container(c, hosts[c.node], self, after=[data] if c.role == "prometheus" else None)
         self.register_outputs({"prometheusUrl": obs.prometheus_url, "grafanaUrl": obs.grafana_url})
 
 

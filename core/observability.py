@@ -79,9 +79,6 @@ class ObservabilityPlan:
     def prometheus(self) -> ObsContainer:
         return next(c for c in self.containers if c.role == "prometheus")
 
-    def on(self, node: str) -> tuple[ObsContainer, ...]:
-        return tuple(c for c in self.containers if c.node == node)
-
 
 def _ranks(node: NodePlan) -> str:
     return f"{node.ranks.start}-{node.ranks.stop - 1}"
