@@ -42,6 +42,12 @@ def _looks_like_domain(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost" or component != component.lower()
 
 
+def names_registry(ref: str) -> bool:
+    """Whether a reference names its registry (otherwise Docker pulls it from Docker Hub)."""
+    first, slash, _ = ref.partition("/")
+    return bool(slash) and _looks_like_domain(first)
+
+
 def _nearest_name(text: str) -> str:
     text = _SCHEME.sub("", text.strip()).strip("/")
     first, sep, rest = text.partition("/")

@@ -5,17 +5,11 @@ Apart from models.py because none of it reaches the vllm containers (see observa
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator
 
 from .defaults import PROJECT
-from .images import image_reference_problem
+from .images import image_reference_problem, names_registry, registry_problem
 from .section import Section, absolute_path
-
-# Images Docker would fetch from Docker Hub (no registry host in their first part) come through
-# observability.registry, the same mirror host as vllm's image by default.
-_REGISTRY_HOST = re.compile(r"^([^/]+[.:][^/]*|localhost)/")
 
 
 def _pinned_image(v: str | None) -> str | None:
@@ -98,9 +92,13 @@ class Observability(Section):
     @field_validator("registry")
     @classmethod
     def _registry(cls, v: str) -> str:
-        return v.rstrip("/")
+        problem = registry_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     def image_ref(self, image: str) -> str:
-        if not self.registry or _REGISTRY_HOST.match(image):
+        """Images Docker would pull from Docker Hub come through the registry (the vllm mirror's host)."""
+        if not self.registry or names_registry(image):
             return image
         return f"{self.registry}/{image}"

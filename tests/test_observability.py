@@ -422,3 +422,11 @@ def test_the_policy_pack_allows_privileged_mode_to_the_npu_exporter_only():
     # Privileged mode is the whole exception: the exporter's mounts are checked like any other.
     found = run(mutate(graph, "a2-1-npu-exporter", socket), only="vllm-container-host-isolation")
     assert [v.message.split(",")[0] for v in found] == ["node a2-1: /var/run/docker.sock is mounted"]
+
+
+def test_the_registry_is_checked_like_the_vllm_image_registry():
+    raw = settings(registry="https://mirror.example")
+    assert problems(raw) == [
+        "observability.registry: 'https://mirror.example' has a URL scheme, which Docker references do not take; "
+        "use 'mirror.example'"
+    ]
