@@ -30,22 +30,32 @@ class ServiceCheckFailed(Exception):
 
 
 def readiness_command(base_url: str, served_name: str, timeout_s: int, interval_s: int, container: str) -> str:
-    """Poll until /health is 200 and /v1/models lists the served model; on timeout, show the logs."""
+    """Poll until /health is 200 and /v1/models lists the served model; on timeout, show the logs.
+
+    A line a minute reports the wait in the console and keeps the SSH session from sitting
+    silent for the hour the weights can take to load (idle sessions get cut by NAT and firewalls).
+    """
     health, models = shlex.quote(f"{base_url}/health"), shlex.quote(f"{base_url}/v1/models")
     listed = shlex.quote(f'"id": *"{re.escape(served_name)}"')
+    waiting = shlex.quote(f"waiting for {base_url} to serve {served_name}:")
     return "\n".join(
         [
             "set -- -fsS --max-time 10",
             _CURL_AUTH,
             "start=$(date +%s)",
+            "report=60",
             "while :; do",
             f'  if curl "$@" -o /dev/null {health} 2>/dev/null && curl "$@" {models} 2>/dev/null | grep -q {listed}; then',
             '    echo "ready after $(( $(date +%s) - start ))s"; exit 0',
             "  fi",
-            f"  if [ $(( $(date +%s) - start )) -ge {int(timeout_s)} ]; then",
+            "  waited=$(( $(date +%s) - start ))",
+            f"  if [ $waited -ge {int(timeout_s)} ]; then",
             f"    echo {shlex.quote(f'not ready after {timeout_s}s: {base_url}/health is not 200 or /v1/models does not list {served_name}; last log lines of {container}:')} >&2",
             f"    docker logs --tail 40 {shlex.quote(container)} >&2 2>&1",
             "    exit 1",
+            "  fi",
+            "  if [ $waited -ge $report ]; then",
+            f'    echo {waiting} "${{waited}}s of {int(timeout_s)}s"; report=$(( report + 60 ))',
             "  fi",
             f"  sleep {int(interval_s)}",
             "done",

@@ -6,9 +6,9 @@ import pulumi
 
 from checks import servicechecks
 from core.config import TOKEN_ENV
-from core.plan import ClusterPlan
+from core.plan import ClusterPlan, NodePlan
 
-from .host import AscendHost
+from .host import AscendHost, write_known_hosts
 from .nodecommand import node_command
 from .preflight import ClusterPreflight, HostPreflight
 from .server import VllmServer
@@ -28,9 +28,13 @@ class VllmCluster(pulumi.ComponentResource):
         super().__init__("deepseek-r1-ascend:index:VllmCluster", name, None, opts)
         self._plan = plan
         child = pulumi.ResourceOptions(parent=self)
-        self.hosts = {n.name: AscendHost(n.name, n, opts=child) for n in plan.nodes}
+        write_known_hosts(plan)
+        per_node = {n.name: _node_options(self, n) for n in plan.nodes}
+        self.hosts = {n.name: AscendHost(n.name, n, opts=per_node[n.name]) for n in plan.nodes}
         self._preflight = (
-            {n.name: HostPreflight(n.name, plan, n, opts=child) for n in plan.nodes} if plan.preflight.enabled else {}
+            {n.name: HostPreflight(n.name, plan, n, opts=per_node[n.name]) for n in plan.nodes}
+            if plan.preflight.enabled
+            else {}
         )
         cluster_checks = (
             ClusterPreflight(name, plan, self._preflight, opts=child)
@@ -60,7 +64,7 @@ class VllmCluster(pulumi.ComponentResource):
                 nic=checks.nic if checks is not None else node.nic,
                 checked_driver=gate,
                 after=[staged] if staged else None,
-                opts=child,
+                opts=per_node[node.name],
             )
         containers = [s.container for s in self._servers.values()]
         self.verification = ServiceVerification(name, plan, containers, [c.id for c in containers], opts=child)
@@ -99,3 +103,11 @@ class VllmCluster(pulumi.ComponentResource):
             }
             for n in self._plan.nodes
         }
+
+
+def _node_options(cluster: VllmCluster, node: NodePlan) -> pulumi.ResourceOptions:
+    """A renamed node's components keep their former name as an alias, and so do their children
+    named after them: the engine then updates or replaces its container in place instead of
+    starting a second one on the same NPUs."""
+    aliases = [pulumi.Alias(name=node.renamed_from)] if node.renamed_from else None
+    return pulumi.ResourceOptions(parent=cluster, aliases=aliases)

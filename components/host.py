@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pulumi
 import pulumi_docker as docker
 
-from core.plan import NodePlan
+from core.plan import ClusterPlan, NodePlan
 
 
 class AscendHost(pulumi.ComponentResource):
@@ -20,7 +23,7 @@ class AscendHost(pulumi.ComponentResource):
         self.provider = docker.Provider(
             f"{name}-docker",
             host=node.docker_host,
-            ssh_opts=list(node.ssh_opts) or None,
+            ssh_opts=list(node.docker_ssh_opts) or None,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.devices = [
@@ -32,3 +35,17 @@ class AscendHost(pulumi.ComponentResource):
             for m in node.mounts
         ]
         self.register_outputs({"dockerHost": node.docker_host})
+
+
+def write_known_hosts(plan: ClusterPlan) -> None:
+    """Write the stack's pinned host keys where the Docker provider's `ssh` reads them.
+
+    Written on every run, preview included, before any provider connects: the file follows
+    `nodes[i].hostKey` and holds nothing else, so there is a single source of trust.
+    """
+    if not plan.known_hosts:
+        return
+    path = Path(os.path.expanduser(plan.known_hosts_file))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(plan.known_hosts)
+    path.chmod(0o600)

@@ -30,9 +30,12 @@ def node_command(
         names = sorted(secrets)
         create = pulumi.Output.concat(secrets_prelude(names), create)
         stdin = pulumi.Output.secret("".join(f"{secrets[n]}\n" for n in names))
+    # No script reads its previous output, and a check's or benchmark's output can be large
+    # enough to overflow the environment (E2BIG) when handed back on a re-run.
+    quiet = {"add_previous_output_in_env": False}
     if node.local_engine:
         return command.local.Command(
-            name, create=create, stdin=stdin, triggers=triggers, interpreter=["/bin/sh", "-c"], opts=opts
+            name, create=create, stdin=stdin, triggers=triggers, interpreter=["/bin/sh", "-c"], opts=opts, **quiet
         )
     connection = command.remote.ConnectionArgs(
         host=node.ip,
@@ -41,4 +44,6 @@ def node_command(
         host_key=node.host_key,
         private_key=pulumi.Output.secret(ssh_private_key) if ssh_private_key else None,
     )
-    return command.remote.Command(name, connection=connection, create=create, stdin=stdin, triggers=triggers, opts=opts)
+    return command.remote.Command(
+        name, connection=connection, create=create, stdin=stdin, triggers=triggers, opts=opts, **quiet
+    )

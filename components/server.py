@@ -35,7 +35,17 @@ class VllmServer(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
         # Seven hundred gigabytes of weights depend on this image: never delete it from the host
         # just because the stack moved on to another tag.
-        self._image = docker.RemoteImage(f"{name}-image", name=node.image, keep_locally=True, opts=on_host)
+        self._image = docker.RemoteImage(
+            f"{name}-image",
+            name=node.image,
+            keep_locally=True,
+            opts=pulumi.ResourceOptions.merge(
+                on_host,
+                pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(create=f"{node.image_pull_timeout_minutes}m")
+                ),
+            ),
+        )
         envs = pulumi.Output.from_input(nic).apply(lambda nic_name: container_env(node, nic_name))
         labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in node.labels]
         if checked_driver is not None:
@@ -53,6 +63,7 @@ class VllmServer(pulumi.ComponentResource):
             privileged=node.privileged,
             restart=node.restart,
             must_run=True,
+            destroy_grace_seconds=node.stop_grace_seconds,
             labels=labels,
             opts=pulumi.ResourceOptions.merge(
                 on_host,

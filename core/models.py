@@ -47,11 +47,14 @@ class Node(_Section):
     host_key: str | None = None
     container_name: str = "vllm-ascend"
     host_root: str = "/"
+    # The node's name before a rename: its resources keep their state instead of a second
+    # container being created beside the one holding the NPUs.
+    renamed_from: str | None = None
 
-    @field_validator("name")
+    @field_validator("name", "renamed_from")
     @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
             raise ValueError(
                 f"'{v}' is not a valid node name; use 1-40 lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit"
@@ -114,6 +117,9 @@ class Image(_Section):
     tag: str = "v0.18.0"
     # A full reference (tag or digest) replaces registry/repository/tag and the profile suffix.
     ref: str | None = None
+    # vllm-ascend images are 10-20 GB; through a mirror at ~2 MB/s that takes up to three hours,
+    # far beyond the Docker provider's 20-minute default.
+    pull_timeout_minutes: int = Field(default=180, ge=1)
 
     @field_validator("registry", "repository", "tag", "ref")
     @classmethod
@@ -235,6 +241,9 @@ class Container(_Section):
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
     # Some hosts refuse --shm-size without it; it hands the container the whole host.
     privileged: bool = False
+    # Time vllm gets after SIGTERM to free the NPUs and HCCL ports before it is killed, when the
+    # container is replaced or destroyed.
+    stop_grace_seconds: int = Field(default=60, ge=0)
 
     @field_validator("shm_size")
     @classmethod

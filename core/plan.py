@@ -11,6 +11,7 @@ import json
 import shlex
 from dataclasses import dataclass, replace
 from typing import Literal
+from urllib.parse import urlsplit
 
 from .config import (
     MODEL_FLAGS,
@@ -76,12 +77,18 @@ class NodePlan:
     docker_host: str
     # Where the node's NPU devices and driver files are found ("/" on real hardware).
     host_root: str
-    ssh_opts: tuple[str, ...]
+    # The options of the deploying machine's `ssh` for an ssh:// Docker host.
+    docker_ssh_opts: tuple[str, ...]
+    # This node's line of the stack's known_hosts file (None: its Docker host is not pinned).
+    known_hosts_line: str | None
     ssh_user: str
     ssh_port: int
     host_key: str | None
     container_name: str
+    # The node's former name, whose resources it takes over (nodes[i].renamedFrom).
+    renamed_from: str | None
     image: str
+    image_pull_timeout_minutes: int
     devices: tuple[Device, ...]
     mounts: tuple[Mount, ...]
     env: tuple[tuple[str, str], ...]
@@ -93,6 +100,7 @@ class NodePlan:
     shm_bytes: int
     restart: str
     privileged: bool
+    stop_grace_seconds: int
     labels: tuple[tuple[str, str], ...]
 
     @property
@@ -144,6 +152,18 @@ class ClusterPlan:
     # Changes whenever anything the data-parallel group shares changes: every node is then
     # replaced together, because vllm cannot re-admit a single restarted rank.
     group_fingerprint: str
+
+    @property
+    def known_hosts_file(self) -> str:
+        """Where the deploying machine keeps the stack's pinned host keys for the Docker
+        channel. `~` (which ssh expands itself) keeps the provider's options the same on
+        every machine that deploys the stack."""
+        return known_hosts_file(self.stack)
+
+    @property
+    def known_hosts(self) -> str:
+        """The known_hosts file's content: one line per node with a hostKey and an ssh:// Docker host."""
+        return "".join(f"{n.known_hosts_line}\n" for n in self.nodes if n.known_hosts_line)
 
     @property
     def head(self) -> NodePlan:
@@ -229,6 +249,33 @@ def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ..
     return tuple({**network, **tuned, **modelscope, **secrets}.items())
 
 
+def known_hosts_file(stack: str) -> str:
+    return f"~/.ssh/{PROJECT}-{stack}.known_hosts"
+
+
+def known_hosts_line(docker_host: str, host_key: str | None) -> str | None:
+    url = urlsplit(docker_host)
+    if url.scheme != "ssh" or not host_key:
+        return None
+    host = url.hostname if url.port in (None, 22) else f"[{url.hostname}]:{url.port}"
+    return f"{host} {host_key}"
+
+
+def docker_ssh_opts(docker_host: str, pinned: bool, stack: str, site_opts: list[str]) -> tuple[str, ...]:
+    """Non-interactive SSH for the Docker provider, pinned to the node's hostKey when it has one.
+
+    ssh keeps the first value it reads for an option, so these come before the site's sshOpts:
+    those can add options (a jump host, an identity file) but not loosen the host key check.
+    """
+    if not docker_host.startswith("ssh://"):
+        return tuple(site_opts)
+    # Keepalives carry the long silent image pulls through NAT and firewall idle timeouts.
+    opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ServerAliveInterval=30"]
+    if pinned:
+        opts += ["-o", f"UserKnownHostsFile={known_hosts_file(stack)}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    return tuple(opts + site_opts)
+
+
 def under_root(root: str, path: str) -> str:
     """A host path below a node's hostRoot."""
     return path if root == "/" else root.rstrip("/") + path
@@ -249,6 +296,8 @@ def _fingerprint(nodes: list[NodePlan]) -> str:
     # same on every node, so changing one changes every node's env and replaces them all anyway.
     shared = [
         {
+            # The name is a container label: renaming one node restarts its rank, so the group too.
+            "name": n.name,
             "image": n.image,
             "argv": n.argv,
             "env": [(k, "<secret>" if k in n.secret_env else v) for k, v in n.env],
@@ -275,6 +324,8 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         role: Role = "single" if count == 1 else ("head" if index == 0 else "headless")
         start = index * dp_local
         env = node_env(cfg, node.ip, node.nic)
+        docker_host = cfg.docker_url(node)
+        pin = known_hosts_line(docker_host, node.host_key)
         unlabelled.append(
             NodePlan(
                 index=index,
@@ -282,14 +333,17 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 role=role,
                 ip=node.ip,
                 nic=node.nic,
-                docker_host=cfg.docker_url(node),
+                docker_host=docker_host,
                 host_root=node.host_root,
-                ssh_opts=tuple(node.ssh_opts),
+                docker_ssh_opts=docker_ssh_opts(docker_host, pin is not None, stack, node.ssh_opts),
+                known_hosts_line=pin,
                 ssh_user=cfg.ssh.user,
                 ssh_port=cfg.ssh.port,
                 host_key=node.host_key,
                 container_name=node.container_name,
+                renamed_from=node.renamed_from,
                 image=image,
+                image_pull_timeout_minutes=cfg.image.pull_timeout_minutes,
                 devices=node_devices(profile, node.host_root),
                 mounts=node_mounts(cfg, node.host_root),
                 env=env,
@@ -300,6 +354,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 shm_bytes=cfg.container.shm_bytes,
                 restart=cfg.container.restart,
                 privileged=cfg.container.privileged,
+                stop_grace_seconds=cfg.container.stop_grace_seconds,
                 labels=(),
             )
         )

@@ -87,7 +87,7 @@ def node_problems(cfg: ClusterConfig, invalid: frozenset[str] = frozenset()) -> 
                 problems.append(f"nodes[{i}].{key}: '{shown}' is also nodes[{j}].{key}; {what} must be unique")
         if "ip" not in bad:
             problems += _address_problems(i, node.ip, docker, valid_ips[0])
-    return problems
+    return problems + _rename_problems(cfg, invalid)
 
 
 def _address_problems(
@@ -108,6 +108,30 @@ def _address_problems(
             f"nodes[{i}].ip: {ip} is IPv{address.version} but nodes[{first}].ip is "
             f"IPv{first_address.version}; a DP group uses one address family"
         )
+    return problems
+
+
+def _rename_problems(cfg: ClusterConfig, invalid: frozenset[str]) -> list[str]:
+    """A former name hands its resources to exactly one node, and no node still has it."""
+    problems = []
+    names = {n.name: i for i, n in enumerate(cfg.nodes) if f"nodes[{i}].name" not in invalid}
+    claimed: dict[str, int] = {}
+    for i, node in enumerate(cfg.nodes):
+        old = node.renamed_from
+        if old is None or f"nodes[{i}].renamedFrom" in invalid:
+            continue
+        j = names.get(old, claimed.get(old))
+        if j == i:
+            problems.append(f"nodes[{i}].renamedFrom: '{old}' is the node's own name; remove renamedFrom")
+        elif old in names:
+            problems.append(
+                f"nodes[{i}].renamedFrom: '{old}' is nodes[{j}].name; only a name no node has any more can be taken over"
+            )
+        elif j is not None:
+            problems.append(
+                f"nodes[{i}].renamedFrom: '{old}' is also nodes[{j}].renamedFrom; one former node becomes one node"
+            )
+        claimed.setdefault(old, i)
     return problems
 
 

@@ -191,20 +191,37 @@ class _Step:
     def __init__(self, engine: EngineDouble, run: Run, runner: Runner, preview: bool):
         self.engine, self.run, self.runner, self.preview = engine, run, runner, preview
         self.seen: set[str] = set()  # URNs the program declared, aliases included
+        # Per URN declared this run: its name and every former name (its own and inherited).
+        self.names: dict[str, tuple[str, list[str]]] = {}
         self.replaced: list[Saved] = []  # old resources of create-before-delete replacements
 
     def __call__(self, resource: Resource, inputs: dict) -> tuple[str, dict]:
-        if not resource.custom:
-            return "", {}
         with self.engine._lock:
-            return self._register(resource, inputs)
+            aliases = self._aliases(resource)
+            if not resource.custom:
+                return "", {}
+            return self._register(resource, inputs, aliases)
 
-    def _previous(self, resource: Resource) -> Saved | None:
+    def _aliases(self, resource: Resource) -> list[str]:
+        """The URNs the resource had before: its own `aliases`, and those it inherits from a
+        renamed parent when its name starts with the parent's (the parent's prefix swapped for
+        the parent's former name), as the engine derives them."""
+        former = [urn.rsplit("::", 1)[1] for urn in resource.aliases]
+        urns = list(resource.aliases)
+        parent_name, parent_former = self.names.get(resource.parent, ("", []))
+        if parent_name and resource.name.startswith(parent_name):
+            inherited = [old + resource.name[len(parent_name) :] for old in parent_former]
+            former += inherited
+            urns += [resource.urn.rsplit("::", 1)[0] + "::" + name for name in inherited]
+        self.names[resource.urn] = (resource.name, former)
+        return urns
+
+    def _previous(self, resource: Resource, aliases: list[str]) -> Saved | None:
         """The resource's saved state, under its URN or, once renamed, under an alias."""
         state = self.engine.state
         if resource.urn in state:
             return state[resource.urn]
-        alias = next((urn for urn in resource.aliases if urn in state), None)
+        alias = next((urn for urn in aliases if urn in state), None)
         if alias is None:
             return None
         self.seen.add(alias)
@@ -213,10 +230,10 @@ class _Step:
         state[resource.urn] = dataclasses.replace(state.pop(alias), urn=resource.urn)
         return state[resource.urn]
 
-    def _register(self, resource: Resource, inputs: dict) -> tuple[str, dict]:
+    def _register(self, resource: Resource, inputs: dict, aliases: list[str]) -> tuple[str, dict]:
         state = self.engine.state
         self.seen.add(resource.urn)
-        old = self._previous(resource)
+        old = self._previous(resource, aliases)
         new_inputs = dict(resource.inputs)
         if old is not None:
             new_inputs.update({k: old.inputs[k] for k in resource.ignore_changes if k in old.inputs})

@@ -7,13 +7,18 @@ would on a first `pulumi up`. `engine_double` plugs in saved state across runs."
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
+import os
 import runpy
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
@@ -27,6 +32,10 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
+# The program writes the stack's known_hosts file below ~ (components/host.py); under test ~ is
+# this directory, never the developer's home.
+HOME = Path(tempfile.mkdtemp(prefix=f"{PROJECT}-home-"))
+atexit.register(shutil.rmtree, HOME, ignore_errors=True)
 
 
 @dataclass
@@ -204,13 +213,16 @@ def run_program(
     Commands on the nodes answer as healthy hosts would, except those named in `host_outputs`;
     `respond` replaces that answer for every resource.
     """
+    respond = respond or first_up(healthy_hosts(config, host_outputs))
     deployment = Deployment()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    home = mock.patch.dict(os.environ, {"HOME": str(HOME)})
+    home.start()
     try:
         settings.reset_options()
         mocks = _Mocks()
-        monitor = _RecordingMonitor(mocks, deployment, respond or first_up(healthy_hosts(config, host_outputs)))
+        monitor = _RecordingMonitor(mocks, deployment, respond)
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
         values = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
         values.update(other_config or {})
@@ -234,6 +246,7 @@ def run_program(
             if loop.run_until_complete(output.is_secret()):
                 deployment.secret_outputs.add(name)
     finally:
+        home.stop()
         settings.reset_options()
         loop.close()
         asyncio.set_event_loop(None)

@@ -46,7 +46,7 @@ def test_unknown_nested_key_names_its_path():
     raw["serve"] = {"maxModelLength": 35000}
     assert problems(raw) == [
         "nodes[1].nicName: unknown key; did you mean 'nic'? known keys here: name, ip, nic, dockerHost, "
-        "sshOpts, hostKey, containerName, hostRoot",
+        "sshOpts, hostKey, containerName, hostRoot, renamedFrom",
         "serve.maxModelLength: unknown key; did you mean 'maxModelLen'? known keys here: host, port, "
         "dataParallelSize, tensorParallelSize, dataParallelRpcPort, quantization, seed, enableExpertParallel, "
         "asyncScheduling, maxNumSeqs, maxModelLen, maxNumBatchedTokens, trustRemoteCode, gpuMemoryUtilization, "

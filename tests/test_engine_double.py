@@ -278,6 +278,24 @@ def test_an_alias_carries_the_old_state_to_the_new_name():
     assert [(urn.rsplit("::", 1)[1], saved.name) for urn, saved in engine.state.items()] == [("b", "b")]
 
 
+def test_children_named_after_a_renamed_component_inherit_its_alias():
+    class Box(pulumi.ComponentResource):
+        def __init__(self, name, opts=None):
+            super().__init__("test:index:Box", name, None, opts)
+            command.local.Command(f"{name}-inside", create="true", opts=pulumi.ResourceOptions(parent=self))
+            command.local.Command("elsewhere", create="true", opts=pulumi.ResourceOptions(parent=self))
+
+    def declare(settings):
+        aliases = [pulumi.Alias(name=settings["old"])] if settings.get("old") else None
+        Box(settings.get("name", "a"), opts=pulumi.ResourceOptions(aliases=aliases))
+
+    engine, settings = engine_for(declare, Host())
+    engine.up({})
+    settings.update(name="b", old="a")
+    assert engine.up({}).steps == []
+    assert sorted(saved.name for saved in engine.state.values()) == ["b-inside", "elsewhere"]
+
+
 # --- preview ---------------------------------------------------------------------------------
 
 
