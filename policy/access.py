@@ -14,6 +14,7 @@ from pulumi_policy import (
 )
 
 from core.config import SECRET_ENV, to_snake
+from core.vllm_args import ArgError, load_table, normalise, resolve
 from props import ContainerView, is_unknown, on_container, stack_views
 
 _ALL_INTERFACES = {"0.0.0.0", "::", "[::]", ""}
@@ -51,40 +52,53 @@ OPEN_API = StackValidationPolicy(
 # The flag of each secret the program passes as an environment variable (--api-key for apiKey):
 # vllm reads each of those variables like its flag.
 _SECRET_FLAGS = {"--" + to_snake(key).replace("_", "-"): key for key in SECRET_ENV}
-# A flag whose name has one of these words carries a credential (--api-key, --hf-token), unlike
-# --max-num-batched-tokens or --ssl-keyfile (a path).
+# A text flag whose name has one of these words carries a credential (--api-key, --hf-token),
+# unlike --ssl-keyfile (a path) or --long-prefill-token-threshold (a number).
 _CREDENTIAL_WORDS = {"key", "token", "secret", "password", "passwd", "credential", "credentials"}
+_TEXT_KINDS = {"str", "json-or-str"}
 # Values that are credentials whatever the flag: Hugging Face and OpenAI-style tokens.
 _CREDENTIAL_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|sk-[A-Za-z0-9_-]{20,})")
 
 
-def _carries_credential(flag: str, value: str) -> bool:
-    words = set(flag.lstrip("-").lower().split("-"))
-    return bool(words & _CREDENTIAL_WORDS) or bool(_CREDENTIAL_VALUE.search(value))
+def _vllm_flag(flag: str) -> tuple[str, str | None]:
+    """The flag's full name and value kind as vllm reads it (a unique prefix or an underscore
+    spelling names the same flag); the flag as given and no kind when vllm does not know it."""
+    try:
+        option = resolve(normalise(flag), load_table())
+    except ArgError:
+        option = None
+    return (option.flag.name, option.flag.kind) if option else (flag, None)
+
+
+def _carries_credential(name: str, kind: str | None, value: str) -> bool:
+    named = bool(set(name.lstrip("-").lower().split("-")) & _CREDENTIAL_WORDS) and kind in (None, *_TEXT_KINDS)
+    return named or bool(_CREDENTIAL_VALUE.search(value))
+
+
+def _fix(name: str) -> str:
+    key = _SECRET_FLAGS.get(name)
+    if key:
+        return (
+            f"remove it and set `pulumi config set --secret {key} <value>`: the container gets it as "
+            f"{SECRET_ENV[key]}, which vllm reads like {name}"
+        )
+    return (
+        "remove it from serve.extraArgs and hand the value over in a secret environment variable "
+        "(`pulumi config set --secret --path env.extra.<NAME> <value>`) that vllm reads instead"
+    )
 
 
 def check_secret_flags(view: ContainerView, report: Callable[[str], None]) -> None:
     if not view.argv:
         return
     for flag, value in view.argv.pairs:
-        if not value or not _carries_credential(flag, value):
-            continue
-        shown = flag or "an argument"
-        key = _SECRET_FLAGS.get(flag)
-        if key:
-            fix = (
-                f"remove it and set `pulumi config set --secret {key} <value>`: the container gets it as "
-                f"{SECRET_ENV[key]}, which vllm reads like {flag}"
+        name, kind = _vllm_flag(flag) if flag else ("", None)
+        if value and _carries_credential(name, kind, value):
+            report(
+                f"node {view.node}: {flag or 'an argument'} passes a credential on the vllm serve command "
+                "line, where `docker inspect`, `ps` on the node and the Pulumi state show it in plain "
+                f"text; {_fix(name)}"
             )
-        else:
-            fix = (
-                "remove it from serve.extraArgs and hand the value over in a secret environment variable "
-                "(`pulumi config set --secret --path env.extra.<NAME> <value>`) that vllm reads instead"
-            )
-        report(
-            f"node {view.node}: {shown} passes a credential on the vllm serve command line, where "
-            f"`docker inspect`, `ps` on the node and the Pulumi state show it in plain text; {fix}"
-        )
 
 
 SECRET_FLAGS = ResourceValidationPolicy(

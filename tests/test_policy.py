@@ -628,6 +628,16 @@ VIOLATIONS = [
         "apiKey <value>`: the container gets it as VLLM_API_KEY, which vllm reads like --api-key",
     ),
     (
+        "api-key-prefix",
+        "a3",
+        "a3-0-vllm",
+        set_flag("--api_k", "hunter2"),
+        "vllm-no-secrets-on-command-line",
+        "node a3-0: --api_k passes a credential on the vllm serve command line, where `docker inspect`, `ps` "
+        "on the node and the Pulumi state show it in plain text; remove it and set `pulumi config set --secret "
+        "apiKey <value>`: the container gets it as VLLM_API_KEY, which vllm reads like --api-key",
+    ),
+    (
         "hf-token-flag",
         "a3",
         "a3-0-vllm",
@@ -911,6 +921,13 @@ NEAR_MISSES = [
             set_flag("--ssl-keyfile", "/certs/key.pem"),
             set_flag("--tokenizer", "deepseek-ai/DeepSeek-R1"),
         ),
+        "vllm-no-secrets-on-command-line",
+    ),
+    (
+        "token-thresholds",
+        "a3",
+        "a3-0-vllm",
+        both(set_flag("--long-prefill-token-threshold", "2048"), set_flag("--dbo-decode-token-threshold", "32")),
         "vllm-no-secrets-on-command-line",
     ),
     (
