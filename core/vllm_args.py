@@ -16,7 +16,7 @@ import argparse
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 TABLE_FILE = Path(__file__).with_name("vllm_flags_0_18_0.json")
@@ -54,7 +54,7 @@ class Table:
     version: str
     flags: tuple[Flag, ...]
 
-    @property
+    @cached_property
     def options(self) -> dict[str, Flag]:
         """Every option string argparse knows, the --no- forms included."""
         return {option: flag for flag in self.flags for option in option_strings(flag)}
@@ -261,7 +261,7 @@ def _size(text: str) -> int:
 
 
 def _size_or_auto(text: str) -> int:
-    return -1 if text.strip() in ("-1",) or text.strip().lower() == "auto" else _size(text)
+    return -1 if text.strip() == "-1" or text.strip().lower() == "auto" else _size(text)
 
 
 def _json_object(text: str) -> dict:

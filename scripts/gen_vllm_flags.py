@@ -266,7 +266,8 @@ def main() -> None:
         "vllm": version,
         "parser": "vllm serve (vllm.entrypoints.cli.serve.ServeSubcommand)",
         "regenerate": f"python scripts/gen_vllm_flags.py vllm-{version}.tar.gz "
-        f"(from: pip download vllm=={version} --no-deps --no-binary :all:)",
+        f"(from: pip download vllm=={version} --no-deps --no-binary :all:; or the unpacked tree that "
+        "pip leaves under TMPDIR with --no-build-isolation --no-clean when it cannot build the sdist)",
         "flags": table,
     }
     # One flag per line: a version bump then reads as a diff of flags.
