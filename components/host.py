@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 import pulumi
@@ -37,6 +38,12 @@ class AscendHost(pulumi.ComponentResource):
         self.register_outputs({"dockerHost": node.docker_host})
 
 
+def ssh_home() -> Path:
+    """The directory ssh means by `~`: the user's entry in the password database, which is not
+    always $HOME (under `sudo` without -H they differ)."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
 def write_known_hosts(plan: ClusterPlan) -> None:
     """Write the stack's pinned host keys where the Docker provider's `ssh` reads them.
 
@@ -45,7 +52,7 @@ def write_known_hosts(plan: ClusterPlan) -> None:
     """
     if not plan.known_hosts:
         return
-    path = Path(os.path.expanduser(plan.known_hosts_file))
+    path = ssh_home() / plan.known_hosts_file.removeprefix("~/")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(plan.known_hosts)
     path.chmod(0o600)

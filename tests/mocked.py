@@ -10,7 +10,6 @@ import asyncio
 import atexit
 import hashlib
 import json
-import os
 import runpy
 import shutil
 import tempfile
@@ -34,8 +33,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
 # The program writes the stack's known_hosts file below ~ (components/host.py); under test ~ is
 # this directory, never the developer's home.
-HOME = Path(tempfile.mkdtemp(prefix=f"{PROJECT}-home-"))
-atexit.register(shutil.rmtree, HOME, ignore_errors=True)
+SSH_HOME = Path(tempfile.mkdtemp(prefix=f"{PROJECT}-home-"))
+atexit.register(shutil.rmtree, SSH_HOME, ignore_errors=True)
 
 
 @dataclass
@@ -217,7 +216,7 @@ def run_program(
     deployment = Deployment()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    home = mock.patch.dict(os.environ, {"HOME": str(HOME)})
+    home = mock.patch("components.host.ssh_home", return_value=SSH_HOME)
     home.start()
     try:
         settings.reset_options()
