@@ -41,17 +41,28 @@ class Observability(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         for c in obs.containers:
-            _container(c, hosts[c.node], self, after=[data] if c.role == "prometheus" else None)
+            former = find_node(plan, c.node).renamed_from
+            _container(c, hosts[c.node], self, former, after=[data] if c.role == "prometheus" else None)
         self.register_outputs({"prometheusUrl": obs.prometheus_url, "grafanaUrl": obs.grafana_url})
 
 
 def _container(
-    c: ObsContainer, host: AscendHost, parent: pulumi.Resource, after: list[pulumi.Resource] | None
+    c: ObsContainer,
+    host: AscendHost,
+    parent: pulumi.Resource,
+    former_node: str | None,
+    after: list[pulumi.Resource] | None,
 ) -> docker.Container:
     on_host = pulumi.ResourceOptions(parent=parent, provider=host.provider)
     # One resource per node and role; the container names may repeat on different hosts.
     resource = f"{c.node}-{c.role}"
-    image = docker.RemoteImage(f"{resource}-image", name=c.image, keep_locally=True, opts=on_host)
+
+    def renamed(suffix: str = "") -> pulumi.ResourceOptions:
+        # A renamed node's containers keep their state, as its vllm container does.
+        former = [pulumi.Alias(name=f"{former_node}-{c.role}{suffix}")] if former_node else None
+        return pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(aliases=former))
+
+    image = docker.RemoteImage(f"{resource}-image", name=c.image, keep_locally=True, opts=renamed("-image"))
     envs = [f"{k}={v}" for k, v in c.env]
     return docker.Container(
         resource,
@@ -69,5 +80,9 @@ def _container(
         restart="unless-stopped",
         must_run=True,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in c.labels],
-        opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=after)),
+        opts=pulumi.ResourceOptions.merge(
+            renamed(),
+            # Its name and host ports stay taken until the old container is gone.
+            pulumi.ResourceOptions(depends_on=after, delete_before_replace=True),
+        ),
     )

@@ -344,3 +344,17 @@ def test_one_serve_flag_replaces_every_container_old_one_first(a2):
     for container in ("a2-0-vllm", "a2-1-vllm"):
         steps = [op for op, name in run.steps if name == container]
         assert steps == ["delete-replaced", "create-replacement"]
+
+
+def test_a_changed_observability_setting_replaces_prometheus_old_one_first():
+    local = stack_settings("local")
+    engine = EngineDouble(stack="local")
+    engine.up(local)
+    changed = copy.deepcopy(local)
+    changed["observability"]["prometheus"]["scrapeIntervalSeconds"] = 2
+    run = engine.up(changed)
+    assert [s for s in run.steps if s[1] == "sim-0-prometheus"] == [
+        ("delete-replaced", "sim-0-prometheus"),
+        ("create-replacement", "sim-0-prometheus"),
+    ]
+    assert not [name for _, name in run.steps if name.endswith("-vllm")]

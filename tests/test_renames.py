@@ -22,7 +22,8 @@ def renamed(a2: dict, **node_1) -> dict:
 
 
 def most_containers_at_once(run, hosts: dict[str, str]) -> dict[str, int]:
-    """Per Docker host, the most containers of the stack that existed at any one time during `run`."""
+    """Per Docker host (or container name), the most containers of the stack that existed at any
+    one time during `run`; `hosts` maps container resources to it."""
     live = {host: 1 for host in set(hosts.values())}
     most = dict(live)
     for op, name in run.steps:
@@ -64,6 +65,24 @@ def test_without_renamed_from_the_engine_would_start_a_second_container_first(a2
     engine.up(a2)
     run = engine.up(renamed(a2, name="b-1"))
     assert most_containers_at_once(run, CONTAINERS)["192.0.2.12"] == 2
+
+
+def test_a_renamed_node_keeps_its_observability_containers_too():
+    local = stack_settings("local")
+    engine = EngineDouble(stack="local")
+    assert engine.up(local).error is None
+    renamed_local = copy.deepcopy(local)
+    renamed_local["nodes"][0].update(name="sim-a", renamedFrom="sim-0")
+    run = engine.up(renamed_local)
+    assert run.error is None
+    by_name = {
+        "sim-0-vllm": "vllm-sim-0",
+        "sim-a-vllm": "vllm-sim-0",
+        "sim-0-prometheus": "local-prometheus",
+        "sim-a-prometheus": "local-prometheus",
+    }
+    assert most_containers_at_once(run, by_name) == {"vllm-sim-0": 1, "local-prometheus": 1}
+    assert not {name for _, name in run.steps} & {"sim-0-prometheus-image", "sim-a-prometheus-image"}
 
 
 @pytest.mark.parametrize(
