@@ -55,6 +55,13 @@ class VllmServer(pulumi.ComponentResource):
             name=node.container_name,
             image=self._image.image_id,
             command=list(node.argv),
+            # The group supervisor runs the command (core/supervision.py); none without supervision.
+            entrypoints=list(node.entrypoint) or None,
+            uploads=[
+                docker.ContainerUploadArgs(file=u.path, content=u.content, executable=u.executable)
+                for u in node.uploads
+            ]
+            or None,
             envs=pulumi.Output.secret(envs) if node.secret_env else envs,
             devices=host.devices,
             volumes=host.volumes,

@@ -321,6 +321,26 @@ class Weights(_Section):
     stage: bool = False
 
 
+class Supervision(_Section):
+    """The supervisor in front of every node's vllm: restarts the data-parallel group as a whole."""
+
+    enabled: bool = True
+    # Prometheus text and the group state, on each node's address (host network, no API key).
+    metrics_port: int = Field(default=9401, ge=1, le=65535)
+    # Part of the group fingerprint: raising it replaces every node's container on `pulumi up`.
+    group_epoch: int = Field(default=0, ge=0)
+    # Never judged by health while a generation starts: loading ~700 GB of W8A8 weights and
+    # capturing graphs takes many minutes (vllm-ascend's DeepSeek CI allows 1800 s).
+    start_grace_seconds: int = Field(default=3600, ge=1)
+    unhealthy_seconds: int = Field(default=60, ge=1)
+    backoff_seconds: int = Field(default=10, ge=0)
+    max_backoff_seconds: int = Field(default=600, ge=0)
+    max_restarts: int = Field(default=5, ge=1)
+    stop_timeout_seconds: int = Field(default=30, ge=1)
+    barrier_timeout_seconds: int = Field(default=120, ge=1)
+    poll_seconds: float = Field(default=2, gt=0)
+
+
 class ClusterConfig(_Section):
     profile: Literal["atlas-800-a3", "atlas-800-a2"]
     nodes: list[Node] = Field(min_length=1)
@@ -336,6 +356,7 @@ class ClusterConfig(_Section):
     accuracy: Accuracy = Accuracy()
     weights: Weights = Weights()
     observability: Observability = Observability()
+    supervision: Supervision = Supervision()
     api_key: str | None = None
     modelscope_token: str | None = None
     hf_token: str | None = None

@@ -27,6 +27,7 @@ from .config import (
     Verify,
     to_snake,
 )
+from .supervision import SUPERVISOR_PATH, Upload, supervisor_uploads
 
 Role = Literal["single", "head", "headless"]
 
@@ -95,6 +96,11 @@ class NodePlan:
     # Names of env entries whose values come from Pulumi secrets.
     secret_env: frozenset[str]
     argv: tuple[str, ...]
+    # The group supervisor in front of `argv` (supervision.enabled), and the files it needs.
+    entrypoint: tuple[str, ...]
+    uploads: tuple[Upload, ...]
+    # Where its /metrics and /state answer on the node's address; None without supervision.
+    supervisor_port: int | None
     dp_start_rank: int
     dp_local: int
     shm_bytes: int
@@ -131,6 +137,11 @@ class NodePlan:
     @property
     def command_line(self) -> str:
         return shlex.join(self.argv)
+
+    @property
+    def supervisor_url(self) -> str | None:
+        """The supervisor's base URL (`/metrics`, `/state`), reachable from every node."""
+        return None if self.supervisor_port is None else f"http://{_url_host(self.ip)}:{self.supervisor_port}"
 
 
 @dataclass(frozen=True)
@@ -300,6 +311,9 @@ def _fingerprint(nodes: list[NodePlan]) -> str:
             "name": n.name,
             "image": n.image,
             "argv": n.argv,
+            "entrypoint": n.entrypoint,
+            # Holds supervision.groupEpoch: raising it replaces the whole group.
+            "uploads": [(u.path, hashlib.sha256(u.content.encode()).hexdigest(), u.executable) for u in n.uploads],
             "env": [(k, "<secret>" if k in n.secret_env else v) for k, v in n.env],
             "devices": [(d.host_path, d.container_path) for d in n.devices],
             "mounts": [(m.host_path, m.container_path, m.read_only) for m in n.mounts],
@@ -349,6 +363,9 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 env=env,
                 secret_env=cfg.secret_env_names & {k for k, _ in env},
                 argv=serve_argv(cfg, role, start, dp_local),
+                entrypoint=(SUPERVISOR_PATH,) if cfg.supervision.enabled else (),
+                uploads=supervisor_uploads(cfg, index),
+                supervisor_port=cfg.supervision.metrics_port if cfg.supervision.enabled else None,
                 dp_start_rank=start,
                 dp_local=dp_local,
                 shm_bytes=cfg.container.shm_bytes,

@@ -28,10 +28,18 @@ def _size(num_bytes: int) -> str:
     return str(num_bytes)
 
 
+# Ends the here-documents that carry the files placed into the container.
+_EOF = "DEEPSEEK_R1_ASCEND_FILE"
+
+
 def docker_run_argv(node: NodePlan) -> list[str]:
-    """`docker run` for one node, with env passed by name so values stay in the exports above it."""
-    argv = ["docker", "run", "-d", "--name", node.container_name, "--net=host", f"--shm-size={_size(node.shm_bytes)}"]
+    """`docker run` for one node, with env passed by name so values stay in the exports above it;
+    `docker create` when files must be placed into the container before it starts."""
+    start = ["create"] if node.uploads else ["run", "-d"]
+    argv = ["docker", *start, "--name", node.container_name, "--net=host", f"--shm-size={_size(node.shm_bytes)}"]
     argv += ["--restart", node.restart]
+    if node.entrypoint:
+        argv += ["--entrypoint", shlex.join(node.entrypoint)]
     if node.privileged:
         argv.append("--privileged")
     for device in node.devices:
@@ -85,6 +93,16 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
             lines.append(f"export {name}={shlex.quote(value)}")
     image_and_command = {node.image, node.argv[0]}
     lines.append(_continued(docker_run_argv(node), lambda a: a.startswith("-") or a in image_and_command))
+    if node.uploads:
+        lines.append("files=$(mktemp -d)")
+    for upload in node.uploads:
+        lines.append(f'mkdir -p "$files"{shlex.quote(upload.path.rsplit("/", 1)[0])}')
+        lines.append(f"cat > \"$files\"{shlex.quote(upload.path)} <<'{_EOF}'\n{upload.content.rstrip()}\n{_EOF}")
+        if upload.executable:
+            lines.append(f'chmod 0755 "$files"{shlex.quote(upload.path)}')
+    if node.uploads:
+        name = shlex.quote(node.container_name)
+        lines += [f'docker cp "$files/." {name}:/', 'rm -rf "$files"', f"docker start {name}"]
     return "\n".join(lines) + "\n"
 
 

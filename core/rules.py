@@ -51,6 +51,12 @@ def topology_problems(cfg: ClusterConfig) -> list[str]:
             f"serve.dataParallelRpcPort: {serve.data_parallel_rpc_port} is also serve.port; "
             "the API and the data-parallel RPC need distinct ports"
         )
+    port = cfg.supervision.metrics_port
+    if cfg.supervision.enabled and port in (serve.port, serve.data_parallel_rpc_port):
+        taken = "serve.port" if port == serve.port else "serve.dataParallelRpcPort"
+        problems.append(
+            f"supervision.metricsPort: {port} is also {taken}; the supervisor needs a port of its own on every node"
+        )
     return problems
 
 

@@ -21,7 +21,7 @@ def script_parts(script):
         if line.startswith("export "):
             name, value = line[len("export ") :].split("=", 1)
             exports[name] = shlex.split(value)[0]
-        elif line.startswith("docker run"):
+        elif line.startswith(("docker run", "docker create")):
             command = shlex.split(line)
     image_at = next(i for i, arg in enumerate(command) if arg.startswith("m.daocloud.io/"))
     return exports, command[:image_at], command[image_at], command[image_at + 1 :]
@@ -120,7 +120,7 @@ def test_auto_nic_is_discovered_by_the_script(tmp_path):
         "    - {name: a3-0, ip: 127.0.0.1, nic: auto, dockerHost: 'unix:///var/run/docker.sock'}\n"
     )
     script = render("auto", "--project-dir", str(tmp_path)).stdout
-    exports = script.split("docker run")[0]
+    exports = script.split("docker create")[0]
     # Run the discovery and exports on this machine: loopback holds 127.0.0.1.
     result = subprocess.run(
         ["sh", "-c", exports + "echo $GLOO_SOCKET_IFNAME $TP_SOCKET_IFNAME $HCCL_SOCKET_IFNAME"],

@@ -1,0 +1,202 @@
+"""The group supervisor's decisions: given what a node observes, what it does (no processes)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from core.config import load_config
+from core.plan import plan_cluster
+from core.supervision import SUPERVISOR_PATH
+from supervision.supervisor import (
+    Observation,
+    Peer,
+    Restart,
+    Settings,
+    State,
+    backoff,
+    barrier_open,
+    begin_restart,
+    decide,
+    metrics_text,
+    on_start,
+)
+
+SETTINGS = Settings(
+    node="a2-1",
+    bind="192.0.2.12",
+    port=9401,
+    peers={"a2-0": "http://192.0.2.11:9401"},
+    head_url="http://192.0.2.11:8000",
+    group_epoch=0,
+    start_grace_seconds=3600,
+    unhealthy_seconds=60,
+    backoff_seconds=10,
+    max_backoff_seconds=600,
+    max_restarts=5,
+    stop_timeout_seconds=30,
+    barrier_timeout_seconds=120,
+    poll_seconds=2,
+    state_file="/opt/deepseek-r1-ascend/state.json",
+)
+SERVING = State(gen=3, phase="serving", started_at=0.0, served=True, head_start_time=1000.0, restarts=2)
+
+
+PEER_SERVING = Peer(3, "x", "serving")
+
+
+def seen(now=100.0, exit=None, healthy=True, start=1000.0, peer=PEER_SERVING):
+    return Observation(now=now, vllm_exit=exit, head_healthy=healthy, head_start_time=start, peers={"a2-0": peer})
+
+
+def test_a_serving_group_is_left_alone():
+    assert decide(SETTINGS, SERVING, seen()) == (SERVING, None)
+
+
+def test_a_crashed_vllm_restarts_the_group_under_the_next_generation():
+    state, restart = decide(SETTINGS, SERVING, seen(exit=-9))
+    assert restart == Restart(4, "vllm exited with status -9")
+
+
+def test_a_peer_with_a_newer_generation_is_followed_with_its_reason():
+    _, restart = decide(SETTINGS, SERVING, seen(peer=Peer(4, "vllm exited with status 1", "stopping")))
+    assert restart == Restart(4, "node a2-0 restarted the group: vllm exited with status 1")
+
+
+def test_the_same_fault_seen_by_two_nodes_gives_one_generation():
+    head_view = decide(replace(SETTINGS, node="a2-0"), SERVING, seen(now=200, healthy=False, peer=None))
+    since = replace(SERVING, unhealthy_since=100.0)
+    mine = decide(SETTINGS, since, seen(now=200, healthy=False))
+    head = decide(replace(SETTINGS, node="a2-0"), since, seen(now=200, healthy=False))
+    assert head_view[1] is None  # the first failing poll only starts the clock
+    assert mine[1] == head[1] == Restart(4, "the head's /health failed for 100s")
+
+
+def test_the_initial_load_is_never_judged_by_health():
+    starting = State(gen=0, started_at=0.0)
+    for now in (10.0, 600.0, 1800.0, 3599.0):
+        state, restart = decide(
+            SETTINGS, starting, seen(now=now, healthy=False, start=None, peer=Peer(0, "", "starting"))
+        )
+        assert restart is None, now
+    _, restart = decide(SETTINGS, starting, seen(now=3600.0, healthy=False, start=None, peer=Peer(0, "", "starting")))
+    assert restart == Restart(1, "the group did not serve within startGraceSeconds (3600s)")
+
+
+def test_a_crash_during_the_load_still_restarts():
+    _, restart = decide(SETTINGS, State(gen=0), seen(now=5.0, exit=1, healthy=False, peer=Peer(0, "", "starting")))
+    assert restart == Restart(1, "vllm exited with status 1")
+
+
+def test_health_failing_after_the_group_served_restarts_after_unhealthy_seconds():
+    state, restart = decide(SETTINGS, SERVING, seen(now=100.0, healthy=False))
+    assert restart is None and state.unhealthy_since == 100.0
+    state, restart = decide(SETTINGS, state, seen(now=159.0, healthy=False))
+    assert restart is None
+    state, restart = decide(SETTINGS, state, seen(now=130.0, healthy=True))
+    assert state.unhealthy_since is None  # a blip resets the clock
+    state, _ = decide(SETTINGS, state, seen(now=200.0, healthy=False))
+    _, restart = decide(SETTINGS, state, seen(now=260.0, healthy=False))
+    assert restart == Restart(4, "the head's /health failed for 60s")
+
+
+def test_a_head_restarted_behind_our_back_is_noticed_by_its_start_time():
+    _, restart = decide(SETTINGS, SERVING, seen(start=1234.0))
+    assert restart == Restart(4, "the head's vllm restarted (process_start_time_seconds changed)")
+
+
+def test_serving_resets_the_restarts_in_a_row():
+    state = replace(SERVING, served=False, consecutive=3, phase="starting", head_start_time=None)
+    state, restart = decide(SETTINGS, state, seen(start=555.0))
+    assert restart is None
+    assert (state.consecutive, state.served, state.phase, state.head_start_time) == (0, True, "serving", 555.0)
+
+
+def test_restarts_back_off_and_give_up_at_the_cap():
+    assert [backoff(SETTINGS, n) for n in range(1, 9)] == [10, 20, 40, 80, 160, 320, 600, 600]
+    state = SERVING
+    for n in range(1, 6):
+        state = begin_restart(SETTINGS, state, Restart(state.gen + 1, "vllm exited with status 1"))
+        assert (state.consecutive, state.capped, state.phase) == (n, False, "stopping")
+    state = begin_restart(SETTINGS, state, Restart(state.gen + 1, "vllm exited with status 1"))
+    assert (state.consecutive, state.restarts, state.capped, state.phase) == (6, 8, True, "capped")
+    # Capped: nothing more, whatever happens.
+    assert decide(SETTINGS, state, seen(exit=1, peer=Peer(99, "x", "stopping"))) == (state, None)
+
+
+def test_the_barrier_waits_for_every_peer_to_stop_its_old_vllm():
+    assert not barrier_open(4, {"a2-0": Peer(3, "", "serving")}, 5, 120)
+    assert not barrier_open(4, {"a2-0": Peer(4, "", "stopping")}, 5, 120)
+    assert not barrier_open(4, {"a2-0": None}, 119, 120)
+    assert barrier_open(4, {"a2-0": Peer(4, "", "waiting")}, 5, 120)
+    assert barrier_open(4, {"a2-0": Peer(5, "", "starting")}, 5, 120)
+    assert barrier_open(4, {"a2-0": None}, 120, 120)  # a node that is down catches up later
+
+
+def test_a_fresh_container_joins_a_restarted_one_restarts_the_group():
+    assert on_start(None, {"a2-0": Peer(7, "x", "serving")}) == (State(gen=7), None)
+    assert on_start(None, {"a2-0": None}) == (State(gen=0), None)
+    assert on_start(SERVING, {"a2-0": Peer(3, "x", "serving")})[1] == Restart(
+        4, "this container restarted (node reboot, or its supervisor died)"
+    )
+    # The peer already restarted the group since (it saw this node go): follow it, once.
+    assert on_start(SERVING, {"a2-0": Peer(4, "vllm exited with status 1", "waiting")})[1] == Restart(
+        4, "node a2-0 restarted the group: vllm exited with status 1"
+    )
+
+
+def test_metrics_keep_the_contract_names():
+    text = metrics_text("a2-1", replace(SERVING, capped=True), vllm_up=True, head_healthy=False)
+    for line in (
+        "# TYPE deepseek_supervisor_group_restarts_total counter",
+        'deepseek_supervisor_group_restarts_total{node="a2-1"} 2',
+        'deepseek_supervisor_vllm_up{node="a2-1"} 1',
+        'deepseek_supervisor_restart_capped{node="a2-1"} 1',
+        'deepseek_supervisor_head_healthy{node="a2-1"} 0',
+    ):
+        assert line in text.splitlines()
+
+
+@pytest.fixture
+def a2_raw():
+    return {
+        "profile": "atlas-800-a2",
+        "nodes": [
+            {"name": "a2-0", "ip": "192.0.2.11", "nic": "eth0"},
+            {"name": "a2-1", "ip": "192.0.2.12", "nic": "eth0"},
+        ],
+    }
+
+
+def test_the_plan_places_the_supervisor_in_front_of_the_unchanged_argv(a2_raw):
+    plan = plan_cluster(load_config(a2_raw), "a2")
+    worker = plan.nodes[1]
+    assert worker.entrypoint == (SUPERVISOR_PATH,)
+    assert worker.argv[:2] == ("vllm", "serve")
+    assert worker.supervisor_url == "http://192.0.2.12:9401"
+    settings = Settings.from_json(worker.uploads[1].content)
+    assert settings == replace(SETTINGS, poll_seconds=2)
+    assert [u.executable for u in worker.uploads] == [True, False]
+
+
+def test_the_group_epoch_replaces_the_whole_group(a2_raw):
+    before = plan_cluster(load_config(a2_raw), "a2")
+    after = plan_cluster(load_config({**a2_raw, "supervision": {"groupEpoch": 1}}), "a2")
+    assert before.group_fingerprint != after.group_fingerprint
+    assert [n.argv for n in before.nodes] == [n.argv for n in after.nodes]
+    assert json.loads(after.nodes[0].uploads[1].content)["group_epoch"] == 1
+
+
+def test_without_supervision_the_container_runs_vllm_itself(a2_raw):
+    plan = plan_cluster(load_config({**a2_raw, "supervision": {"enabled": False}}), "a2")
+    assert [(n.entrypoint, n.uploads, n.supervisor_url) for n in plan.nodes] == [((), (), None)] * 2
+
+
+def test_the_metrics_port_must_be_its_own(a2_raw):
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_config({**a2_raw, "supervision": {"metricsPort": 8000}})
+    assert str(error.value).endswith(
+        "supervision.metricsPort: 8000 is also serve.port; the supervisor needs a port of its own on every node"
+    )
