@@ -66,7 +66,7 @@ SECRET_ENV = {
 SECRET_KEYS = (*SECRET_ENV, "sshPrivateKey", "grafanaAdminPassword")
 # The download tokens, which weights staging needs and the API key it does not.
 TOKEN_ENV = (SECRET_ENV["modelscopeToken"], SECRET_ENV["hfToken"])
-# Where every node's group supervisor serves its metrics (until supervision.metricsPort lands).
+# Where every node's group supervisor serves its metrics (supervision.metricsPort).
 SUPERVISION_METRICS_PORT = 9401
 # `nodes[i].nic: auto` asks the preflight to find the interface that holds the node's IP.
 AUTO_NIC = "auto"

@@ -23,6 +23,7 @@ from .defaults import (
     SEED_COMPILATION_CONFIG,
     SEED_SPECULATIVE_CONFIG,
     SINGLE_NODE_ENV,
+    SUPERVISION_METRICS_PORT,
     WEIGHTS_MOUNT,
     Profile,
 )
@@ -326,7 +327,7 @@ class Supervision(_Section):
 
     enabled: bool = True
     # Prometheus text and the group state, on each node's address (host network, no API key).
-    metrics_port: int = Field(default=9401, ge=1, le=65535)
+    metrics_port: int = Field(default=SUPERVISION_METRICS_PORT, ge=1, le=65535)
     # Part of the group fingerprint: raising it replaces every node's container on `pulumi up`.
     group_epoch: int = Field(default=0, ge=0)
     # Never judged by health while a generation starts: loading ~700 GB of W8A8 weights and

@@ -16,7 +16,6 @@ from typing import Literal
 import yaml
 
 from .dashboard import DATASOURCE_UID, dashboard
-from .defaults import SUPERVISION_METRICS_PORT
 from .models import ClusterConfig
 from .observability_settings import Alerts
 from .plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
@@ -95,7 +94,11 @@ def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None) -> tuple[Ta
 
     head = plan.head
     targets = [Target("vllm", f"{url_host(head.ip)}:{plan.port}", labels(head))]
-    targets += [Target("supervisor", f"{url_host(n.ip)}:{SUPERVISION_METRICS_PORT}", labels(n)) for n in plan.nodes]
+    targets += [
+        Target("supervisor", f"{url_host(n.ip)}:{n.supervisor_port}", labels(n))
+        for n in plan.nodes
+        if n.supervisor_port is not None
+    ]
     if npu_exporter_port is not None:
         targets += [Target("npu-exporter", f"{url_host(n.ip)}:{npu_exporter_port}", labels(n)) for n in plan.nodes]
     return tuple(targets)

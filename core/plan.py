@@ -141,7 +141,7 @@ class NodePlan:
     @property
     def supervisor_url(self) -> str | None:
         """The supervisor's base URL (`/metrics`, `/state`), reachable from every node."""
-        return None if self.supervisor_port is None else f"http://{_url_host(self.ip)}:{self.supervisor_port}"
+        return None if self.supervisor_port is None else f"http://{url_host(self.ip)}:{self.supervisor_port}"
 
 
 @dataclass(frozen=True)

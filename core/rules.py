@@ -10,7 +10,6 @@ from .defaults import (
     NETWORK_ENV,
     SECRET_ENV,
     SECRET_KEYS,
-    SUPERVISION_METRICS_PORT,
     WEIGHTS_MOUNT,
 )
 from .flags import extra_args_problems
@@ -192,7 +191,7 @@ def observability_problems(cfg: ClusterConfig) -> list[str]:
     ports = {
         "serve.port": cfg.serve.port,
         "serve.dataParallelRpcPort": cfg.serve.data_parallel_rpc_port,
-        "the group supervisor's metrics": SUPERVISION_METRICS_PORT,
+        **({"supervision.metricsPort": cfg.supervision.metrics_port} if cfg.supervision.enabled else {}),
         "observability.prometheus.port": obs.prometheus.port,
     }
     if obs.grafana.enabled:

@@ -74,7 +74,7 @@ def test_every_observability_mistake_is_named_at_once():
         "observability.prometheus.port: 13389 is also serve.dataParallelRpcPort; every service on a node needs "
         "its own port",
         "observability.grafana.port: 8000 is also serve.port; every service on a node needs its own port",
-        "observability.npuExporter.port: 9401 is also the group supervisor's metrics; every service on a node "
+        "observability.npuExporter.port: 9401 is also supervision.metricsPort; every service on a node "
         "needs its own port",
     ]
 
