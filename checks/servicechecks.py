@@ -29,8 +29,11 @@ class ServiceCheckFailed(Exception):
     """A verification step ran but its answer shows the service is not right."""
 
 
-def readiness_command(base_url: str, served_name: str, timeout_s: int, interval_s: int, container: str) -> str:
-    """Poll until /health is 200 and /v1/models lists the served model; on timeout, show the logs.
+def readiness_command(
+    base_url: str, served_name: str, timeout_s: int, interval_s: int, container: str, stack: str
+) -> str:
+    """Poll until /health is 200 and /v1/models lists the served model; on timeout, show the logs
+    and the command that collects every node's state.
 
     A line a minute reports the wait in the console and keeps the SSH session from sitting
     silent for the hour the weights can take to load (idle sessions get cut by NAT and firewalls).
@@ -52,6 +55,7 @@ def readiness_command(base_url: str, served_name: str, timeout_s: int, interval_
             f"  if [ $waited -ge {int(timeout_s)} ]; then",
             f"    echo {shlex.quote(f'not ready after {timeout_s}s: {base_url}/health is not 200 or /v1/models does not list {served_name}; last log lines of {container}:')} >&2",
             f"    docker logs --tail 40 {shlex.quote(container)} >&2 2>&1",
+            f"    echo {shlex.quote(f'every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m components.diagnose {stack}')} >&2",
             "    exit 1",
             "  fi",
             "  if [ $waited -ge $report ]; then",

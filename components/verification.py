@@ -55,6 +55,7 @@ class ServiceVerification(pulumi.ComponentResource):
                 v.readiness_timeout_seconds,
                 v.readiness_interval_seconds,
                 head.container_name,
+                plan.stack,
             ),
             containers,
             replaced,

@@ -50,7 +50,7 @@ def logs(plan, index: int) -> str:
 
 def wait_ready(plan, timeout: int = READY_TIMEOUT_S) -> subprocess.CompletedProcess:
     script = servicechecks.readiness_command(
-        plan.head_local_url, plan.served_model_name, timeout, 1, plan.head.container_name
+        plan.head_local_url, plan.served_model_name, timeout, 1, plan.head.container_name, plan.stack
     )
     return sh(script, timeout=timeout + 30)
 

@@ -92,6 +92,9 @@ def test_a_mistyped_start_rank_never_becomes_ready(cluster):
     not_ready = wait_ready(plan, timeout=15)
     assert not_ready.returncode == 1
     assert "not ready after 15s: http://127.0.0.1:8000/health is not 200" in not_ready.stderr
+    assert "every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m components.diagnose local" in (
+        not_ready.stderr
+    )
     assert health(plan) != 200
     wait_for(lambda: "rejected" in logs(plan, 1), 20, "the headless node to be rejected")
     assert re.search(r"vllm-sim: ERROR: .*overlap", logs(plan, 1))

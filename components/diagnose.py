@@ -1,0 +1,93 @@
+"""Diagnostics bundle: every node's state in one archive, and a one-screen summary.
+
+    python -m components.diagnose <stack> [--out DIR] [--lines N]
+
+Reads Pulumi.<stack>.yaml (no Pulumi CLI needed) and runs checks/diagnostics.py's collection on
+every node at once: over `ssh <ssh.user>@<ip>` (your ssh client, keys and known_hosts, as the
+Docker provider uses them), or locally for nodes on this machine's Docker (the local stack).
+Writes `diagnostics-<stack>-<UTC time>.tar.gz` (one file per node and section, plus the
+summary) and prints the summary. Send the archive with a report: HCCL's first error is often on
+the node that did not report it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from checks.diagnostics import NodeReport, collect_command, split_sections, summary
+from core.config import ConfigError
+from core.plan import NodePlan, plan_cluster
+from core.stack import config_from_stack_file, stack_file
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 120
+
+
+def collect(node: NodePlan, log_lines: int) -> NodeReport:
+    script = collect_command(node, log_lines)
+    if node.local_engine:
+        argv = ["sh", "-s"]
+    else:
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(node.ssh_port)]
+        argv += [*node.ssh_opts, f"{node.ssh_user}@{node.ip}", "sh -s"]
+    try:
+        result = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return NodeReport(node, {}, f"{' '.join(argv[:1])}: {e}")
+    sections = split_sections(result.stdout)
+    if not sections:
+        return NodeReport(node, {}, (result.stderr.strip() or f"exit status {result.returncode}").splitlines()[-1])
+    return NodeReport(node, sections)
+
+
+def write_archive(path: Path, reports: list[NodeReport], text: str) -> None:
+    def add(tar: tarfile.TarFile, name: str, content: str) -> None:
+        data = content.encode()
+        info = tarfile.TarInfo(f"{path.name.removesuffix('.tar.gz')}/{name}")
+        info.size, info.mtime = len(data), int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(path, "w:gz") as tar:
+        add(tar, "summary.txt", text + "\n")
+        for report in reports:
+            if report.error:
+                add(tar, f"{report.node.name}/unreachable.txt", report.error + "\n")
+            for section, content in report.sections.items():
+                add(tar, f"{report.node.name}/{section}.txt", content + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.diagnose", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--out", type=Path, default=Path("."), help="directory for the archive (default: here)")
+    parser.add_argument("--lines", type=int, default=200, help="log lines per node in the archive (default 200)")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
+    args = parser.parse_args(argv)
+    path = stack_file(args.project_dir, args.stack)
+    if not path.exists():
+        print(f"error: no stack file {path.name}", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_cluster(config_from_stack_file(path), stack=args.stack)
+    except ConfigError as e:
+        print(f"error: {path.name}: {e}", file=sys.stderr)
+        return 2
+    with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
+        reports = list(pool.map(lambda n: collect(n, args.lines), plan.nodes))
+    archive = args.out / f"diagnostics-{args.stack}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"
+    text = summary(reports, str(archive))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_archive(archive, reports, text)
+    print(text)
+    return 1 if any(r.error for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
