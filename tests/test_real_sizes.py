@@ -92,7 +92,7 @@ def test_readiness_reports_progress_every_minute_until_its_timeout(tmp_path):
     for name, body in stubs.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(stat.S_IRWXU)
-    script = readiness_command("http://127.0.0.1:8000", "deepseek_r1", 200, 10, "vllm-ascend")
+    script = readiness_command("http://127.0.0.1:8000", "deepseek_r1", 200, 10, "vllm-ascend", "a2")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 1
@@ -100,4 +100,7 @@ def test_readiness_reports_progress_every_minute_until_its_timeout(tmp_path):
         "waiting for http://127.0.0.1:8000 to serve deepseek_r1: 75s of 200s",
         "waiting for http://127.0.0.1:8000 to serve deepseek_r1: 125s of 200s",
     ]
-    assert done.stderr.splitlines()[-1] == "vllm log line"
+    assert done.stderr.splitlines()[-2:] == [
+        "vllm log line",
+        "every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m components.diagnose a2",
+    ]
