@@ -34,6 +34,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -187,8 +188,8 @@ def on_start(st: State | None, peers: dict[str, Peer | None]) -> tuple[State, Re
     return st, Restart(following, "this container restarted (node reboot, or its supervisor died)")
 
 
-def metrics_text(node: str, st: State, vllm_up: bool, head_healthy: bool) -> str:
-    label = f'{{node="{node}"}}'
+def metrics_text(st: State, vllm_up: bool, head_healthy: bool) -> str:
+    """Without labels: Prometheus adds the node's from its scrape target."""
     series = (
         ("deepseek_supervisor_group_restarts_total", "counter", "Group restarts this node took part in.", st.restarts),
         ("deepseek_supervisor_vllm_up", "gauge", "1 while this node's vllm process runs.", int(vllm_up)),
@@ -214,7 +215,7 @@ def metrics_text(node: str, st: State, vllm_up: bool, head_healthy: bool) -> str
     )
     lines = []
     for name, kind, help_, value in series:
-        lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name}{label} {value}"]
+        lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return "\n".join(lines) + "\n"
 
 
@@ -255,7 +256,7 @@ class Supervisor:
                 with sup.lock:
                     st, up, healthy = sup.state, sup.vllm_up, sup.head_healthy
                 if self.path == "/metrics":
-                    body, kind = metrics_text(sup.s.node, st, up, healthy), "text/plain; version=0.0.4"
+                    body, kind = metrics_text(st, up, healthy), "text/plain; version=0.0.4"
                 elif self.path == "/state":
                     body, kind = json.dumps({"gen": st.gen, "reason": st.reason, "phase": st.phase}), "application/json"
                 else:
@@ -268,7 +269,10 @@ class Supervisor:
                 self.end_headers()
                 self.wfile.write(data)
 
-        server = ThreadingHTTPServer((self.s.bind, self.s.port), Handler)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in self.s.bind else socket.AF_INET
+
+        server = Server((self.s.bind, self.s.port), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
 

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import pytest
+from mocked import run_program, stack_settings
 
 from core.config import load_config
 from core.plan import plan_cluster
@@ -146,13 +147,13 @@ def test_a_fresh_container_joins_a_restarted_one_restarts_the_group():
 
 
 def test_metrics_keep_the_contract_names():
-    text = metrics_text("a2-1", replace(SERVING, capped=True), vllm_up=True, head_healthy=False)
+    text = metrics_text(replace(SERVING, capped=True), vllm_up=True, head_healthy=False)
     for line in (
         "# TYPE deepseek_supervisor_group_restarts_total counter",
-        'deepseek_supervisor_group_restarts_total{node="a2-1"} 2',
-        'deepseek_supervisor_vllm_up{node="a2-1"} 1',
-        'deepseek_supervisor_restart_capped{node="a2-1"} 1',
-        'deepseek_supervisor_head_healthy{node="a2-1"} 0',
+        "deepseek_supervisor_group_restarts_total 2",
+        "deepseek_supervisor_vllm_up 1",
+        "deepseek_supervisor_restart_capped 1",
+        "deepseek_supervisor_head_healthy 0",
     ):
         assert line in text.splitlines()
 
@@ -200,3 +201,15 @@ def test_the_metrics_port_must_be_its_own(a2_raw):
     assert str(error.value).endswith(
         "supervision.metricsPort: 8000 is also serve.port; the supervisor needs a port of its own on every node"
     )
+
+
+def test_every_container_runs_the_supervisor_in_front_of_vllm_serve():
+    a2 = run_program(stack_settings("a2"), stack="a2")
+    for name, peer in (("a2-0", "a2-1"), ("a2-1", "a2-0")):
+        inputs = a2.named(f"{name}-vllm").inputs
+        assert inputs["entrypoints"] == [SUPERVISOR_PATH]
+        assert inputs["command"][:2] == ["vllm", "serve"]
+        uploads = {u["file"]: u for u in inputs["uploads"]}
+        assert uploads[SUPERVISOR_PATH]["executable"] is True
+        settings = json.loads(uploads["/opt/deepseek-r1-ascend/supervision.json"]["content"])
+        assert (settings["node"], list(settings["peers"])) == (name, [peer])

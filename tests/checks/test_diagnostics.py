@@ -76,7 +76,7 @@ def test_the_summary_shows_the_supervisors_view_and_unreachable_nodes(tmp_path):
     state = State(gen=4, restarts=3, consecutive=6, capped=True)
     sections = {
         "container": "running restarts=0 exit=0 started=x",
-        "supervisor": metrics_text("n0", state, vllm_up=False, head_healthy=False),
+        "supervisor": metrics_text(state, vllm_up=False, head_healthy=False),
         "logs": "supervisor[n0]: giving up: 5 group restarts in a row",
         "npu-smi": fixture("npu_smi/a2_alarm.txt"),
         "hccn": "",

@@ -56,9 +56,7 @@ def supervisor_metrics(node) -> dict[str, float]:
     status, text = get(f"{node.supervisor_url}/metrics", timeout=1)
     if status != 200:
         return {}
-    return {
-        m.group(1): float(m.group(2)) for m in re.finditer(r"^(deepseek_supervisor_\w+)\{[^}]*\} (\S+)$", text, re.M)
-    }
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(deepseek_supervisor_\w+) (\S+)$", text, re.M)}
 
 
 def vllm_pid(node) -> int:
