@@ -25,6 +25,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 # Speed and memory of validation, planning, rendering and the mocked program, by cluster size.
 benchmark: $(VENV)/.installed
 	PYTHONPATH=.:tests $(PYTHON) benchmarks/plan_and_program.py
+	PYTHONPATH=.:tests $(PYTHON) benchmarks/dependency_depth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

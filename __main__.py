@@ -4,6 +4,7 @@ import pulumi
 
 from components.cluster import VllmCluster
 from components.observability import Observability
+from components.secrecy import hidden
 from core.config import ConfigError
 from core.observability import plan_observability
 from core.plan import plan_cluster
@@ -26,7 +27,9 @@ if observability is not None:
         pulumi.export("grafanaUrl", observability.grafana_url)
 
 pulumi.export("endpoint", cluster.endpoint)
-pulumi.export("servedModelName", plan.served_model_name)
+pulumi.export("servedModelName", hidden(plan.head, plan.served_model_name, "model"))
 pulumi.export("nodes", cluster.node_summaries())
-pulumi.export("smokeTest", plan.smoke_curl(with_api_key=config.api_key is not None))
+pulumi.export(
+    "smokeTest", hidden(plan.head, plan.smoke_curl(with_api_key=config.api_key is not None), "nodes", "serve", "model")
+)
 pulumi.export("verification", cluster.verification.outputs)

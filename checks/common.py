@@ -1,9 +1,9 @@
-"""What every host check shares: the result type, failure aggregation and shell quoting.
+"""What every host check shares: the result type and shell quoting.
 
 A check is a *command* (a POSIX `sh` string run on the node) and a pure *judge* of its stdout
-returning `CheckResult`s. Commands end with exit status 0 on purpose: a missing tool or a failing
-sub-command is printed (`2>&1`) and judged, so the user reads a precise message instead of a bare
-"exit status 127" from the SSH layer. Judges never raise on bad input: garbage yields `ok=False`
+returning `CheckResult`s (`steps` pairs them by check name). Commands end with exit status 0 on
+purpose: a missing tool or a failing sub-command is printed (`2>&1`) and judged, so the user reads
+a precise message instead of a bare "exit status 127". Judges never raise on bad input: garbage yields `ok=False`
 with `seen` starting with "unparseable output: ". Only the standard library is used.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -37,30 +37,6 @@ class CheckResult:
 
     def __str__(self) -> str:  # pragma: no cover - convenience
         return ("ok: " if self.ok else "FAILED: ") + self.message
-
-
-class HostCheckFailed(Exception):
-    """Raised by :func:`raise_if_failed`; ``results`` holds the failed ones."""
-
-    def __init__(self, results: Sequence[CheckResult]):
-        self.results = tuple(results)
-        n = len(self.results)
-        lines = [f"{n} host check{'s' if n != 1 else ''} failed:"]
-        lines += [f"  - {r.message}" for r in self.results]
-        super().__init__("\n".join(lines))
-
-
-def raise_if_failed(results: Iterable[CheckResult]) -> list[CheckResult]:
-    """Raise one :class:`HostCheckFailed` listing every failed result.
-
-    Returns the (all passing) results as a list when nothing failed, so it
-    can be used inline: ``ok = raise_if_failed(results)``.
-    """
-    results = list(results)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        raise HostCheckFailed(failed)
-    return results
 
 
 def unparseable(text: str | None) -> str:

@@ -209,16 +209,23 @@ def parse_accuracy(output: str) -> dict[str, dict[str, float]]:
     return scores
 
 
-def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bool) -> str:
-    """Download the weights once into the host's weights directory, with the image's own tools."""
-    marker = f"{WEIGHTS_MOUNT}/.staged-" + re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+def staging_command(image: str, weights_dir: str, model: str, use_modelscope: bool, mode: str = "download") -> str:
+    """Download the weights into the host's weights directory with the image's own tools, unless
+    its marker says they are there; `mode="verify"` only looks for the marker (a node sharing the
+    directory another node downloads into)."""
+    marker = ".staged-" + re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+    done = shlex.quote(f"staged: {model}")
+    if mode == "verify":
+        on_host = shlex.quote(f"{weights_dir.rstrip('/')}/{marker}")
+        missing = shlex.quote(f"not staged: no {marker} in the shared weights directory {weights_dir}")
+        return f"if [ -f {on_host} ]; then echo already {done}; else echo {missing}; fi"
     download = (
         f"modelscope download --model {shlex.quote(model)}"
         if use_modelscope
         else f"huggingface-cli download {shlex.quote(model)}"
     )
-    done = shlex.quote(f"staged: {model}")
-    inner = f"if [ -f {marker} ]; then echo already {done}; else {download} && touch {marker} && echo {done}; fi"
+    inside = f"{WEIGHTS_MOUNT}/{marker}"
+    inner = f"if [ -f {inside} ]; then echo already {done}; else {download} && touch {inside} && echo {done}; fi"
     tokens = [arg for name in TOKEN_ENV for arg in ("-e", name)]
     return shlex.join(
         ["docker", "run", "--rm", *tokens, "-v", f"{weights_dir}:{WEIGHTS_MOUNT}", image, "sh", "-c", inner]

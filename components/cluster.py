@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pulumi
 
-from checks import servicechecks
-from core.config import TOKEN_ENV
+from core.config import AUTO_NIC, TOKEN_ENV
 from core.plan import ClusterPlan, NodePlan
 
 from .host import AscendHost, write_known_hosts
-from .nodecommand import node_command
+from .nodecommand import node_step
 from .preflight import ClusterPreflight, HostPreflight
+from .secrecy import hidden
 from .server import VllmServer
 from .verification import ServiceVerification
 
@@ -19,7 +19,7 @@ class VllmCluster(pulumi.ComponentResource):
     """Every node's host, checks and vllm server, started together as one data-parallel group, and
     the verification of the service they form."""
 
-    endpoint: str
+    endpoint: pulumi.Input[str]
     verification: ServiceVerification
     # Each node's Docker provider; observability places its containers on them too.
     hosts: dict[str, AscendHost]
@@ -42,18 +42,21 @@ class VllmCluster(pulumi.ComponentResource):
             else None
         )
         # A DP group only works whole: no node starts before every node's checks have passed.
-        all_checks = pulumi.Output.all(
-            *[p.report for p in self._preflight.values()], *([cluster_checks.passed] if cluster_checks else [])
-        )
+        all_checks = [c for p in self._preflight.values() for c in p.checks.values()]
+        all_checks += cluster_checks.checks if cluster_checks else []
         self._servers: dict[str, VllmServer] = {}
-        staged = None
+        head_staged: list[pulumi.Resource] = []
         for node in plan.nodes:
             checks = self._preflight.get(node.name)
-            gate = None
-            if checks is not None:
-                gate = pulumi.Output.all(checks.driver_version, all_checks).apply(lambda values: values[0])
+            stage = None
             if plan.stage_weights:
-                staged = self._stage_weights(node, all_checks, after=staged)
+                # Shared weights directory: the head downloads, the others only verify its marker;
+                # otherwise every node downloads at once. Either way the chain is as deep for 2 nodes as for 32.
+                verify = plan.weights_shared and node is not plan.head
+
+                def stage(image, node=node, verify=verify, after=head_staged):
+                    return self._stage_weights(node, "verify" if verify else "download", [*all_checks, image, *after])
+
             # No server waits for another: in data-parallel mode the head only turns ready once
             # every node's ranks have joined, so all containers must start together.
             self._servers[node.name] = VllmServer(
@@ -61,29 +64,40 @@ class VllmCluster(pulumi.ComponentResource):
                 node,
                 self.hosts[node.name],
                 plan.group_fingerprint,
-                nic=checks.nic if checks is not None else node.nic,
-                checked_driver=gate,
-                after=[staged] if staged else None,
+                # An explicit NIC is known at preview; only `nic: auto` waits for the preflight.
+                nic=checks.nic if checks is not None and node.nic == AUTO_NIC else node.nic,
+                driver=checks.driver_version if checks is not None else None,
+                after=all_checks,
+                stage=stage,
                 opts=per_node[node.name],
             )
+            if plan.stage_weights and plan.weights_shared and node is plan.head:
+                head_staged = [self._servers[node.name].staged]
         containers = [s.container for s in self._servers.values()]
         self.verification = ServiceVerification(name, plan, containers, [c.id for c in containers], opts=child)
-        self.endpoint = plan.endpoint
+        self.endpoint = hidden(plan.head, plan.endpoint, "nodes", "serve")
         self.register_outputs({"endpoint": self.endpoint, "servedModelName": plan.served_model_name})
 
-    def _stage_weights(self, node, all_checks: pulumi.Output, after):
-        """Download the weights once the checks passed; one node after another, so on a shared
-        weights directory the first downloads and the others find its marker."""
-        script = servicechecks.staging_command(
-            node.image, node.weights_dir, self._plan.model, self._plan.use_modelscope
-        )
-        return node_command(
+    def _stage_weights(self, node: NodePlan, mode: str, after: list[pulumi.Resource]) -> pulumi.Resource:
+        """Download the weights (or verify another node's download) once every check passed and the
+        node's image is there, with the image's own tools."""
+        plan = self._plan
+        spec = {
+            "node": node.name,
+            "image": node.image,
+            "weightsDir": node.weights_dir,
+            "model": plan.model,
+            "useModelscope": plan.use_modelscope,
+            "mode": mode,
+        }
+        return node_step(
             f"{node.name}-stage-weights",
-            node,
-            all_checks.apply(lambda _: script),
-            ssh_private_key=self._plan.ssh_private_key,
+            "stage-weights",
+            spec,
+            [node],
+            ssh_private_key=plan.ssh_private_key,
             secrets={k: v for k, v in node.env if k in TOKEN_ENV} or None,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[after] if after else None),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
 
     def node_summaries(self) -> dict:
@@ -91,10 +105,10 @@ class VllmCluster(pulumi.ComponentResource):
         return {
             n.name: {
                 "role": n.role,
-                "ip": n.ip,
+                "ip": hidden(n, n.ip, "nodes"),
                 "dataParallelRanks": list(n.ranks),
                 "container": self._servers[n.name].container.name,
-                "command": n.command_line,
+                "command": hidden(n, n.command_line, "serve", "model", "nodes"),
                 **(
                     {"driverVersion": self._preflight[n.name].driver_version, "nic": self._preflight[n.name].nic}
                     if n.name in self._preflight

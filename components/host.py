@@ -11,6 +11,8 @@ import pulumi_docker as docker
 
 from core.plan import ClusterPlan, NodePlan
 
+from .secrecy import hidden
+
 
 class AscendHost(pulumi.ComponentResource):
     """The node's Docker provider plus the device and driver-mount inputs of its vllm container."""
@@ -23,8 +25,8 @@ class AscendHost(pulumi.ComponentResource):
         super().__init__("deepseek-r1-ascend:index:AscendHost", name, None, opts)
         self.provider = docker.Provider(
             f"{name}-docker",
-            host=node.docker_host,
-            ssh_opts=list(node.docker_ssh_opts) or None,
+            host=hidden(node, node.docker_host, "nodes", "ssh"),
+            ssh_opts=hidden(node, list(node.docker_ssh_opts), "nodes") if node.docker_ssh_opts else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.devices = [

@@ -1,49 +1,97 @@
-"""Run a shell command on a node: over SSH for a remote node, locally for the deployer's own engine."""
+"""A step on the nodes (a check or a verification), as a local command of the deploying machine.
+
+The command is `python -m checks <step> '<spec>'` (see `checks/__main__.py`): it reaches each node
+with this machine's own `ssh`, the channel the Docker provider uses too, and the step's judge
+decides inside the resource. A failing step fails its own create, so nothing failed is saved and
+the next `pulumi up` runs it again; a passing step is saved with its report.
+
+What re-runs a step, deliberately: its `triggers` hold the command (what runs and what it is
+judged against) and what the caller names (the group fingerprint for checks, the containers for
+verification). Everything else - the connection, the key, the interpreter, the secrets on stdin -
+is an update, and an update only replays the saved report: a new SSH key re-runs nothing.
+"""
 
 from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
 
 import pulumi
 import pulumi_command as command
 
-from checks.servicechecks import secrets_prelude
+from checks.steps import NODE_SSH_ENV, SSH_KEY_ENV
 from core.plan import NodePlan
 
+from .secrecy import STEP_SOURCES, hidden
 
-def node_command(
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+# pulumi-command hands an update the previous stdout in this variable; printing it keeps the report.
+REPLAY = 'printf "%s" "$PULUMI_COMMAND_STDOUT"'
+
+
+def _connection(node: NodePlan) -> dict | None:
+    if node.local_engine:
+        return None
+    return {
+        "host": node.ip,
+        "user": node.ssh_user,
+        "port": node.ssh_port,
+        "hostKey": node.host_key,
+        "opts": list(node.docker_ssh_opts),
+    }
+
+
+def step_command(step: str, spec: dict) -> str:
+    """The command line of a step: readable in a diff, and free of connection details and secrets."""
+    return f'"$DEPLOY_PYTHON" -m checks {step} {shlex.quote(json.dumps(spec, sort_keys=True))}'
+
+
+def node_step(
     name: str,
-    node: NodePlan,
-    create: pulumi.Input[str],
+    step: str,
+    spec: pulumi.Input[dict],
+    nodes: list[NodePlan],
     *,
     ssh_private_key: str | None,
     opts: pulumi.ResourceOptions,
     secrets: dict[str, str] | None = None,
     triggers: list | None = None,
-) -> command.local.Command | command.remote.Command:
-    """A pulumi-command resource whose stdout carries the command's report.
+) -> command.local.Command:
+    """Run `step` on `nodes` with `spec`; its stdout is the judge's report as JSON.
 
-    `secrets` (API key, tokens) reach the command as shell variables read from its standard
-    input, never as part of its text, so neither the diff nor the log shows them. (SSH would
-    drop them as environment variables unless every sshd had `AcceptEnv` for them.)
+    `secrets` (API key, tokens) reach the node's script on its standard input, never in its
+    text, so neither the diff nor the log shows them (SSH servers drop unknown variables).
     """
-    stdin = None
-    if secrets:
-        names = sorted(secrets)
-        create = pulumi.Output.concat(secrets_prelude(names), create)
-        stdin = pulumi.Output.secret("".join(f"{secrets[n]}\n" for n in names))
-    # No script reads its previous output, and a check's or benchmark's output can be large
-    # enough to overflow the environment (E2BIG) when handed back on a re-run.
-    quiet = {"add_previous_output_in_env": False}
-    if node.local_engine:
-        return command.local.Command(
-            name, create=create, stdin=stdin, triggers=triggers, interpreter=["/bin/sh", "-c"], opts=opts, **quiet
-        )
-    connection = command.remote.ConnectionArgs(
-        host=node.ip,
-        user=node.ssh_user,
-        port=node.ssh_port,
-        host_key=node.host_key,
-        private_key=pulumi.Output.secret(ssh_private_key) if ssh_private_key else None,
+    names = sorted(secrets or {})
+    create = pulumi.Output.from_input(spec).apply(
+        lambda s: step_command(step, {**s, "nodes": [n.name for n in nodes], **({"secrets": names} if names else {})})
     )
-    return command.remote.Command(
-        name, connection=connection, create=create, stdin=stdin, triggers=triggers, opts=opts, **quiet
+    create = hidden(nodes[0], create, *STEP_SOURCES)
+    environment: dict[str, pulumi.Input[str]] = {
+        "DEPLOY_PYTHON": sys.executable,
+        NODE_SSH_ENV: hidden(
+            nodes[0], json.dumps({n.name: _connection(n) for n in nodes}, sort_keys=True), "nodes", "ssh"
+        ),
+    }
+    if ssh_private_key:
+        environment[SSH_KEY_ENV] = pulumi.Output.secret(ssh_private_key)
+    stdin = pulumi.Output.secret("".join(f"{secrets[n]}\n" for n in names)) if secrets else None
+    return command.local.Command(
+        name,
+        create=create,
+        update=REPLAY,
+        environment=environment,
+        stdin=stdin,
+        dir=str(PROJECT_DIR),
+        # REPLAY needs it; a step's stdout and stderr are one short line each, never large.
+        add_previous_output_in_env=True,
+        triggers=[create, *(triggers or [])],
+        opts=opts,
     )
+
+
+def report(cmd: command.local.Command) -> pulumi.Output[dict]:
+    """The step's report (resolves only once the step passed)."""
+    return cmd.stdout.apply(json.loads)

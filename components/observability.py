@@ -6,8 +6,6 @@ fingerprint, so replacing one (a new dashboard, a threshold) never restarts the 
 
 from __future__ import annotations
 
-import shlex
-
 import pulumi
 import pulumi_docker as docker
 
@@ -15,7 +13,7 @@ from core.observability import PROMETHEUS_UID, ObsContainer, ObservabilityPlan
 from core.plan import ClusterPlan, find_node
 
 from .host import AscendHost
-from .nodecommand import node_command
+from .nodecommand import node_step
 
 
 class Observability(pulumi.ComponentResource):
@@ -31,12 +29,12 @@ class Observability(pulumi.ComponentResource):
     ):
         super().__init__("deepseek-r1-ascend:index:Observability", name, None, opts)
         node = find_node(plan, obs.node)
-        data_dir = shlex.quote(obs.prometheus_data_dir)
         # Docker would create a missing bind-mount source owned by root, which Prometheus cannot write.
-        data = node_command(
+        data = node_step(
             f"{name}-prometheus-data",
-            node,
-            f"mkdir -p {data_dir} && chown {PROMETHEUS_UID}:{PROMETHEUS_UID} {data_dir}",
+            "owned-dir",
+            {"node": node.name, "path": obs.prometheus_data_dir, "owner": PROMETHEUS_UID},
+            [node],
             ssh_private_key=plan.ssh_private_key,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_docker as docker
 
@@ -9,6 +11,7 @@ from core.config import AUTO_NIC
 from core.plan import LABEL_PREFIX, NIC_ENV, NodePlan
 
 from .host import AscendHost
+from .secrecy import hidden
 
 
 class VllmServer(pulumi.ComponentResource):
@@ -16,6 +19,7 @@ class VllmServer(pulumi.ComponentResource):
     head or headless), on the node's own Docker engine."""
 
     container: docker.Container
+    staged: pulumi.Resource | None
 
     def __init__(
         self,
@@ -24,20 +28,21 @@ class VllmServer(pulumi.ComponentResource):
         host: AscendHost,
         group_fingerprint: str,
         nic: pulumi.Input[str],
-        checked_driver: pulumi.Output[str] | None = None,
+        driver: pulumi.Output[str] | None = None,
         after: list[pulumi.Resource] | None = None,
+        stage: Callable[[pulumi.Resource], pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        """`nic` is the node's NIC (discovered by the preflight for `nic: auto`); `checked_driver`
-        resolves once the cluster's checks pass and holds the driver version found on this node;
-        the container also waits for the resources in `after`."""
+        """`nic` is the node's NIC (discovered by the preflight for `nic: auto`); `driver` is the
+        driver version the node's checks found; the container waits for the resources in `after`
+        and for what `stage` returns when given the pulled image (the weights staging)."""
         super().__init__("deepseek-r1-ascend:index:VllmServer", name, None, opts)
         on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
         # Seven hundred gigabytes of weights depend on this image: never delete it from the host
         # just because the stack moved on to another tag.
         self._image = docker.RemoteImage(
             f"{name}-image",
-            name=node.image,
+            name=hidden(node, node.image, "image"),
             keep_locally=True,
             opts=pulumi.ResourceOptions.merge(
                 on_host,
@@ -46,25 +51,25 @@ class VllmServer(pulumi.ComponentResource):
                 ),
             ),
         )
+        self.staged = stage(self._image) if stage else None
         envs = pulumi.Output.from_input(nic).apply(lambda nic_name: container_env(node, nic_name))
-        labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in node.labels]
-        if checked_driver is not None:
-            labels.append(docker.ContainerLabelArgs(label=LABEL_PREFIX + "driver", value=checked_driver))
+        labels = [docker.ContainerLabelArgs(label=k, value=hidden(node, v, "model", "nodes")) for k, v in node.labels]
+        if driver is not None:
+            labels.append(docker.ContainerLabelArgs(label=LABEL_PREFIX + "driver", value=driver))
+        uploads = [
+            docker.ContainerUploadArgs(file=u.path, content=u.content, executable=u.executable) for u in node.uploads
+        ]
         self.container = docker.Container(
             f"{name}-vllm",
-            name=node.container_name,
+            name=hidden(node, node.container_name, "nodes"),
             image=self._image.image_id,
-            command=list(node.argv),
+            command=hidden(node, list(node.argv), "serve", "model", "nodes"),
             # The group supervisor runs the command (core/supervision.py); none without supervision.
             entrypoints=list(node.entrypoint) or None,
-            uploads=[
-                docker.ContainerUploadArgs(file=u.path, content=u.content, executable=u.executable)
-                for u in node.uploads
-            ]
-            or None,
-            envs=pulumi.Output.secret(envs) if node.secret_env else envs,
-            devices=host.devices,
-            volumes=host.volumes,
+            uploads=hidden(node, uploads, "serve", "model", "nodes") if uploads else None,
+            envs=pulumi.Output.secret(envs) if node.secret_env or node.hides("env", "model", "nodes") else envs,
+            devices=hidden(node, host.devices, "nodes"),
+            volumes=hidden(node, host.volumes, "nodes", "model"),
             network_mode="host",
             shm_size=node.shm_bytes // (1024 * 1024),
             privileged=node.privileged,
@@ -77,7 +82,7 @@ class VllmServer(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     # The NPUs and host ports are held by the old container until it is gone.
                     delete_before_replace=True,
-                    depends_on=after,
+                    depends_on=[*(after or []), *([self.staged] if self.staged else [])],
                     # A DP group restarts as a whole: any shared change replaces every node.
                     replacement_trigger=group_fingerprint,
                 ),

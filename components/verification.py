@@ -1,8 +1,10 @@
 """After the containers: prove the service works, on the head node.
 
 Readiness waits (bounded) for /health and the model listing; the smoke test sends the tutorial's
-request; the benchmark and the accuracy run happen on demand. All re-run when the containers are
-replaced, and the benchmark also when its settings change.
+request; the benchmark and the accuracy run happen on demand. Each is a step judged inside its
+own resource (see `nodecommand`): a failure fails that resource and runs again on the next
+`pulumi up`. All re-run when a container is replaced; the benchmark and the accuracy run also
+when their own settings change, and for nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pulumi
 from checks import servicechecks
 from core.plan import ClusterPlan
 
-from .nodecommand import node_command
+from .nodecommand import node_step, report
 
 
 class ServiceVerification(pulumi.ComponentResource):
@@ -32,64 +34,61 @@ class ServiceVerification(pulumi.ComponentResource):
         super().__init__("deepseek-r1-ascend:index:ServiceVerification", name, None, opts)
         head, url = plan.head, plan.head_local_url
         secrets = {"VLLM_API_KEY": plan.api_key} if plan.api_key else None
+        # A new container id means a new service to verify; an unchanged stack re-runs nothing.
+        replaced = pulumi.Output.all(*container_ids)
 
-        def on_head(step: str, script: pulumi.Input[str], after: list[pulumi.Resource], triggers: list):
-            return node_command(
+        def on_head(step: str, spec: dict, after: list[pulumi.Resource]):
+            return node_step(
                 f"{name}-{step}",
-                head,
-                script,
+                step,
+                {"node": head.name, **spec},
+                [head],
                 ssh_private_key=plan.ssh_private_key,
                 secrets=secrets,
-                triggers=triggers,
+                triggers=[replaced],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
-        # A new container id means a new service to verify; an unchanged stack re-runs nothing.
-        replaced = [pulumi.Output.all(*container_ids)]
         v = plan.verify
         readiness = on_head(
             "readiness",
-            servicechecks.readiness_command(
-                url,
-                plan.served_model_name,
-                v.readiness_timeout_seconds,
-                v.readiness_interval_seconds,
-                head.container_name,
-                plan.stack,
-            ),
+            {
+                "url": url,
+                "servedName": plan.served_model_name,
+                "timeoutSeconds": v.readiness_timeout_seconds,
+                "intervalSeconds": v.readiness_interval_seconds,
+                "container": head.container_name,
+                "stack": plan.stack,
+            },
             containers,
-            replaced,
         )
-        outputs: dict[str, pulumi.Output] = {
-            "readyAfterSeconds": readiness.stdout.apply(servicechecks.ready_after_seconds)
-        }
+        outputs: dict[str, pulumi.Output] = {"readyAfterSeconds": report(readiness).apply(lambda r: r["result"])}
         last = readiness
 
         if v.smoke_test:
-            smoke = on_head("smoke-test", servicechecks.smoke_command(url, plan.smoke_request), [last], replaced)
-            result = smoke.stdout.apply(servicechecks.parse_smoke)
-            outputs["smokeTest"] = result.apply(
-                lambda r: {"text": r.text, "latencyMs": r.latency_ms, "completionTokens": r.completion_tokens}
+            smoke = on_head("smoke-test", {"url": url, "request": plan.smoke_request}, [last])
+            outputs["smokeTest"] = report(smoke).apply(
+                lambda r: {
+                    "text": r["result"]["text"],
+                    "latencyMs": r["result"]["latency_ms"],
+                    "completionTokens": r["result"]["completion_tokens"],
+                }
             )
             last = smoke
 
+        in_head = {"container": head.container_name, "servedName": plan.served_model_name, "url": url}
         if plan.benchmark.enabled:
-            script = servicechecks.benchmark_command(
-                head.container_name, plan.model, plan.served_model_name, url, plan.benchmark, plan.stack
-            )
-            bench = on_head("benchmark", script, [last], replaced + [plan.benchmark.model_dump()])
-            outputs["benchmark"] = bench.stdout.apply(servicechecks.parse_benchmark).apply(
-                lambda metrics: {
-                    **metrics,
-                    "resultFile": servicechecks.benchmark_result_file(plan.benchmark, plan.stack),
-                }
-            )
+            settings = plan.benchmark.model_dump(by_alias=True)
+            spec = {**in_head, "model": plan.model, "settings": settings, "stack": plan.stack}
+            bench = on_head("benchmark", spec, [last])
+            result_file = servicechecks.benchmark_result_file(plan.benchmark, plan.stack)
+            outputs["benchmark"] = report(bench).apply(lambda r: {**r["result"], "resultFile": result_file})
             last = bench
 
         if plan.accuracy.enabled:
-            script = servicechecks.accuracy_command(head.container_name, plan.served_model_name, url, plan.accuracy)
-            accuracy = on_head("accuracy", script, [last], replaced + [plan.accuracy.model_dump()])
-            outputs["accuracy"] = accuracy.stdout.apply(servicechecks.parse_accuracy)
+            spec = {**in_head, "settings": plan.accuracy.model_dump(by_alias=True)}
+            accuracy = on_head("accuracy", spec, [last])
+            outputs["accuracy"] = report(accuracy).apply(lambda r: r["result"])
 
         self.outputs = outputs
         self.register_outputs(outputs)

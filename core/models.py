@@ -20,6 +20,7 @@ from .defaults import (
     MULTI_NODE_ENV,
     PROFILES,
     SECRET_ENV,
+    SECRET_KEYS,
     SEED_COMPILATION_CONFIG,
     SEED_SPECULATIVE_CONFIG,
     SINGLE_NODE_ENV,
@@ -317,9 +318,12 @@ class Accuracy(_Section):
 
 
 class Weights(_Section):
-    """Download the model into model.weightsDir once per node (skipped when already there)."""
+    """Download the model into model.weightsDir before the containers (skipped when already there)."""
 
     stage: bool = False
+    # model.weightsDir is one directory shared by every node (NFS, ...): the head downloads and
+    # the others verify. Otherwise every node downloads into its own, all at once.
+    shared: bool = False
 
 
 class Supervision(_Section):
@@ -365,6 +369,12 @@ class ClusterConfig(_Section):
     grafana_admin_password: str | None = None
     # The top-level keys Pulumi holds encrypted (set by load_config).
     _secret_keys: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def user_secret_keys(self) -> frozenset[str]:
+        """Keys other than the named secrets that the user set with `--secret` (e.g. `serve`
+        holding a token in extraArgs): everything derived from them must stay secret too."""
+        return self._secret_keys - set(SECRET_KEYS)
 
     @property
     def secret_env_names(self) -> frozenset[str]:

@@ -108,6 +108,12 @@ class NodePlan:
     privileged: bool
     stop_grace_seconds: int
     labels: tuple[tuple[str, str], ...]
+    # Config keys (besides the named secrets) the user set as secrets; see `hides`.
+    secret_keys: frozenset[str]
+
+    def hides(self, *keys: str) -> bool:
+        """Whether a value derived from these config keys must be a Pulumi secret."""
+        return not self.secret_keys.isdisjoint(keys)
 
     @property
     def local_engine(self) -> bool:
@@ -158,6 +164,7 @@ class ClusterPlan:
     benchmark: Benchmark
     accuracy: Accuracy
     stage_weights: bool
+    weights_shared: bool
     use_modelscope: bool
     ssh_private_key: str | None
     # Changes whenever anything the data-parallel group shares changes: every node is then
@@ -302,6 +309,15 @@ def node_mounts(cfg: ClusterConfig, host_root: str) -> tuple[Mount, ...]:
     return tuple(driver + [Mount(cfg.model.weights_dir, WEIGHTS_MOUNT, read_only=False)])
 
 
+def _machine(docker_host: str) -> str:
+    """The machine a Docker URL reaches, without the way in: user and port are connection settings,
+    and changing them must not replace the group."""
+    if not docker_host.startswith("ssh://"):
+        return docker_host
+    address = docker_host.removeprefix("ssh://").rsplit("@", 1)[-1]
+    return address[: address.index("]") + 1] if address.startswith("[") else address.split(":")[0]
+
+
 def _fingerprint(nodes: list[NodePlan]) -> str:
     # Secret values stay out: a label is readable by anyone with Docker access. Secrets are the
     # same on every node, so changing one changes every node's env and replaces them all anyway.
@@ -319,7 +335,7 @@ def _fingerprint(nodes: list[NodePlan]) -> str:
             "mounts": [(m.host_path, m.container_path, m.read_only) for m in n.mounts],
             "shm": n.shm_bytes,
             "privileged": n.privileged,
-            "docker_host": n.docker_host,
+            "docker_host": _machine(n.docker_host),
             "container": n.container_name,
         }
         for n in nodes
@@ -373,6 +389,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 privileged=cfg.container.privileged,
                 stop_grace_seconds=cfg.container.stop_grace_seconds,
                 labels=(),
+                secret_keys=cfg.user_secret_keys,
             )
         )
     fingerprint = _fingerprint(unlabelled)
@@ -392,6 +409,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         benchmark=cfg.benchmark,
         accuracy=cfg.accuracy,
         stage_weights=cfg.weights.stage,
+        weights_shared=cfg.weights.shared,
         use_modelscope=cfg.model.use_modelscope,
         ssh_private_key=cfg.ssh_private_key,
         group_fingerprint=fingerprint,

@@ -34,6 +34,7 @@ from core.plan import NODE_LABEL, ROLE_LABEL, Role
 
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+LOCAL_COMMAND = "command:local:Command"
 REMOTE_COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote", "command:remote:CopyFile")
 SERVING_ROLES = get_args(Role)
 

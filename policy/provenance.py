@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
+from checks.steps import NODE_SSH_ENV
 from core.config import image_reference_problem
-from props import CONTAINER, REMOTE_COMMANDS, REMOTE_IMAGE, container_view, is_unknown, node_name, plain
+from props import CONTAINER, LOCAL_COMMAND, REMOTE_COMMANDS, REMOTE_IMAGE, container_view, is_unknown, node_name, plain
 
 
 def validate_image_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -37,6 +40,9 @@ IMAGE_PINNED = ResourceValidationPolicy(
 
 
 def validate_host_key(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type == LOCAL_COMMAND:
+        _validate_step_host_keys(args, report_violation)
+        return
     if args.resource_type not in REMOTE_COMMANDS:
         return
     props = plain(args.props)
@@ -60,9 +66,32 @@ def validate_host_key(args: ResourceValidationArgs, report_violation: ReportViol
             )
 
 
+def _validate_step_host_keys(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """The program's steps reach their nodes with the deploying machine's ssh (`python -m checks`)."""
+    props = plain(args.props)
+    environment = props.get("environment") if isinstance(props, dict) else None
+    text = environment.get(NODE_SSH_ENV) if isinstance(environment, dict) else None
+    if not isinstance(text, str) or is_unknown(text):
+        return
+    try:
+        connections = json.loads(text)
+    except ValueError:
+        return
+    for node, conn in sorted(connections.items() if isinstance(connections, dict) else []):
+        if not isinstance(conn, dict) or (isinstance(conn.get("hostKey"), str) and conn["hostKey"].strip()):
+            continue
+        host = conn.get("host") if isinstance(conn.get("host"), str) else "?"
+        report_violation(
+            f"node {node} ({args.name}): its hostKey is not set, so the step trusts any machine answering at "
+            f"{host}; pin it with nodes[i].hostKey (the output of `ssh-keyscan -t ed25519 {host}`, without "
+            "the host name)",
+            None,
+        )
+
+
 HOST_KEY_PINNED = ResourceValidationPolicy(
     name="remote-command-host-key-pinned",
-    description="Remote commands pin the SSH host key of the machine they connect to.",
+    description="Remote commands and the program's steps pin the SSH host key of the machine they connect to.",
     validate=validate_host_key,
     enforcement_level=EnforcementLevel.ADVISORY,
 )

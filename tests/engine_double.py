@@ -25,8 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fakehosts import FakeHosts
 from mocked import COMMANDS, Deployment, Resource, healthy_hosts, image_id, run_program
 from pulumi.output import Unknown
+from pulumi.runtime import rpc
+
+from checks.steps import StepFailed
+from components.nodecommand import REPLAY
 
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -152,11 +157,7 @@ class EngineDouble:
         run = Run(Deployment())
         hosts = healthy_hosts(config)
 
-        def healthy(type_: str, name: str, inputs: dict, script: str) -> tuple[int, str, str]:
-            # A healthy host prints a check's report for the check's own script, nothing otherwise.
-            return 0, hosts.stdout(name, script) if script == inputs.get("create") else "", ""
-
-        step = _Step(self, run, self.runner or healthy, preview)
+        step = _Step(self, run, self.runner or step_runner(hosts), preview)
         run.deployment = run_program(
             config,
             stack=self.stack,
@@ -258,7 +259,7 @@ class _Step:
             return old.id, {**kept, **inputs}
         id_ = old.id if operation == "update" else f"{resource.name}-{next(self.engine._ids)}"
         # A failing command raises here: a create is not saved, an update keeps the old state.
-        outputs = self._apply(resource, new_inputs, inputs, operation)
+        outputs = self._apply(resource, new_inputs, inputs, operation, old if operation == "update" else None)
         state[resource.urn] = Saved(
             resource.urn, resource.type, resource.name, id_, new_inputs, outputs, resource.replacement_trigger
         )
@@ -281,12 +282,17 @@ class _Step:
             return "replace" if changed - UPDATABLE[resource.type] else "update"
         return "update"
 
-    def _apply(self, resource: Resource, plain: dict, inputs: dict, operation: str) -> dict:
+    def _apply(self, resource: Resource, plain: dict, inputs: dict, operation: str, old: Saved | None) -> dict:
         outputs = dict(inputs)
         if resource.type == IMAGE:
             outputs["imageId"] = image_id(plain["name"])
         if resource.type in COMMANDS:
             script = plain.get("update") if operation == "update" and plain.get("update") else plain.get("create")
+            if old is not None and plain.get("addPreviousOutputInEnv", True):
+                # pulumi-command hands a re-run the previous output in its environment.
+                previous = {k: _plain(old.outputs.get(k, "")) for k in STDIO}
+                environment = _plain(plain.get("environment")) or {}
+                plain = {**plain, "environment": {**environment, **_previous_output_env(previous)}}
             outputs["stdout"], outputs["stderr"] = self._execute(resource.type, resource.name, plain, script)
         return outputs
 
@@ -307,6 +313,32 @@ class _Step:
             self._execute(saved.type, saved.name, saved.inputs, saved.inputs["delete"])
         if self.engine.state.get(saved.urn) is saved:  # not its replacement
             del self.engine.state[saved.urn]
+
+
+def _previous_output_env(previous: dict[str, str]) -> dict[str, str]:
+    return {"PULUMI_COMMAND_STDOUT": previous["stdout"], "PULUMI_COMMAND_STDERR": previous["stderr"]}
+
+
+def _plain(value: Any) -> Any:
+    """Saved outputs keep secrets wrapped; a command's environment sees the value."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return value["value"]
+    return value
+
+
+def step_runner(hosts: FakeHosts) -> Runner:
+    """Commands as the program's steps run them: `python -m checks`, judged on what `hosts` print
+    (exit 1 with the message when the judge fails); an update replays its previous stdout."""
+
+    def run(type_: str, name: str, inputs: dict, script: str) -> tuple[int, str, str]:
+        if script == REPLAY:
+            return 0, inputs["environment"]["PULUMI_COMMAND_STDOUT"], ""
+        try:
+            return 0, hosts.run(name, script), ""
+        except StepFailed as failure:
+            return 1, "", f"{failure}\n"
+
+    return run
 
 
 def _differs(new: Any, old: Any) -> bool:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from hoststubs import fixture
+
+from checks.steps import STEPS, node_script
 
 CHECK = re.compile(r"^(?P<node>.+)-check-(?P<check>[a-z-]+)$")
 
@@ -77,12 +80,26 @@ LM_EVAL_TABLE = """\
 
 
 class FakeHosts:
-    """stdout per command resource, keyed by resource name; `overrides` wins."""
+    """What each node prints for a step, keyed by resource name; `overrides` wins."""
 
     def __init__(self, nodes: list[dict], npus: int, overrides: dict[str, str] | None = None):
         self.nodes = {n["name"]: (i, n) for i, n in enumerate(nodes)}
         self.npus = npus
         self.overrides = overrides or {}
+
+    def run(self, name: str, create: str) -> str:
+        """A step's stdout as `python -m checks` prints it: the judge's report of the nodes' output."""
+        argv = shlex.split(create)
+        assert argv[1:3] == ["-m", "checks"], create
+        step, spec = STEPS[argv[3]], json.loads(argv[4])
+        script = node_script(argv[3], spec)
+        if len(spec["nodes"]) == 1:
+            outputs = {spec["nodes"][0]: self.stdout(name, script)}
+        else:
+            # A step across nodes hears from each node as that node's own resource would.
+            suffix = name.removeprefix(spec["node"])
+            outputs = {node: self.stdout(node + suffix, script) for node in spec["nodes"]}
+        return json.dumps(step.judge(spec, outputs), sort_keys=True)
 
     def stdout(self, name: str, script: str) -> str:
         if name in self.overrides:
@@ -100,9 +117,9 @@ class FakeHosts:
         if name.endswith("-accuracy"):
             return LM_EVAL_TABLE
         if name.endswith("-stage-weights"):
-            return "already staged\n"
+            return "already staged: vllm-ascend/DeepSeek-R1-W8A8\n"
         if name.endswith("-prometheus-data"):
-            return ""
+            return "ready\n"
         raise KeyError(f"no fake output for command {name}")
 
     def _check(self, check: str, index: int, node: dict, script: str) -> str:
@@ -111,6 +128,7 @@ class FakeHosts:
         driver_paths = re.findall(r"'?(/[^' ;]+)'?", script.split(";", 1)[0])
         return {
             "npu-health": lambda: fixture(npu_smi),
+            "npu-idle": lambda: fixture(npu_smi) + "=== npu-free\n",
             "dev-davinci": lambda: "\n".join(
                 [f"davinci{i}" for i in range(self.npus)] + ["davinci_manager", "devmm_svm", "hisi_hdc", "null"]
             ),
@@ -126,5 +144,6 @@ class FakeHosts:
                 f"2: {nic}    inet {node['ip']}/24 brd 192.0.2.255 scope global {nic}\\       valid_lft forever\n"
             ),
             "npu-network": lambda: hccn_output(index, self.npus),
+            "npu-tls": lambda: hccn_output(index, self.npus),
             "npu-ping": lambda: ping_output(script),
         }[check]()

@@ -29,6 +29,8 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from checks.steps import StepFailed
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
 # The program writes the stack's known_hosts file below ~ (components/host.py); under test ~ is
@@ -67,6 +69,8 @@ class Deployment:
     secret_outputs: set = field(default_factory=set)
     # What the program raised, if anything (the engine would print it and fail the update).
     error: BaseException | None = None
+    # Every step whose create failed: resource name -> message (the engine reports each one).
+    failed: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -98,15 +102,20 @@ def healthy_hosts(config: dict, overrides: dict[str, str] | None = None) -> Fake
     return FakeHosts(nodes, npus, overrides)
 
 
-def first_up(hosts: FakeHosts) -> Respond:
-    """Every resource created now: commands print what `hosts` answer, images get an id."""
+def first_up(hosts: FakeHosts, deployment: Deployment) -> Respond:
+    """Every resource created now: commands print what their step's judge reports on what `hosts`
+    answer (a failing judgement fails the create), images get an id. A preview runs nothing."""
 
     def respond(resource: Resource, inputs: dict) -> tuple[str, dict]:
         outputs = dict(inputs)
         if resource.type == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = image_id(inputs["name"])
-        if resource.type in COMMANDS:
-            outputs["stdout"] = hosts.stdout(resource.name, resource.inputs.get("create", ""))
+        if resource.type in COMMANDS and not pulumi.runtime.is_dry_run():
+            try:
+                outputs["stdout"] = hosts.run(resource.name, resource.inputs["create"])
+            except StepFailed as failure:
+                deployment.failed[resource.name] = str(failure)
+                raise
             outputs["stderr"] = ""
         return f"{resource.name}-id", outputs
 
@@ -212,8 +221,8 @@ def run_program(
     Commands on the nodes answer as healthy hosts would, except those named in `host_outputs`;
     `respond` replaces that answer for every resource.
     """
-    respond = respond or first_up(healthy_hosts(config, host_outputs))
     deployment = Deployment()
+    respond = respond or first_up(healthy_hosts(config, host_outputs), deployment)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     home = mock.patch("components.host.ssh_home", return_value=SSH_HOME)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import textwrap
@@ -14,6 +15,7 @@ import yaml
 from mocked import PROJECT_DIR, run_program, stack_settings
 from policy_harness import graph_of, mutate, run
 
+from checks.steps import node_script
 from core.config import ConfigError, load_config
 from core.dashboard import DATASOURCE_UID, NO_EXPORTER
 from core.observability import DASHBOARD_FILE, plan_observability
@@ -378,8 +380,10 @@ def test_outputs_give_the_urls_and_the_password_stays_secret():
     ]
     # The data directory is made Prometheus' before the container starts.
     prepare = deployed.named("observability-prometheus-data")
-    assert prepare.inputs["create"] == (
-        "mkdir -p /var/lib/deepseek-r1-ascend/prometheus && chown 65534:65534 /var/lib/deepseek-r1-ascend/prometheus"
+    step, spec = shlex.split(prepare.inputs["create"])[3:5]
+    assert node_script(step, json.loads(spec)) == (
+        "{ mkdir -p /var/lib/deepseek-r1-ascend/prometheus && chown 65534:65534 /var/lib/deepseek-r1-ascend/prometheus"
+        " && echo ready; } 2>&1"
     )
     assert prepare.urn in prometheus.dependencies
 

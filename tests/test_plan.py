@@ -158,3 +158,16 @@ def test_a_modelled_boolean_set_false_renders_its_no_form(key, flag):
     raw["serve"] = {key: False}
     for node in plan_cluster(load_config(raw), stack="a2").nodes:
         assert f"--no-{flag[2:]}" in node.argv and flag not in node.argv
+
+
+def test_the_group_fingerprint_names_machines_not_the_way_in():
+    def fingerprint(**changes):
+        raw = stack_settings("a2") | changes
+        return plan_cluster(load_config(raw), stack="a2").group_fingerprint
+
+    shipped_fingerprint = fingerprint()
+    # SSH user and port are connection settings: the group stays as it is.
+    assert fingerprint(ssh={"user": "deploy", "port": 2222}) == shipped_fingerprint
+    moved = stack_settings("a2")
+    moved["nodes"][1]["dockerHost"] = "ssh://root@192.0.2.99"
+    assert fingerprint(nodes=moved["nodes"]) != shipped_fingerprint

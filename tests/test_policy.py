@@ -114,9 +114,11 @@ def test_shipped_stacks_pass_every_policy(stack, preview):
 @pytest.mark.parametrize("stack", SHIPPED)
 def test_shipped_stacks_without_site_secrets_only_get_advisories(stack):
     found = run(graph(stack, api_key=False))
-    remote_commands = [n for n in graph(stack, api_key=False) if n.type == "command:remote:Command"]
+    # Every step reaching a node over SSH, once per node it reaches (npu-tls reaches the head too).
+    steps = [n for n in graph(stack, api_key=False) if n.type == "command:local:Command"]
+    reached = sum(len(json.loads(n.inputs["environment"]["NODE_SSH"])) for n in steps)
     host_key = [v for v in found if v.policy == "remote-command-host-key-pinned"]
-    assert len(host_key) == len(remote_commands) > 0
+    assert len(host_key) == reached > 0
     found = [v for v in found if v.policy != "remote-command-host-key-pinned"]
     assert [(v.policy, v.message) for v in found] == [
         (
@@ -1031,6 +1033,20 @@ def test_remote_command_host_key(connection, expected):
         assert len(found) == expected and all(m.startswith("node ") for m in found)
     else:
         assert found == expected
+
+
+def test_steps_name_each_node_without_a_pinned_host_key():
+    nodes = {"a2-0": {"host": "192.0.2.11", "hostKey": HOST_KEY}, "a2-1": {"host": "192.0.2.12", "hostKey": None}}
+    step = Node(
+        "command:local:Command", "a2-1-check-npu-tls", "urn:x", {"environment": {"NODE_SSH": json.dumps(nodes)}}
+    )
+    assert messages(run([step]), "remote-command-host-key-pinned") == [
+        "node a2-1 (a2-1-check-npu-tls): its hostKey is not set, so the step trusts any machine answering at "
+        "192.0.2.12; pin it with nodes[i].hostKey (the output of `ssh-keyscan -t ed25519 192.0.2.12`, without "
+        "the host name)"
+    ]
+    local = Node("command:local:Command", "x", "urn:y", {"environment": {"NODE_SSH": json.dumps({"a2-0": None})}})
+    assert run([local], only="remote-command-host-key-pinned") == []
 
 
 def test_remote_command_types_covered():

@@ -5,6 +5,7 @@ import json
 import pulumi
 import pytest
 from mocked import run_program, stack_settings
+from pulumi.output import Unknown
 
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -231,3 +232,42 @@ def test_environment_set_as_a_secret_stays_secret():
         assert container.secret_inputs == {"envs"}
         assert env(container)["SITE_TOKEN"] == "t0k3n"
     assert "t0k3n" not in repr(deployment.outputs)
+
+
+@pytest.mark.parametrize("stack", ["a2", "a3"])
+def test_the_first_preview_shows_the_exact_containers(stack):
+    preview = run_program(stack_settings(stack), stack=stack, preview=True)
+    up = run_program(stack_settings(stack), stack=stack)
+    for container in preview.of_type(CONTAINER):
+        inputs, after = container.inputs, up.named(container.name).inputs
+        for key in ("envs", "command", "devices", "volumes", "networkMode", "shmSize", "name"):
+            assert inputs[key] == after[key], key
+        driver = "deepseek-r1-ascend.driver"
+        assert {k: v for k, v in labels(container).items() if k != driver} == {
+            k: v for k, v in labels(up.named(container.name)).items() if k != driver
+        }
+        # Only what the checks find on the node is left to the update.
+        assert isinstance(labels(container)[driver], Unknown)
+
+
+def test_only_nic_auto_waits_for_the_preflight_at_preview():
+    raw = stack_settings("a2")
+    raw["nodes"][1]["nic"] = "auto"
+    preview = run_program(raw, stack="a2", preview=True)
+    assert not isinstance(preview.named("a2-0-vllm").inputs["envs"], Unknown)
+    assert isinstance(preview.named("a2-1-vllm").inputs["envs"], Unknown)
+
+
+def test_a_key_set_as_a_secret_keeps_everything_derived_from_it_secret():
+    raw = stack_settings("a2") | {"serve": {"extraArgs": ["--hf-token", "hf_s3cr3t"]}}
+    deployment = run_program(raw, stack="a2", secret_keys=("serve",))
+    assert deployment.error is None
+    carrying = 0
+    for resource in deployment.resources:
+        for key, value in resource.inputs.items():
+            if "hf_s3cr3t" in repr(value) or key == "triggers" and resource.type.startswith("command:"):
+                carrying += 1
+                assert key in resource.secret_inputs, (resource.name, key)
+    assert carrying > 2
+    assert {"nodes", "endpoint", "smokeTest"} <= deployment.secret_outputs
+    assert "hf_s3cr3t" in " ".join(deployment.named("a2-0-vllm").inputs["command"])

@@ -73,10 +73,13 @@ def test_a_new_grace_period_changes_running_containers_in_place(a2):
     assert run.ran == []
 
 
-def test_no_command_gets_its_previous_output_in_its_environment(a2):
+def test_only_a_steps_short_report_comes_back_in_its_environment(a2):
+    # A step's update replays its saved report from the environment (components/nodecommand.py);
+    # what a step prints is that one JSON line, and a failure's one message, never the node's output.
     for config in (a2, stack_settings("local")):
         commands = [r for r in run_program(config).resources if r.type in COMMANDS]
-        assert commands and all(c.inputs["addPreviousOutputInEnv"] is False for c in commands)
+        assert commands and all(c.inputs["addPreviousOutputInEnv"] is True for c in commands)
+        assert all(len(c.inputs.get("stdout", "")) < 4096 for c in commands)
 
 
 def test_readiness_reports_progress_every_minute_until_its_timeout(tmp_path):

@@ -1,18 +1,29 @@
 """Preflight checks, readiness, smoke test, benchmark and accuracy as the mocked program declares them."""
 
 import copy
+import json
+import shlex
 
 import pytest
 from fakehosts import hccn_output
 from hoststubs import fixture
 from mocked import run_program, stack_settings
 
-from checks.common import HostCheckFailed
-from checks.servicechecks import ServiceCheckFailed
+from checks import steps
+from checks.steps import StepFailed
 
-REMOTE = "command:remote:Command"
 LOCAL = "command:local:Command"
-HOST_CHECKS = ["npu-health", "dev-davinci", "driver-files", "docker", "npu-free", "weights-disk", "nic-ip"]
+HOST_CHECKS = [
+    "npu-health",
+    "npu-idle",
+    "dev-davinci",
+    "driver-files",
+    "docker",
+    "npu-free",
+    "weights-disk",
+    "nic-ip",
+]
+RETRY = "; fix the node and run `pulumi up` again (a failed check is not saved, so it runs again)"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +37,7 @@ def settings(stack="a2", **changes):
     return raw
 
 
-def names(deployment, type_=REMOTE):
+def names(deployment, type_=LOCAL):
     return sorted(r.name for r in deployment.of_type(type_))
 
 
@@ -35,7 +46,9 @@ def env_of(container):
 
 
 def test_every_node_is_checked_and_the_npu_network_across_nodes(a2):
-    expected = [f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in HOST_CHECKS + ["npu-network", "npu-ping"]]
+    expected = [
+        f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in HOST_CHECKS + ["npu-network", "npu-tls", "npu-ping"]
+    ]
     assert names(a2) == sorted(expected + ["deepseek-r1-readiness", "deepseek-r1-smoke-test"])
 
 
@@ -63,12 +76,26 @@ def test_checks_keep_their_resources_from_before_the_rename(a2):
         assert a2.named(f"{node}-check-docker").alias_names == []
 
 
+def spec_of(command):
+    argv = shlex.split(command.inputs["create"])
+    assert argv[:3] == ["$DEPLOY_PYTHON", "-m", "checks"]
+    return argv[3], json.loads(argv[4])
+
+
+def node_script(command):
+    """What the step runs on its node."""
+    return steps.node_script(*spec_of(command))
+
+
 def test_checks_run_on_their_node_over_ssh(a2):
     check = a2.named("a2-1-check-npu-health")
-    connection = check.inputs["connection"]
+    assert spec_of(check) == ("npu-health", {"node": "a2-1", "nodes": ["a2-1"], "npus": 8})
+    connection = json.loads(check.inputs["environment"]["NODE_SSH"])["a2-1"]
     assert (connection["host"], connection["user"], connection["port"]) == ("192.0.2.12", "root", 22)
-    assert check.inputs["create"] == "npu-smi info 2>&1 || true"
-    assert check.inputs["triggers"] == [a2.named("a2-1-vllm").replacement_trigger]
+    # What it runs and the group it guards re-run it; the connection only updates (replays) it.
+    assert check.inputs["triggers"] == [check.inputs["create"], a2.named("a2-1-vllm").replacement_trigger]
+    assert check.inputs["update"] == 'printf "%s" "$PULUMI_COMMAND_STDOUT"'
+    assert "a2-1" not in check.inputs["create"].replace('"node": "a2-1", "nodes": ["a2-1"]', "")
 
 
 def test_host_keys_are_pinned_and_private_keys_secret():
@@ -76,49 +103,59 @@ def test_host_keys_are_pinned_and_private_keys_secret():
     raw["nodes"][1]["hostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfNode1"
     deployment = run_program(raw, stack="a2", secret_keys=("sshPrivateKey",))
     check = deployment.named("a2-1-check-docker")
-    assert check.inputs["connection"]["hostKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfNode1"
-    assert "connection" in check.secret_inputs
-    assert "hostKey" not in deployment.named("a2-0-check-docker").inputs["connection"]
+    environment = check.inputs["environment"]
+    assert (
+        json.loads(environment["NODE_SSH"])["a2-1"]["hostKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfNode1"
+    )
+    assert environment["SSH_PRIVATE_KEY"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert "environment" in check.secret_inputs
+    assert (
+        json.loads(deployment.named("a2-0-check-docker").inputs["environment"]["NODE_SSH"])["a2-0"]["hostKey"] is None
+    )
 
 
 def test_containers_wait_for_their_checks_and_the_cross_node_checks(a2):
     for node in ("a2-0", "a2-1"):
         deps = set(a2.named(f"{node}-vllm").dependencies)
         assert {a2.named(f"{node}-check-{c}").urn for c in HOST_CHECKS + ["npu-network"]} <= deps
-        assert {a2.named(f"{peer}-check-npu-ping").urn for peer in ("a2-0", "a2-1")} <= deps
+        for peer in ("a2-0", "a2-1"):
+            assert {a2.named(f"{peer}-check-{c}").urn for c in ("npu-tls", "npu-ping")} <= deps
 
 
 def test_each_npu_pings_the_same_npu_on_the_other_node(a2):
-    script = a2.named("a2-0-check-npu-ping").inputs["create"]
-    assert [line for line in script.split("; ") if line.startswith("echo '=== ping")] == [
-        f"echo '=== ping {i} a2-1 {i} 10.20.1.{11 + i}'" for i in range(8)
-    ]
+    _, spec = spec_of(a2.named("a2-0-check-npu-ping"))
+    assert spec["targets"] == [[i, "a2-1", i, f"10.20.1.{11 + i}"] for i in range(8)]
 
 
 def test_every_npu_pair_is_pinged_on_request():
     deployment = run_program(settings(preflight={"pingPairs": "all"}), stack="a2")
-    script = deployment.named("a2-1-check-npu-ping").inputs["create"]
-    assert script.count("-ping -g address") == 64
+    _, spec = spec_of(deployment.named("a2-1-check-npu-ping"))
+    assert len(spec["targets"]) == 64
+
+
+def test_tls_is_queried_afresh_on_the_node_and_the_head(a2):
+    assert spec_of(a2.named("a2-1-check-npu-tls"))[1]["nodes"] == ["a2-0", "a2-1"]
+    assert spec_of(a2.named("a2-0-check-npu-tls"))[1]["nodes"] == ["a2-0"]
 
 
 def failure(host_outputs, stack="a2", **changes):
+    """The error of the first failing step: under the engine it fails its own resource's create."""
     deployment = run_program(settings(stack, **changes), stack=stack, host_outputs=host_outputs)
-    assert deployment.of_type("docker:index/container:Container") == []
+    assert isinstance(deployment.error, StepFailed)
     return deployment.error
 
 
 def test_a_down_npu_link_stops_the_update_before_any_container():
     error = failure({"a2-1-check-npu-network": fixture("hccn/a2_link_down.txt")})
-    assert isinstance(error, HostCheckFailed)
-    assert str(error).startswith("1 host check failed:\n  - node a2-1: check npu-network: expected ")
+    assert str(error).startswith("node a2-1: check npu-network: expected ")
+    assert str(error).endswith(RETRY)
 
 
 def test_a_tls_mismatch_names_both_nodes():
-    error = failure({"a2-1-check-npu-network": hccn_output(1, 8, tls="1")})
+    error = failure({"a2-1-check-npu-tls": hccn_output(1, 8, tls="1")})
     assert str(error) == (
-        "1 host check failed:\n"
-        "  - node a2-1: check npu-tls: expected tls switch 0 as on node a2-0, saw NPU 0-7 switch 1 "
-        "(node a2-0 has switch 0)"
+        "node a2-1: check npu-tls: expected tls switch 0 as on node a2-0, saw NPU 0-7 switch 1 "
+        "(node a2-0 has switch 0)" + RETRY
     )
 
 
@@ -132,28 +169,29 @@ def test_a_lost_ping_names_the_pair():
 
 
 def test_every_failed_check_of_a_node_is_reported_at_once():
-    error = failure(
-        {
+    ours = "=== container /vllm-ascend stack=a3 /dev/davinci0 /dev/davinci1\n"  # this stack's own: fine
+    deployment = run_program(
+        settings("a3"),
+        stack="a3",
+        host_outputs={
             "a3-0-check-npu-health": fixture("npu_smi/a3_busy_warning.txt"),
+            "a3-0-check-npu-idle": fixture("npu_smi/a3_busy_warning.txt") + "=== npu-free\n" + ours,
             "a3-0-check-weights-disk": fixture("disk/missing.txt"),
             "a3-0-check-nic-ip": "2: eth9    inet 192.0.2.99/24 scope global eth9\\ valid_lft forever\n",
-            "a3-0-check-npu-free": (
-                "=== container /vllm-ascend stack=a3 /dev/davinci0 /dev/davinci1\n"  # this stack's own: fine
-                "=== container /old-vllm stack= /dev/davinci0 /dev/davinci1\n"
-            ),
+            "a3-0-check-npu-free": ours + "=== container /old-vllm stack= /dev/davinci0 /dev/davinci1\n",
         },
-        stack="a3",
     )
-    checks = [line.split(": check ")[1].split(":")[0] for line in str(error).splitlines()[1:]]
-    assert checks == ["npu-health", "npu-free", "weights-disk", "nic-ip"]  # npu-idle: our own container
-    assert "saw container old-vllm holds NPU 0-1" in str(error)
+    # Each failing check fails its own resource, with its own message; npu-idle passes: our own container.
+    assert {name: message.split(": check ")[1].split(":")[0] for name, message in deployment.failed.items()} == {
+        f"a3-0-check-{c}": c for c in ("npu-health", "npu-free", "weights-disk", "nic-ip")
+    }
+    assert "saw container old-vllm holds NPU 0-1" in deployment.failed["a3-0-check-npu-free"]
+    assert all(message.endswith(RETRY) for message in deployment.failed.values())
 
 
 def test_processes_on_the_npus_without_our_container_are_foreign():
-    error = failure({"a2-0-check-npu-health": fixture("npu_smi/a2_busy.txt")})
-    assert str(error).startswith(
-        "1 host check failed:\n  - node a2-0: check npu-idle: expected no processes on any NPU, saw 3 processes"
-    )
+    error = failure({"a2-0-check-npu-idle": fixture("npu_smi/a2_busy.txt") + "=== npu-free\n"})
+    assert str(error).startswith("node a2-0: check npu-idle: expected no processes on any NPU, saw 3 processes")
 
 
 def test_nic_auto_uses_the_discovered_interface():
@@ -178,11 +216,11 @@ def test_nic_auto_fails_when_no_interface_holds_the_ip():
 def test_readiness_waits_for_every_container_and_smoke_test_for_readiness(a2):
     readiness, smoke = a2.named("deepseek-r1-readiness"), a2.named("deepseek-r1-smoke-test")
     assert {a2.named("a2-0-vllm").urn, a2.named("a2-1-vllm").urn} <= set(readiness.dependencies)
-    assert readiness.inputs["connection"]["host"] == "192.0.2.11"
-    assert "http://127.0.0.1:8000/health" in readiness.inputs["create"]
-    assert '"id": *"deepseek_r1"' in readiness.inputs["create"]
+    assert json.loads(readiness.inputs["environment"]["NODE_SSH"])["a2-0"]["host"] == "192.0.2.11"
+    assert "http://127.0.0.1:8000/health" in node_script(readiness)
+    assert '"id": *"deepseek_r1"' in node_script(readiness)
     assert readiness.urn in smoke.dependencies
-    assert readiness.inputs["triggers"] == [["a2-0-vllm-id", "a2-1-vllm-id"]]
+    assert readiness.inputs["triggers"] == [readiness.inputs["create"], ["a2-0-vllm-id", "a2-1-vllm-id"]]
 
 
 def test_verification_outputs(a2):
@@ -208,7 +246,7 @@ def test_benchmark_and_accuracy_run_only_when_enabled(a2):
         "docker exec -e OPENAI_API_KEY vllm-ascend vllm bench serve --backend vllm --base-url http://127.0.0.1:8000 "
         "--model vllm-ascend/DeepSeek-R1-W8A8 --served-model-name deepseek_r1 --dataset-name random "
         "--random-input-len 200 --num-prompts 200 --request-rate 1 --save-result"
-    ) in bench.inputs["create"]
+    ) in node_script(bench)
     assert deployment.outputs["verification"]["benchmark"]["output_throughput"] == 125.4
     assert deployment.outputs["verification"]["benchmark"]["resultFile"] == (
         "/root/.cache/benchmarks/a2-random-200p-1qps.json"
@@ -216,7 +254,7 @@ def test_benchmark_and_accuracy_run_only_when_enabled(a2):
     assert deployment.outputs["verification"]["accuracy"] == {
         "gsm8k": {"flexible-extract": 0.9553, "strict-match": 0.9545}
     }
-    assert "--model local-completions" in accuracy.inputs["create"]
+    assert "--model local-completions" in node_script(accuracy)
 
 
 def test_benchmark_reruns_when_its_settings_change():
@@ -225,15 +263,17 @@ def test_benchmark_reruns_when_its_settings_change():
         "deepseek-r1-benchmark"
     )
     assert base.inputs["triggers"] != changed.inputs["triggers"]
-    assert "--num-prompts 50" in changed.inputs["create"]
+    assert "--num-prompts 50" in node_script(changed)
 
 
 def test_a_failed_smoke_test_fails_the_update():
     deployment = run_program(
         settings(), stack="a2", host_outputs={"deepseek-r1-smoke-test": '{"error": "model not found"}\n404 0.01\n'}
     )
-    assert isinstance(deployment.error, ServiceCheckFailed)
-    assert str(deployment.error) == 'smoke test: /v1/completions answered HTTP 404: {"error": "model not found"}'
+    assert isinstance(deployment.error, StepFailed)
+    assert str(deployment.error) == (
+        'smoke test: /v1/completions answered HTTP 404: {"error": "model not found"}; run `pulumi up` again once fixed'
+    )
 
 
 def test_api_key_reaches_verification_as_a_secret_environment():
@@ -243,7 +283,7 @@ def test_api_key_reaches_verification_as_a_secret_environment():
         # Over SSH, environment variables only arrive where sshd accepts them: stdin always does.
         assert command.inputs["stdin"] == "sk-verify\n"
         assert "stdin" in command.secret_inputs
-        assert command.inputs["create"].startswith("IFS= read -r VLLM_API_KEY || true; export VLLM_API_KEY; ")
+        assert node_script(command).startswith("IFS= read -r VLLM_API_KEY || true; export VLLM_API_KEY; ")
         assert "sk-verify" not in command.inputs["create"]
     assert "sk-verify" not in repr(deployment.outputs)
 
@@ -255,23 +295,42 @@ def test_preflight_can_be_turned_off():
     assert "deepseek-r1-ascend.driver" not in labels
 
 
-def test_weights_are_staged_once_per_node_before_its_container():
-    deployment = run_program(
-        settings(weights={"stage": True}, modelscopeToken="ms-1"), stack="a2", secret_keys=("modelscopeToken",)
+def staged(**weights):
+    return run_program(
+        settings(weights={"stage": True, **weights}, modelscopeToken="ms-1"),
+        stack="a2",
+        secret_keys=("modelscopeToken",),
     )
+
+
+def test_weights_are_staged_on_every_node_at_once_before_its_container():
+    deployment = staged()
     for node in ("a2-0", "a2-1"):
         stage = deployment.named(f"{node}-stage-weights")
-        assert stage.inputs["create"].startswith(
+        assert node_script(stage).startswith(
             "IFS= read -r MODELSCOPE_API_TOKEN || true; export MODELSCOPE_API_TOKEN; "
             "docker run --rm -e MODELSCOPE_API_TOKEN -e HF_TOKEN -v /root/.cache:/root/.cache"
         )
-        assert "modelscope download --model vllm-ascend/DeepSeek-R1-W8A8" in stage.inputs["create"]
+        assert "modelscope download --model vllm-ascend/DeepSeek-R1-W8A8" in node_script(stage)
         assert (stage.inputs["stdin"], "stdin" in stage.secret_inputs) == ("ms-1\n", True)
         assert stage.urn in deployment.named(f"{node}-vllm").dependencies
-        # Only once every node's checks have passed, whatever their outcome would cost otherwise.
+        # Only once every node's checks have passed, and with the image the node pulled.
         assert deployment.named("a2-1-check-weights-disk").urn in stage.dependencies
-    # One node after the other: on a shared weights directory the second finds the first's marker.
-    assert deployment.named("a2-0-stage-weights").urn in deployment.named("a2-1-stage-weights").dependencies
+        assert deployment.named(f"{node}-image").urn in stage.dependencies
+    # Separate weights directories: no node waits for another's download.
+    assert deployment.named("a2-0-stage-weights").urn not in deployment.named("a2-1-stage-weights").dependencies
+
+
+def test_a_shared_weights_directory_is_downloaded_once_and_verified_by_the_others():
+    deployment = staged(shared=True)
+    head, other = deployment.named("a2-0-stage-weights"), deployment.named("a2-1-stage-weights")
+    assert "modelscope download" in node_script(head)
+    assert node_script(other).endswith(
+        "if [ -f /root/.cache/.staged-vllm-ascend_DeepSeek-R1-W8A8 ]; then echo already "
+        "'staged: vllm-ascend/DeepSeek-R1-W8A8'; else echo 'not staged: no .staged-vllm-ascend_DeepSeek-R1-W8A8 "
+        "in the shared weights directory /root/.cache'; fi"
+    )
+    assert head.urn in other.dependencies
 
 
 def test_a_local_engine_runs_its_commands_locally():
@@ -280,4 +339,5 @@ def test_a_local_engine_runs_its_commands_locally():
         node.update(dockerHost="unix:///var/run/docker.sock", containerName=f"vllm-{i}", hostRoot=f"/srv/sim-{i}")
     deployment = run_program(raw, stack="a2")
     assert names(deployment, LOCAL) == ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
-    assert names(deployment, REMOTE) == []
+    # No SSH at all: the steps run on this machine, like its Docker engine.
+    assert json.loads(deployment.named("deepseek-r1-readiness").inputs["environment"]["NODE_SSH"]) == {"a2-0": None}

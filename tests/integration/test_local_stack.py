@@ -21,6 +21,7 @@ from localstack import READY_TIMEOUT_S, STACK, health, logs, sh, start, wait_for
 from mocked import PROJECT_DIR
 
 from checks import docker, npu_holders, servicechecks
+from components.nodecommand import step_command
 from core.config import Benchmark
 from core.dashboard import SECTIONS, SERVING
 from core.observability import plan_observability
@@ -63,8 +64,25 @@ def test_local_stack_serves_the_smoke_request_and_benchmark(cluster):
     assert "vllm-sim: rank 2-3 joined from 127.0.0.2" in head_log
     assert "vllm-sim: all 4 data-parallel ranks joined; ready" in head_log
 
-    smoke = servicechecks.parse_smoke(sh(servicechecks.smoke_command(plan.head_local_url, plan.smoke_request)).stdout)
-    assert smoke.completion_tokens == 50 and smoke.text.strip()
+    # The smoke test as the program's resource runs it: `python -m checks`, judged inside.
+    spec = {
+        "node": plan.head.name,
+        "nodes": [plan.head.name],
+        "url": plan.head_local_url,
+        "request": plan.smoke_request,
+    }
+    env = {**os.environ, "DEPLOY_PYTHON": sys.executable, "NODE_SSH": json.dumps({plan.head.name: None})}
+    step = subprocess.run(
+        ["/bin/sh", "-c", step_command("smoke-test", spec)],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert step.returncode == 0, step.stderr
+    smoke = json.loads(step.stdout)["result"]
+    assert smoke["completion_tokens"] == 50 and smoke["text"].strip()
 
     models = json.load(urllib.request.urlopen(f"{plan.head_local_url}/v1/models", timeout=5))
     assert [m["id"] for m in models["data"]] == ["deepseek_r1"]

@@ -1,0 +1,197 @@
+"""Every step the deployment runs on its nodes, by name: the script a node runs and the one judge
+of what it printed.
+
+A step's spec is plain JSON (it is part of the resource's command line, so a diff shows it). The
+judge returns the report the program reads (driver version, NIC, NPU IPs, verification figures),
+or raises `StepFailed` with the one-line message the user sees, way forward included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+
+from core.models import Accuracy, Benchmark
+
+from . import devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping, servicechecks
+from .common import CheckResult, quote
+
+# The runner's environment (see __main__): each node's SSH connection, and the key to log in with.
+NODE_SSH_ENV = "NODE_SSH"
+SSH_KEY_ENV = "SSH_PRIVATE_KEY"
+
+RETRY = "fix the node and run `pulumi up` again (a failed check is not saved, so it runs again)"
+
+
+class StepFailed(Exception):
+    """The step ran and its output shows a problem; the message is all the user needs."""
+
+
+@dataclass(frozen=True)
+class Step:
+    script: Callable[[dict], str]
+    # Node name -> what that node printed; most steps run on one node.
+    judge: Callable[[dict, dict[str, str]], dict]
+
+
+def _verdict(result: CheckResult, report: dict | None = None) -> dict:
+    if not result.ok:
+        raise StepFailed(f"{result.message}; {RETRY}")
+    return {"seen": result.seen, **(report or {})}
+
+
+def _one(outputs: dict[str, str]) -> str:
+    (output,) = outputs.values()
+    return output
+
+
+_HOLDERS_MARK = "=== npu-free"
+
+
+def _npu_idle(spec: dict, outputs: dict[str, str]) -> dict:
+    # Processes on the NPUs are foreign (e.g. a vllm outside Docker) unless this stack's own
+    # container runs there, as it does while it gets replaced.
+    smi, _, holders = _one(outputs).partition(_HOLDERS_MARK + "\n")
+    own = npu_holders.judge_npu_holders(spec["node"], holders, spec["stack"]).detail.get("own")
+    if own:
+        return {"seen": f"this stack's container {', '.join(own)} holds the NPUs"}
+    return _verdict(npu_smi.judge_npu_smi(spec["node"], smi, spec["npus"])[1])
+
+
+def _driver_files(spec: dict, outputs: dict[str, str]) -> dict:
+    result = driver_files.judge_driver_files(spec["node"], _one(outputs), spec["paths"], spec["versionFile"])
+    return _verdict(result, {"version": result.detail.get("version") or "unknown"})
+
+
+def _nic_ip(spec: dict, outputs: dict[str, str]) -> dict:
+    name, ip, output = spec["node"], spec["ip"], _one(outputs)
+    found = spec["nic"]
+    if found == spec["auto"]:
+        try:
+            found = nic.discover_nic(output, ip)
+        except nic.NicDiscoveryError as error:
+            _verdict(CheckResult(name, "nic-ip", False, f"one interface holding {ip}", str(error)))
+    return _verdict(nic.judge_nic_ip(name, output, found, ip), {"nic": found})
+
+
+def _npu_network(spec: dict, outputs: dict[str, str]) -> dict:
+    output = _one(outputs)
+    report = _verdict(hccn.judge_npu_network(spec["node"], output, spec["npus"]))
+    parsed = hccn.parse_hccn(output) or {}
+    return report | {"npuIps": {str(i): n.ipaddr for i, n in sorted(parsed.items()) if n.ipaddr}}
+
+
+def _npu_tls(spec: dict, outputs: dict[str, str]) -> dict:
+    # Judged across the nodes queried just now, so fixing either side clears the failure.
+    ordered = {node: outputs[node] for node in spec["nodes"]}
+    result = next(r for r in hccn.judge_tls_consistency(ordered) if r.node == spec["node"])
+    return _verdict(result)
+
+
+def _ping_targets(spec: dict) -> list[ping.PingTarget]:
+    return [ping.PingTarget(*t) for t in spec["targets"]]
+
+
+def _service(parse: Callable[[str], object], way_forward: str) -> Callable[[dict, dict[str, str]], dict]:
+    def judge(spec: dict, outputs: dict[str, str]) -> dict:
+        try:
+            result = parse(_one(outputs))
+        except servicechecks.ServiceCheckFailed as error:
+            first, _, rest = str(error).partition("\n")
+            raise StepFailed(f"{first}; {way_forward}" + (f"\n{rest}" if rest else "")) from None
+        return {"result": asdict(result) if is_dataclass(result) else result}
+
+    return judge
+
+
+def _staged(output: str) -> str:
+    last = (output.strip().splitlines() or [""])[-1]
+    if not last.startswith(("staged: ", "already staged: ")):
+        raise servicechecks.ServiceCheckFailed(f"weights staging: the download did not finish: {output[-300:]!r}")
+    return last
+
+
+AGAIN = "run `pulumi up` again once fixed"
+
+
+def _owned_dir_script(spec: dict) -> str:
+    path, owner = quote(spec["path"]), int(spec["owner"])
+    return f"{{ mkdir -p {path} && chown {owner}:{owner} {path} && echo ready; }} 2>&1"
+
+
+def _owned_dir(spec: dict, outputs: dict[str, str]) -> dict:
+    output = _one(outputs).strip()
+    if output.splitlines()[-1:] != ["ready"]:
+        seen = " ".join(output.split())[:200] or "no output"
+        raise StepFailed(f"node {spec['node']}: cannot create {spec['path']} owned by {spec['owner']}: {seen}; {AGAIN}")
+    return {"path": spec["path"]}
+
+
+STEPS: dict[str, Step] = {
+    "npu-health": Step(
+        lambda s: npu_smi.npu_smi_command(),
+        lambda s, out: _verdict(npu_smi.judge_npu_smi(s["node"], _one(out), s["npus"])[0]),
+    ),
+    "npu-idle": Step(
+        lambda s: f"{npu_smi.npu_smi_command()}; echo '{_HOLDERS_MARK}'; {npu_holders.npu_holders_command(s['label'])}",
+        _npu_idle,
+    ),
+    "dev-davinci": Step(
+        lambda s: devices.dev_list_command(s["devDir"]),
+        lambda s, out: _verdict(devices.judge_dev_davinci(s["node"], _one(out), s["npus"])),
+    ),
+    "driver-files": Step(lambda s: driver_files.driver_files_command(s["paths"], s["versionFile"]), _driver_files),
+    "docker": Step(
+        lambda s: docker.docker_version_command(),
+        lambda s, out: _verdict(docker.judge_docker(s["node"], _one(out))),
+    ),
+    "npu-free": Step(
+        lambda s: npu_holders.npu_holders_command(s["label"]),
+        lambda s, out: _verdict(npu_holders.judge_npu_holders(s["node"], _one(out), s["stack"])),
+    ),
+    "weights-disk": Step(
+        lambda s: disk.df_command(s["path"]),
+        lambda s, out: _verdict(disk.judge_free_space(s["node"], _one(out), s["path"], s["minFreeGib"])),
+    ),
+    "nic-ip": Step(lambda s: nic.ip_addr_command(), _nic_ip),
+    "npu-network": Step(lambda s: hccn.hccn_command(s["npus"]), _npu_network),
+    "npu-tls": Step(lambda s: hccn.hccn_command(s["npus"]), _npu_tls),
+    "npu-ping": Step(
+        lambda s: ping.ping_command(_ping_targets(s)),
+        lambda s, out: _verdict(ping.judge_ping(s["node"], _one(out), _ping_targets(s))),
+    ),
+    "readiness": Step(
+        lambda s: servicechecks.readiness_command(
+            s["url"], s["servedName"], s["timeoutSeconds"], s["intervalSeconds"], s["container"], s["stack"]
+        ),
+        _service(servicechecks.ready_after_seconds, f"see the log lines below; {AGAIN}"),
+    ),
+    "smoke-test": Step(
+        lambda s: servicechecks.smoke_command(s["url"], s["request"]),
+        _service(servicechecks.parse_smoke, AGAIN),
+    ),
+    "benchmark": Step(
+        lambda s: servicechecks.benchmark_command(
+            s["container"], s["model"], s["servedName"], s["url"], Benchmark.model_validate(s["settings"]), s["stack"]
+        ),
+        _service(servicechecks.parse_benchmark, AGAIN),
+    ),
+    "accuracy": Step(
+        lambda s: servicechecks.accuracy_command(
+            s["container"], s["servedName"], s["url"], Accuracy.model_validate(s["settings"])
+        ),
+        _service(servicechecks.parse_accuracy, AGAIN),
+    ),
+    # A directory a container writes as a user of its own (Prometheus's data).
+    "owned-dir": Step(_owned_dir_script, _owned_dir),
+    "stage-weights": Step(
+        lambda s: servicechecks.staging_command(s["image"], s["weightsDir"], s["model"], s["useModelscope"], s["mode"]),
+        _service(_staged, f"check the weights directory and the mirror; {AGAIN}"),
+    ),
+}
+
+
+def node_script(name: str, spec: dict) -> str:
+    """What the step runs on each of its nodes; its secrets come first, read from standard input."""
+    script = STEPS[name].script(spec)
+    return servicechecks.secrets_prelude(spec["secrets"]) + script if spec.get("secrets") else script
