@@ -58,8 +58,11 @@ def test_a_failed_check_clears_once_the_host_is_fixed():
     site.scripts.clear()
     retry = engine.up(config)
     assert retry.error is None
-    # The check that failed runs again; the ones that passed stay passed.
-    assert [n for n in site.contacted() if "-check-" in n] == ["a2-1-check-weights-disk"]
+    # The check that failed runs again; the ones that passed stay passed. (Which other checks the
+    # first run reached before it stopped depends on timing, as with the real engine.)
+    passed = {n for n in failed.created if "-check-" in n} - {"a2-1-check-weights-disk"}
+    retried = {n for n in site.contacted() if "-check-" in n}
+    assert "a2-1-check-weights-disk" in retried and passed and not retried & passed
     assert {"a2-0-vllm", "a2-1-vllm", "deepseek-r1-readiness", "deepseek-r1-smoke-test"} <= set(retry.created)
     assert engine.up(config).steps == []
 
