@@ -311,11 +311,13 @@ def node_mounts(cfg: ClusterConfig, host_root: str) -> tuple[Mount, ...]:
 
 def _machine(docker_host: str) -> str:
     """The machine a Docker URL reaches, without the way in: user and port are connection settings,
-    and changing them must not replace the group."""
+    and changing them must not replace the group. Spelled `ssh://root@<host>`, as the default URL
+    is, so that a group deployed with the defaults keeps its fingerprint."""
     if not docker_host.startswith("ssh://"):
         return docker_host
     address = docker_host.removeprefix("ssh://").rsplit("@", 1)[-1]
-    return address[: address.index("]") + 1] if address.startswith("[") else address.split(":")[0]
+    host = address[: address.index("]") + 1] if address.startswith("[") else address.split(":")[0]
+    return f"ssh://root@{host}"
 
 
 def _fingerprint(nodes: list[NodePlan]) -> str:
