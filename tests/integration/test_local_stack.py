@@ -9,8 +9,11 @@ Where Docker cannot run these tests skip with the reason; under CI (CI=true) the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
