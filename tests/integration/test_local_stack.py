@@ -26,7 +26,7 @@ from mocked import PROJECT_DIR
 from checks import docker, npu_holders, servicechecks
 from components.nodecommand import step_command
 from core.config import Benchmark
-from core.dashboard import SECTIONS, SERVING
+from core.dashboard import CLUSTER, SECTIONS, SERVING
 from core.observability import plan_observability
 from core.plan import STACK_LABEL, plan_cluster
 from core.stack import config_from_stack_file, stack_file
@@ -193,21 +193,27 @@ def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_runs(cluster, 
         "the head's metrics to be scraped",
     )
 
-    up = prometheus_query(obs.prometheus_url, 'up{job="vllm"}')["data"]["result"]
-    assert [(r["metric"]["node"], r["metric"]["role"], r["metric"]["ranks"], r["value"][1]) for r in up] == [
-        ("sim-0", "head", "0-1", "1")
+    up = prometheus_query(obs.prometheus_url, "up")["data"]["result"]
+    assert sorted(
+        (r["metric"]["job"], r["metric"]["node"], r["metric"]["role"], r["metric"]["ranks"], r["value"][1]) for r in up
+    ) == [
+        ("supervisor", "sim-0", "head", "0-1", "1"),
+        ("supervisor", "sim-1", "headless", "2-3", "1"),
+        ("vllm", "sim-0", "head", "0-1", "1"),
     ]
     for _, section in SECTIONS:
         for panel in section:
             for expr, _ in panel.queries:
                 answer = prometheus_query(obs.prometheus_url, expr)
                 assert answer["status"] == "success", (panel.title, expr, answer)
-                if section is SERVING:
+                if section is SERVING or section is CLUSTER:
                     values = [float(r["value"][1]) for r in answer["data"]["result"]]
                     assert values and all(v == v for v in values), (panel.title, expr, answer)  # not NaN
     with urllib.request.urlopen(f"{obs.prometheus_url}/api/v1/rules", timeout=5) as r:
         rules = [rule for group in json.load(r)["data"]["groups"] for rule in group["rules"]]
     assert len(rules) == 9 and {rule["health"] for rule in rules} == {"ok"}
+    # A healthy cluster under this load raises no alert, not even a pending one.
+    assert [rule["name"] for rule in rules if rule["state"] != "inactive"] == []
 
 
 def health_of(url: str) -> bool:
