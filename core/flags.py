@@ -53,6 +53,14 @@ LAYOUT_CONFLICTS = {
     "--node-rank": "vllm's torchrun-style multi-node launch conflicts with the data-parallel group the nodes form",
     "--config": "it reads flags from a file inside the container, which validation cannot check; list them here",
     "--help": "vllm prints its help and exits instead of serving",
+    "--data-parallel-backend": "the nodes form their data-parallel group with vllm's own multiprocessing backend; "
+    "another backend (ray) needs a cluster this deployment does not run",
+    "--data-parallel-external-lb": "the head serves the API for the whole group; an external load balancer would "
+    "need an API server on every node",
+    "--data-parallel-hybrid-lb": "the head serves the API for the whole group; hybrid load balancing would start "
+    "an API server on every node",
+    "--uds": "the API would listen on a Unix socket instead of serve.host:serve.port, where readiness, the smoke "
+    "test and clients reach it",
 }
 # Refused only where some node is headless (vllm refuses more than one API server there).
 HEADLESS_CONFLICTS = {
@@ -106,5 +114,8 @@ def _conflict(given: vllm_args.Given, multi_node: bool) -> str | None:
         if given.option.negated:
             return f"{named} turns off {flag.name}, which is set from {keys[flag.name]}; set it to false there"
         return f"{named} sets {flag.name}, which is set from {keys[flag.name]}; set it there"
+    if given.option.negated:
+        # Turning a conflicting switch off restates vllm's default.
+        return None
     reason = LAYOUT_CONFLICTS.get(flag.name) or (HEADLESS_CONFLICTS.get(flag.name) if multi_node else None)
     return f"{named} conflicts with this deployment's layout: {reason}" if reason else None

@@ -150,6 +150,29 @@ EXTRA_ARGS_REFUSED = {
         "serve.extraArgs[0]: '--node_rank' (vllm reads --node-rank) conflicts with this deployment's layout: "
         "vllm's torchrun-style multi-node launch conflicts with the data-parallel group the nodes form",
     ),
+    "a Ray data-parallel backend": (
+        ["-dpb", "ray"],
+        "serve.extraArgs[0]: '-dpb' conflicts with this deployment's layout: the nodes form their data-parallel "
+        "group with vllm's own multiprocessing backend; another backend (ray) needs a cluster this deployment "
+        "does not run",
+    ),
+    "external load balancing": (
+        ["--data_parallel_external_lb"],
+        "serve.extraArgs[0]: '--data_parallel_external_lb' (vllm reads --data-parallel-external-lb) conflicts "
+        "with this deployment's layout: the head serves the API for the whole group; an external load balancer "
+        "would need an API server on every node",
+    ),
+    "hybrid load balancing": (
+        ["-dph"],
+        "serve.extraArgs[0]: '-dph' conflicts with this deployment's layout: the head serves the API for the "
+        "whole group; hybrid load balancing would start an API server on every node",
+    ),
+    "the API on a Unix socket": (
+        ["--uds=/tmp/vllm.sock"],
+        "serve.extraArgs[0]: '--uds=/tmp/vllm.sock' conflicts with this deployment's layout: the API would "
+        "listen on a Unix socket instead of serve.host:serve.port, where readiness, the smoke test and clients "
+        "reach it",
+    ),
     "ambiguous abbreviation": (
         ["--max-num", "8"],
         "serve.extraArgs[0]: vllm 0.18.0 refuses '--max-num': ambiguous option: --max-num could match "
@@ -188,6 +211,7 @@ EXTRA_ARGS_ACCEPTED = {
     "a non-derived flag in = form": ["--max-loras=4"],
     "underscores in a non-derived flag": ["--kv_cache_dtype", "auto"],
     "--no- of a flag the config leaves alone": ["--no-enable-chunked-prefill"],
+    "--no- of a layout-conflicting switch, vllm's default": ["--no-data-parallel-external-lb"],
     "-O level": ["-O3"],
     "a human-readable size": ["--long-prefill-token-threshold", "2048"],
     "JSON on a flag the config leaves alone": ["--additional-config", '{"ascend_scheduler_config": {}}'],
