@@ -31,8 +31,14 @@ _FORMER_NAMES = {
 
 
 def _check(
-    parent: pulumi.Resource, plan: ClusterPlan, node: NodePlan, check: str, spec: pulumi.Input[dict], on=None
+    parent: pulumi.Resource,
+    plan: ClusterPlan,
+    node: NodePlan,
+    check: str,
+    spec: pulumi.Input[dict],
+    on: list[NodePlan] | None = None,
 ) -> command.local.Command:
+    """The resource `<node>-check-<check>`, run on `on` (default: the node itself)."""
     former = _FORMER_NAMES.get(check)
     return node_step(
         f"{node.name}-check-{check}",
