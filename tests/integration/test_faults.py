@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 import yaml
-from localstack import STACK, get, logs, sh, start, wait_ready
+from localstack import STACK, get, logs, sh, start, wait_for, wait_ready
 from mocked import PROJECT_DIR
 
 from checks import diagnostics
@@ -44,11 +44,11 @@ SUPERVISION = {
 DEFAULT, HEAD_EXITS, HEADLESS_WAITS = "", "head-exits-on-lost-rank", "headless-waits-for-head"
 
 
-def fault_plan(mode: str = DEFAULT, load_s: float = LOAD_S):
+def fault_plan(mode: str = DEFAULT, load_s: float = LOAD_S, **supervision):
     document = yaml.safe_load(stack_file(PROJECT_DIR, STACK).read_text())["config"]
     raw = {key.split(":", 1)[1]: value for key, value in document.items()}
     env = {"VLLM_SIM_LOAD_SECONDS": str(load_s), **({"VLLM_SIM_MODE": mode} if mode else {})}
-    raw.update(supervision=SUPERVISION, env={"extra": env})
+    raw.update(supervision={**SUPERVISION, **supervision}, env={"extra": env})
     return plan_cluster(load_config(raw), stack=STACK)
 
 
@@ -196,3 +196,23 @@ def test_a_slow_initial_load_is_left_alone(clean_stack):
     for i, node in enumerate(plan.nodes):
         assert supervisor_metrics(node)["deepseek_supervisor_group_restarts_total"] == 0
         assert "group restart" not in logs(plan, i)
+
+
+def given_up(metrics: dict[str, float]) -> bool:
+    return metrics.get("deepseek_supervisor_restart_capped") == 1 and metrics.get("deepseek_supervisor_vllm_up") == 0
+
+
+def test_a_member_that_never_starts_stops_the_restarts_at_the_cap(clean_stack):
+    plan = fault_plan(maxRestarts=2)
+    # The headless node's ranks overlap the head's: the head refuses it on every start.
+    start(plan, lambda node, script: script.replace("--data-parallel-start-rank 2", "--data-parallel-start-rank 1"))
+    wait_for(
+        lambda: all(given_up(supervisor_metrics(n)) for n in plan.nodes),
+        60,
+        "every supervisor to give up and stop vllm",
+    )
+    for i, node in enumerate(plan.nodes):
+        assert supervisor_metrics(node)["deepseek_supervisor_group_restarts_total"] == 3
+        assert "giving up: 2 group restarts in a row (maxRestarts) did not bring the group back" in logs(plan, i)
+    time.sleep(2 * SUPERVISION["pollSeconds"] + SUPERVISION["maxBackoffSeconds"])
+    assert [supervisor_metrics(n)["deepseek_supervisor_group_restarts_total"] for n in plan.nodes] == [3, 3]
