@@ -8,6 +8,9 @@ from core import plan
 
 from .common import CheckResult, as_text, quote, ranges, unparseable
 
+# The check's name: its resource `<node>-check-<name>`, its message and the README's table.
+CHECK = "dev-davinci"
+
 MANAGEMENT_DEVICES = tuple(path.removeprefix("/dev/") for path in plan.MANAGEMENT_DEVICES)
 
 
@@ -24,7 +27,7 @@ def judge_dev_davinci(node: str, output: str, expected_devices: int) -> CheckRes
     names = [ln.strip() for ln in text.splitlines() if ln.strip()]
     expected = f"{expected_devices} /dev/davinciN devices plus {', '.join(MANAGEMENT_DEVICES)}"
     if not names or not all(_LS_NAME.match(n) for n in names):
-        return CheckResult(node, "dev-davinci", False, expected, unparseable(text))
+        return CheckResult(node, CHECK, False, expected, unparseable(text))
     ids = sorted(int(m.group(1)) for n in names if (m := re.match(r"^davinci(\d+)$", n)))
     missing_mgmt = [d for d in MANAGEMENT_DEVICES if d not in names]
     problems = []
@@ -34,4 +37,4 @@ def judge_dev_davinci(node: str, output: str, expected_devices: int) -> CheckRes
     if problems:
         seen += "; " + "; ".join(problems)
     ok = len(ids) == expected_devices and not missing_mgmt
-    return CheckResult(node, "dev-davinci", ok, expected, seen, {"davinci": ids, "missing_management": missing_mgmt})
+    return CheckResult(node, CHECK, ok, expected, seen, {"davinci": ids, "missing_management": missing_mgmt})

@@ -6,6 +6,9 @@ import re
 
 from .common import CheckResult, as_text, quote, unparseable
 
+# The check's name: its resource `<node>-check-<name>`, its message and the README's table.
+CHECK = "weights-disk"
+
 _DF_ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)%\s+(.+?)\s*$")
 
 
@@ -39,9 +42,9 @@ def judge_free_space(node: str, output: str, path: str, min_free_gib: float) -> 
     expected = f"at least {min_free_gib:g} GiB free in {path}"
     parsed = parse_df(output)
     if parsed is None:
-        return CheckResult(node, "weights-disk", False, expected, unparseable(output))
+        return CheckResult(node, CHECK, False, expected, unparseable(output))
     if parsed.get("missing"):
-        return CheckResult(node, "weights-disk", False, expected, f"directory {path} does not exist", parsed)
+        return CheckResult(node, CHECK, False, expected, f"directory {path} does not exist", parsed)
     free_gib = parsed["avail_kib"] / (1024 * 1024)
     seen = f"{free_gib:.1f} GiB free on {parsed['mount']} ({parsed['filesystem']})"
-    return CheckResult(node, "weights-disk", free_gib >= min_free_gib, expected, seen, {**parsed, "free_gib": free_gib})
+    return CheckResult(node, CHECK, free_gib >= min_free_gib, expected, seen, {**parsed, "free_gib": free_gib})

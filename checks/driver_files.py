@@ -10,6 +10,9 @@ from core import plan
 
 from .common import CheckResult, as_text, quote, unparseable
 
+# The check's name: its resource `<node>-check-<name>`, its message and the README's table.
+CHECK = "driver-files"
+
 DEFAULT_VERSION_FILE = next(p for p in plan.DRIVER_PATHS if p.endswith("/version.info"))
 _VERSION_MARK = "=== version.info"
 
@@ -82,7 +85,7 @@ def judge_driver_files(
     expected = f"{len(paths)} driver paths present and a driver version in {version_file}"
     parsed = parse_driver_files(output)
     if parsed is None:
-        return CheckResult(node, "driver-files", False, expected, unparseable(output))
+        return CheckResult(node, CHECK, False, expected, unparseable(output))
     reported = set(parsed.present) | set(parsed.missing)
     unreported = [p for p in paths if p not in reported]
     missing = [p for p in paths if p in parsed.missing] + unreported
@@ -99,7 +102,7 @@ def judge_driver_files(
     seen = f"all present, {vtext}" if ok else "; ".join(problems)
     return CheckResult(
         node,
-        "driver-files",
+        CHECK,
         ok,
         expected,
         seen,

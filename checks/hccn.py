@@ -11,6 +11,10 @@ from core import plan
 
 from .common import CheckResult, as_text, quote, ranges, unparseable
 
+# The checks' names: their resources `<node>-check-<name>`, their messages and the README's table.
+NETWORK_CHECK = "npu-network"
+TLS_CHECK = "npu-tls"
+
 DEFAULT_HCCN_TOOL = next(p for p in plan.DRIVER_PATHS if p.endswith("/tools/hccn_tool"))
 _HCCN_QUERIES = (("link", "-link -g"), ("net_health", "-net_health -g"), ("ip", "-ip -g"), ("tls", "-tls -g"))
 _SECTION = re.compile(r"^=== npu (\d+) (link|net_health|ip|tls)\s*$")
@@ -118,7 +122,7 @@ def judge_npu_network(node: str, output: str, npu_count: int) -> CheckResult:
     parsed = parse_hccn(output)
     bad = _hccn_unusable(parsed, output)
     if bad is not None or parsed is None:
-        return CheckResult(node, "npu-network", False, expected, bad or unparseable(output))
+        return CheckResult(node, NETWORK_CHECK, False, expected, bad or unparseable(output))
     problems: list[str] = []
     for i in range(npu_count):
         n = parsed.get(i)
@@ -142,8 +146,8 @@ def judge_npu_network(node: str, output: str, npu_count: int) -> CheckResult:
         }
     }
     if problems:
-        return CheckResult(node, "npu-network", False, expected, "; ".join(problems), detail)
-    return CheckResult(node, "npu-network", True, expected, f"{npu_count} NPUs up, healthy, with IPs", detail)
+        return CheckResult(node, NETWORK_CHECK, False, expected, "; ".join(problems), detail)
+    return CheckResult(node, NETWORK_CHECK, True, expected, f"{npu_count} NPUs up, healthy, with IPs", detail)
 
 
 def _switch_summary(values: Mapping[int, str | None]) -> str:
@@ -182,7 +186,7 @@ def judge_tls_consistency(outputs: Mapping[str, str]) -> list[CheckResult]:
         if vals is None:
             results.append(
                 CheckResult(
-                    node, "npu-tls", False, expected, _hccn_unusable(parse_hccn(outputs[node]), outputs[node]) or ""
+                    node, TLS_CHECK, False, expected, _hccn_unusable(parse_hccn(outputs[node]), outputs[node]) or ""
                 )
             )
             continue
@@ -195,5 +199,5 @@ def judge_tls_consistency(outputs: Mapping[str, str]) -> list[CheckResult]:
             seen = _switch_summary(vals)
             if reference is not None and reference[0] != node:
                 seen += f" (node {reference[0]} has switch {reference[1]})"
-        results.append(CheckResult(node, "npu-tls", ok, expected, seen, detail))
+        results.append(CheckResult(node, TLS_CHECK, ok, expected, seen, detail))
     return results

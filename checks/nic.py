@@ -7,6 +7,9 @@ import re
 
 from .common import CheckResult, as_text, unparseable
 
+# The check's name: its resource `<node>-check-<name>`, its message and the README's table.
+CHECK = "nic-ip"
+
 
 class NicDiscoveryError(ValueError):
     """``discover_nic`` found no interface, or several, holding the IP."""
@@ -66,16 +69,16 @@ def judge_nic_ip(node: str, output: str, nic: str, ip: str) -> CheckResult:
     try:
         want = _norm_ip(ip)
     except ValueError:
-        return CheckResult(node, "nic-ip", False, f"{nic} to hold {ip}", f"configured IP {ip!r} is not an IP address")
+        return CheckResult(node, CHECK, False, f"{nic} to hold {ip}", f"configured IP {ip!r} is not an IP address")
     expected = f"{nic} to hold {want}"
     rows = parse_ip_addr(output)
     if rows is None:
-        return CheckResult(node, "nic-ip", False, expected, unparseable(output))
+        return CheckResult(node, CHECK, False, expected, unparseable(output))
     on_nic = [f"{a}/{p}" for n, a, p in rows if n == nic]
     holders = sorted({n for n, a, _ in rows if a == want})
     detail = {"addresses": [{"nic": n, "address": a, "prefixlen": p} for n, a, p in rows]}
     if nic in holders:
-        return CheckResult(node, "nic-ip", True, expected, f"{nic} holds {want}", detail)
+        return CheckResult(node, CHECK, True, expected, f"{nic} holds {want}", detail)
     if holders:
         seen = f"{want} is on {', '.join(holders)}"
     elif on_nic:
@@ -84,4 +87,4 @@ def judge_nic_ip(node: str, output: str, nic: str, ip: str) -> CheckResult:
         seen = f"{nic} has no address"
     else:
         seen = f"no interface named {nic} with an address, and no interface holds {want}"
-    return CheckResult(node, "nic-ip", False, expected, seen, detail)
+    return CheckResult(node, CHECK, False, expected, seen, detail)

@@ -6,6 +6,9 @@ import re
 
 from .common import CheckResult, as_text, quote, ranges, unparseable
 
+# The check's name: its resource `<node>-check-<name>`, its message and the README's table.
+CHECK = "npu-free"
+
 # npu-smi lists processes, not containers, and during a replacement our own running container
 # holds the NPUs legitimately; Docker knows which container was given which device.
 
@@ -32,13 +35,13 @@ def judge_npu_holders(node: str, output: str, stack: str) -> CheckResult:
     for line in text.splitlines():
         if not line.startswith(_HOLDER_MARK):
             if line.strip():
-                return CheckResult(node, "npu-free", False, expected, unparseable(text))
+                return CheckResult(node, CHECK, False, expected, unparseable(text))
             continue
         fields = line[len(_HOLDER_MARK) :].split()
         # Docker names start with '/'; a container without the label shows "stack=" (or
         # "stack=<no value>", depending on the Docker version).
         if len(fields) < 2 or not fields[0].startswith("/") or not fields[1].startswith("stack="):
-            return CheckResult(node, "npu-free", False, expected, unparseable(line))
+            return CheckResult(node, CHECK, False, expected, unparseable(line))
         name, owner = fields[0].lstrip("/"), fields[1].removeprefix("stack=")
         davinci = sorted(int(m.group(1)) for f in fields[2:] if (m := re.search(r"davinci(\d+)$", f)))
         if davinci and owner != stack:
@@ -46,4 +49,4 @@ def judge_npu_holders(node: str, output: str, stack: str) -> CheckResult:
         elif davinci:
             own.append(name)
     seen = "; ".join(holders) if holders else "none"
-    return CheckResult(node, "npu-free", not holders, expected, seen, {"holders": holders, "own": own})
+    return CheckResult(node, CHECK, not holders, expected, seen, {"holders": holders, "own": own})

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from .common import CheckResult, as_text, unparseable
 
+# The checks' names: their resources `<node>-check-<name>`, their messages and the README's table.
+HEALTH_CHECK = "npu-health"
+IDLE_CHECK = "npu-idle"
+
 # Layout of ``npu-smi info`` (documented table; see tests/fixtures/npu_smi):
 #
 #   | NPU   Name                | Health        | Power(W)    Temp(C)  Hugepages-Usage(page)|
@@ -166,8 +170,8 @@ def judge_npu_smi(node: str, output: str, expected_devices: int) -> list[CheckRe
     if info is None:
         seen = unparseable(output)
         return [
-            CheckResult(node, "npu-health", False, f"{expected_devices} healthy NPUs", seen),
-            CheckResult(node, "npu-idle", False, "no processes on any NPU", seen),
+            CheckResult(node, HEALTH_CHECK, False, f"{expected_devices} healthy NPUs", seen),
+            CheckResult(node, IDLE_CHECK, False, "no processes on any NPU", seen),
         ]
     devs = info.devices
     healthy = [d for d in devs if d.health.upper() == "OK"]
@@ -181,7 +185,7 @@ def judge_npu_smi(node: str, output: str, expected_devices: int) -> list[CheckRe
         seen += f" ({'; '.join(problems)})"
     health = CheckResult(
         node,
-        "npu-health",
+        HEALTH_CHECK,
         len(devs) == expected_devices and len(healthy) == len(devs),
         f"{expected_devices} healthy NPUs",
         seen,
@@ -221,7 +225,7 @@ def judge_npu_smi(node: str, output: str, expected_devices: int) -> list[CheckRe
         idle_ok = True
     idle = CheckResult(
         node,
-        "npu-idle",
+        IDLE_CHECK,
         idle_ok,
         "no processes on any NPU",
         idle_seen,

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from .common import CheckResult, as_text, quote, token, unparseable
 from .hccn import hccn_prelude
 
+# The check's name: its resource `<node>-check-<name>`, its message and the README's table.
+CHECK = "npu-ping"
+
 # Documented output of `hccn_tool -i 0 -ping -g address 10.10.100.10`:
 #   device 0 PING 10.10.100.10
 #   recv seq=0,time=0.067000ms
@@ -127,8 +130,8 @@ def judge_ping(node: str, output: str, targets: Sequence[PingTarget] | None = No
     expected = f"all {n_expected} NPU pairs reachable" if n_expected is not None else "all NPU pairs reachable"
     if parsed is None:
         if targets is not None and not targets:
-            return CheckResult(node, "npu-ping", True, expected, "nothing to ping")
-        return CheckResult(node, "npu-ping", False, expected, unparseable(output))
+            return CheckResult(node, CHECK, True, expected, "nothing to ping")
+        return CheckResult(node, CHECK, False, expected, unparseable(output))
     by_key = {(o.target.local_npu, o.target.peer_node, o.target.peer_npu, _canon(o.target.peer_ip)): o for o in parsed}
     failures: list[str] = []
     considered: list[PingOutcome] = []
@@ -163,7 +166,7 @@ def judge_ping(node: str, output: str, targets: Sequence[PingTarget] | None = No
     seen = f"{reachable}/{total} reachable"
     if failures:
         seen += f" ({'; '.join(failures)})"
-    return CheckResult(node, "npu-ping", not failures and total > 0, expected, seen, detail)
+    return CheckResult(node, CHECK, not failures and total > 0, expected, seen, detail)
 
 
 def _canon(ip: str) -> str:

@@ -45,7 +45,7 @@ def _one(outputs: dict[str, str]) -> str:
     return output
 
 
-_HOLDERS_MARK = "=== npu-free"
+_HOLDERS_MARK = f"=== {npu_holders.CHECK}"
 
 
 def _npu_idle(spec: dict, outputs: dict[str, str]) -> dict:
@@ -70,7 +70,7 @@ def _nic_ip(spec: dict, outputs: dict[str, str]) -> dict:
         try:
             found = nic.discover_nic(output, ip)
         except nic.NicDiscoveryError as error:
-            _verdict(CheckResult(name, "nic-ip", False, f"one interface holding {ip}", str(error)))
+            _verdict(CheckResult(name, nic.CHECK, False, f"one interface holding {ip}", str(error)))
     return _verdict(nic.judge_nic_ip(name, output, found, ip), {"nic": found})
 
 
@@ -128,35 +128,35 @@ def _owned_dir(spec: dict, outputs: dict[str, str]) -> dict:
 
 
 STEPS: dict[str, Step] = {
-    "npu-health": Step(
+    npu_smi.HEALTH_CHECK: Step(
         lambda s: npu_smi.npu_smi_command(),
         lambda s, out: _verdict(npu_smi.judge_npu_smi(s["node"], _one(out), s["npus"])[0]),
     ),
-    "npu-idle": Step(
+    npu_smi.IDLE_CHECK: Step(
         lambda s: f"{npu_smi.npu_smi_command()}; echo '{_HOLDERS_MARK}'; {npu_holders.npu_holders_command(s['label'])}",
         _npu_idle,
     ),
-    "dev-davinci": Step(
+    devices.CHECK: Step(
         lambda s: devices.dev_list_command(s["devDir"]),
         lambda s, out: _verdict(devices.judge_dev_davinci(s["node"], _one(out), s["npus"])),
     ),
-    "driver-files": Step(lambda s: driver_files.driver_files_command(s["paths"], s["versionFile"]), _driver_files),
-    "docker": Step(
+    driver_files.CHECK: Step(lambda s: driver_files.driver_files_command(s["paths"], s["versionFile"]), _driver_files),
+    docker.CHECK: Step(
         lambda s: docker.docker_version_command(),
         lambda s, out: _verdict(docker.judge_docker(s["node"], _one(out))),
     ),
-    "npu-free": Step(
+    npu_holders.CHECK: Step(
         lambda s: npu_holders.npu_holders_command(s["label"]),
         lambda s, out: _verdict(npu_holders.judge_npu_holders(s["node"], _one(out), s["stack"])),
     ),
-    "weights-disk": Step(
+    disk.CHECK: Step(
         lambda s: disk.df_command(s["path"]),
         lambda s, out: _verdict(disk.judge_free_space(s["node"], _one(out), s["path"], s["minFreeGib"])),
     ),
-    "nic-ip": Step(lambda s: nic.ip_addr_command(), _nic_ip),
-    "npu-network": Step(lambda s: hccn.hccn_command(s["npus"]), _npu_network),
-    "npu-tls": Step(lambda s: hccn.hccn_command(s["npus"]), _npu_tls),
-    "npu-ping": Step(
+    nic.CHECK: Step(lambda s: nic.ip_addr_command(), _nic_ip),
+    hccn.NETWORK_CHECK: Step(lambda s: hccn.hccn_command(s["npus"]), _npu_network),
+    hccn.TLS_CHECK: Step(lambda s: hccn.hccn_command(s["npus"]), _npu_tls),
+    ping.CHECK: Step(
         lambda s: ping.ping_command(_ping_targets(s)),
         lambda s, out: _verdict(ping.judge_ping(s["node"], _one(out), _ping_targets(s))),
     ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from checks import ping
+from checks import devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping
 from core.config import AUTO_NIC
 from core.plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
 
@@ -20,13 +20,13 @@ from .nodecommand import node_step, report
 # Each check's resource was once named after its tool; the aliases keep existing stacks' resources
 # (no replacement, no second run) across that rename.
 _FORMER_NAMES = {
-    "npu-health": "npu-smi",
-    "dev-davinci": "devices",
-    "driver-files": "driver",
-    "npu-free": "npu-holders",
-    "weights-disk": "disk",
-    "nic-ip": "nic",
-    "npu-network": "hccn",
+    npu_smi.HEALTH_CHECK: "npu-smi",
+    devices.CHECK: "devices",
+    driver_files.CHECK: "driver",
+    npu_holders.CHECK: "npu-holders",
+    disk.CHECK: "disk",
+    nic.CHECK: "nic",
+    hccn.NETWORK_CHECK: "hccn",
 }
 
 
@@ -66,22 +66,24 @@ class HostPreflight(pulumi.ComponentResource):
         super().__init__("deepseek-r1-ascend:index:HostPreflight", name, None, opts)
         owner = {"label": STACK_LABEL, "stack": plan.stack}
         specs = {
-            "npu-health": {"npus": node.npus},
-            "npu-idle": {"npus": node.npus, **owner},
-            "dev-davinci": {"devDir": under_root(node.host_root, "/dev"), "npus": node.npus},
-            "driver-files": {"paths": list(node.driver_paths), "versionFile": node.driver_version_file},
-            "docker": {},
-            "npu-free": owner,
-            "weights-disk": {"path": node.weights_dir, "minFreeGib": plan.preflight.min_free_gib},
-            "nic-ip": {"nic": node.nic, "ip": node.ip, "auto": AUTO_NIC},
+            npu_smi.HEALTH_CHECK: {"npus": node.npus},
+            npu_smi.IDLE_CHECK: {"npus": node.npus, **owner},
+            devices.CHECK: {"devDir": under_root(node.host_root, "/dev"), "npus": node.npus},
+            driver_files.CHECK: {"paths": list(node.driver_paths), "versionFile": node.driver_version_file},
+            docker.CHECK: {},
+            npu_holders.CHECK: owner,
+            disk.CHECK: {"path": node.weights_dir, "minFreeGib": plan.preflight.min_free_gib},
+            nic.CHECK: {"nic": node.nic, "ip": node.ip, "auto": AUTO_NIC},
         }
         if len(plan.nodes) > 1:
-            specs["npu-network"] = {"npus": node.npus}
+            specs[hccn.NETWORK_CHECK] = {"npus": node.npus}
         self.checks = {check: _check(self, plan, node, check, spec) for check, spec in specs.items()}
-        self.driver_version = report(self.checks["driver-files"]).apply(lambda r: r["version"])
-        self.nic = report(self.checks["nic-ip"]).apply(lambda r: r["nic"])
+        self.driver_version = report(self.checks[driver_files.CHECK]).apply(lambda r: r["version"])
+        self.nic = report(self.checks[nic.CHECK]).apply(lambda r: r["nic"])
         self.npu_ips = (
-            report(self.checks["npu-network"]).apply(lambda r: r["npuIps"]) if "npu-network" in specs else None
+            report(self.checks[hccn.NETWORK_CHECK]).apply(lambda r: r["npuIps"])
+            if hccn.NETWORK_CHECK in specs
+            else None
         )
         self.register_outputs({"driverVersion": self.driver_version, "nic": self.nic})
 
@@ -104,12 +106,12 @@ class ClusterPreflight(pulumi.ComponentResource):
         for node in plan.nodes:
             # Queried afresh on this node and the head together: fixing either side clears it.
             pair = [head] if node is head else [head, node]
-            self.checks.append(_check(self, plan, node, "npu-tls", {"npus": node.npus}, on=pair))
+            self.checks.append(_check(self, plan, node, hccn.TLS_CHECK, {"npus": node.npus}, on=pair))
             peers = {peer: host.npu_ips for peer, host in hosts.items() if peer != node.name}
             targets = pulumi.Output.all(**peers).apply(
                 lambda ips, node=node: {"targets": _ping_targets(plan, node, ips)}
             )
-            self.checks.append(_check(self, plan, node, "npu-ping", targets))
+            self.checks.append(_check(self, plan, node, ping.CHECK, targets))
         self.register_outputs({})
 
 
