@@ -1,7 +1,9 @@
 """The stack configuration's keys: what a site may set, each section a pydantic model.
 
 Every default is the reference deployment's (see defaults.py). Checks that read one key live
-here; checks across keys and nodes live in rules.py.
+here; checks across keys and nodes live in rules.py. One file, about 400 lines, on purpose: it is
+the one list of keys a site may set, read top to bottom beside the README's configuration
+reference, and its sections share nothing but `section.py`.
 """
 
 from __future__ import annotations

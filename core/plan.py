@@ -1,7 +1,9 @@
 """The per-node deployment plan: pure data derived from a validated config.
 
 Everything downstream (Pulumi resources, rendered scripts, outputs, checks) reads this plan,
-so a flag, a device or an environment variable is decided here and nowhere else.
+so a flag, a device or an environment variable is decided once: here, or in the two parts the
+plan composes, `serve` (a node's `vllm serve` argv and env) and `connection` (how the deploying
+machine reaches a node).
 """
 
 from __future__ import annotations
@@ -10,11 +12,8 @@ import hashlib
 import json
 import shlex
 from dataclasses import dataclass, replace
-from typing import Literal
-from urllib.parse import urlsplit
 
 from .config import (
-    MODEL_FLAGS,
     NETWORK_ENV,
     PROJECT,
     SECRET_ENV,
@@ -25,11 +24,10 @@ from .config import (
     Preflight,
     Profile,
     Verify,
-    to_snake,
 )
+from .connection import docker_ssh_opts, known_hosts_file, known_hosts_line, machine
+from .serve import Role, node_env, serve_argv
 from .supervision import SUPERVISOR_PATH, Upload, supervisor_uploads
-
-Role = Literal["single", "head", "headless"]
 
 # Ascend's management devices, needed besides one /dev/davinciN per NPU.
 MANAGEMENT_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
@@ -222,78 +220,6 @@ def url_host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def _setting(cfg: ClusterConfig, path: str):
-    value = cfg
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def _flag_args(flag: str, value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, bool):
-        return [flag if value else f"--no-{flag[2:]}"]
-    if isinstance(value, dict):
-        return [flag, json.dumps(value, separators=(",", ":"))]
-    return [flag, str(value)]
-
-
-def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -> tuple[str, ...]:
-    s = cfg.serve
-    head_ip = cfg.nodes[0].ip
-    argv = ["vllm", "serve", cfg.model.name, "--host", s.host, "--port", str(s.port)]
-    if role == "headless":
-        argv.append("--headless")
-    argv += ["--data-parallel-size", str(s.data_parallel_size)]
-    if role != "single":
-        argv += ["--data-parallel-size-local", str(dp_local)]
-        if role == "headless":
-            argv += ["--data-parallel-start-rank", str(start_rank)]
-        argv += ["--data-parallel-address", head_ip, "--data-parallel-rpc-port", str(s.data_parallel_rpc_port)]
-    for flag, path in MODEL_FLAGS:
-        argv += _flag_args(flag, _setting(cfg, path))
-    if not s.enable_prefix_caching:
-        argv.append("--no-enable-prefix-caching")
-    return tuple(argv + list(s.extra_args))
-
-
-def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ...]:
-    network = dict(zip(NETWORK_ENV, (ip, nic, nic, nic), strict=True))
-    tuned = cfg.env.for_topology(multi_node=len(cfg.nodes) > 1)
-    modelscope = {"VLLM_USE_MODELSCOPE": "True" if cfg.model.use_modelscope else "False"}
-    secrets = {name: getattr(cfg, to_snake(key)) for key, name in SECRET_ENV.items()}
-    secrets = {name: value for name, value in secrets.items() if value is not None}
-    return tuple({**network, **tuned, **modelscope, **secrets}.items())
-
-
-def known_hosts_file(stack: str) -> str:
-    return f"~/.ssh/{PROJECT}-{stack}.known_hosts"
-
-
-def known_hosts_line(docker_host: str, host_key: str | None) -> str | None:
-    url = urlsplit(docker_host)
-    if url.scheme != "ssh" or not host_key:
-        return None
-    host = url.hostname if url.port in (None, 22) else f"[{url.hostname}]:{url.port}"
-    return f"{host} {host_key}"
-
-
-def docker_ssh_opts(docker_host: str, pinned: bool, stack: str, site_opts: list[str]) -> tuple[str, ...]:
-    """Non-interactive SSH for the Docker provider, pinned to the node's hostKey when it has one.
-
-    ssh keeps the first value it reads for an option, so these come before the site's sshOpts:
-    those can add options (a jump host, an identity file) but not loosen the host key check.
-    """
-    if not docker_host.startswith("ssh://"):
-        return tuple(site_opts)
-    # Keepalives carry the long silent image pulls through NAT and firewall idle timeouts.
-    opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ServerAliveInterval=30"]
-    if pinned:
-        opts += ["-o", f"UserKnownHostsFile={known_hosts_file(stack)}", "-o", "GlobalKnownHostsFile=/dev/null"]
-    return tuple(opts + site_opts)
-
-
 def under_root(root: str, path: str) -> str:
     """A host path below a node's hostRoot."""
     return path if root == "/" else root.rstrip("/") + path
@@ -307,17 +233,6 @@ def node_devices(profile: Profile, host_root: str) -> tuple[Device, ...]:
 def node_mounts(cfg: ClusterConfig, host_root: str) -> tuple[Mount, ...]:
     driver = [Mount(under_root(host_root, p), p, read_only=True) for p in DRIVER_PATHS]
     return tuple(driver + [Mount(cfg.model.weights_dir, WEIGHTS_MOUNT, read_only=False)])
-
-
-def _machine(docker_host: str) -> str:
-    """The machine a Docker URL reaches, without the way in: user and port are connection settings,
-    and changing them must not replace the group. Spelled `ssh://root@<host>`, as the default URL
-    is, so that a group deployed with the defaults keeps its fingerprint."""
-    if not docker_host.startswith("ssh://"):
-        return docker_host
-    address = docker_host.removeprefix("ssh://").rsplit("@", 1)[-1]
-    host = address[: address.index("]") + 1] if address.startswith("[") else address.split(":")[0]
-    return f"ssh://root@{host}"
 
 
 def _fingerprint(nodes: list[NodePlan]) -> str:
@@ -337,7 +252,7 @@ def _fingerprint(nodes: list[NodePlan]) -> str:
             "mounts": [(m.host_path, m.container_path, m.read_only) for m in n.mounts],
             "shm": n.shm_bytes,
             "privileged": n.privileged,
-            "docker_host": _machine(n.docker_host),
+            "docker_host": machine(n.docker_host),
             "container": n.container_name,
         }
         for n in nodes

@@ -63,7 +63,7 @@ def _install_signal_handlers():
 
 
 def serve(args) -> int:
-    from vllm_sim import checks, dp
+    from vllm_sim import checks, dp, headless
     from vllm_sim.server import ApiServer, Engine, make_handler
 
     if args.data_parallel_size_local is None:
@@ -92,7 +92,7 @@ def serve(args) -> int:
             log(f"loading model weights (simulated, {load_s:g}s)")
             time.sleep(load_s)
             try:
-                return dp.run_headless(args, ip, stop)
+                return headless.run_headless(args, ip, stop)
             finally:
                 stop.set()
 

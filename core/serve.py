@@ -1,0 +1,57 @@
+"""A node's `vllm serve` command line and environment: the tutorial's per-node scripts, decided
+from the config and the node's part in the data-parallel group."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from .config import MODEL_FLAGS, NETWORK_ENV, SECRET_ENV, ClusterConfig, to_snake
+
+# A node's part in the group: alone, the head serving the API, or a headless member.
+Role = Literal["single", "head", "headless"]
+
+
+def _setting(cfg: ClusterConfig, path: str):
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _flag_args(flag: str, value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [flag if value else f"--no-{flag[2:]}"]
+    if isinstance(value, dict):
+        return [flag, json.dumps(value, separators=(",", ":"))]
+    return [flag, str(value)]
+
+
+def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -> tuple[str, ...]:
+    s = cfg.serve
+    head_ip = cfg.nodes[0].ip
+    argv = ["vllm", "serve", cfg.model.name, "--host", s.host, "--port", str(s.port)]
+    if role == "headless":
+        argv.append("--headless")
+    argv += ["--data-parallel-size", str(s.data_parallel_size)]
+    if role != "single":
+        argv += ["--data-parallel-size-local", str(dp_local)]
+        if role == "headless":
+            argv += ["--data-parallel-start-rank", str(start_rank)]
+        argv += ["--data-parallel-address", head_ip, "--data-parallel-rpc-port", str(s.data_parallel_rpc_port)]
+    for flag, path in MODEL_FLAGS:
+        argv += _flag_args(flag, _setting(cfg, path))
+    if not s.enable_prefix_caching:
+        argv.append("--no-enable-prefix-caching")
+    return tuple(argv + list(s.extra_args))
+
+
+def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ...]:
+    network = dict(zip(NETWORK_ENV, (ip, nic, nic, nic), strict=True))
+    tuned = cfg.env.for_topology(multi_node=len(cfg.nodes) > 1)
+    modelscope = {"VLLM_USE_MODELSCOPE": "True" if cfg.model.use_modelscope else "False"}
+    secrets = {name: getattr(cfg, to_snake(key)) for key, name in SECRET_ENV.items()}
+    secrets = {name: value for name, value in secrets.items() if value is not None}
+    return tuple({**network, **tuned, **modelscope, **secrets}.items())
