@@ -25,3 +25,43 @@ def test_the_checks_table_lists_exactly_the_checks_the_code_names():
     table = {re.match(r"`([^`]+)`", row[0]).group(1) for row in _table_after("### What `pulumi up` checks")}
     assert table == names
     assert len(names) == 11
+
+
+# Folders whose every module the layout table names one by one; `policy/` and `sim/` have READMEs of their own.
+ONE_BY_ONE = ("core", "checks", "components", "supervision", "scripts", "benchmarks")
+
+
+def _layout_paths() -> set[str]:
+    paths = set()
+    for row in _table_after("## Layout"):
+        folder = ""
+        for entry in re.findall(r"`([^`]+)`", row[0]):
+            if "/" in entry.rstrip("/"):
+                folder = entry.rstrip("/").rsplit("/", 1)[0] + "/"
+                paths.add(entry)
+            else:
+                paths.add(folder + entry)
+    # A folder is named by naming what is in it.
+    return paths | {path.split("/")[0] + "/" for path in paths if "/" in path.rstrip("/")}
+
+
+def _product_files() -> set[str]:
+    top = {
+        p.name + ("/" if p.is_dir() else "")
+        for p in ROOT.iterdir()
+        if not p.name.startswith(".") and p.name not in ("README.md", "build", "__pycache__")
+    }
+    modules = {
+        str(p.relative_to(ROOT))
+        for folder in ONE_BY_ONE
+        for p in (ROOT / folder).iterdir()
+        if p.is_file() and p.name != "__init__.py"
+    }
+    tests = {f"tests/{p.name}/" for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    return top | modules | tests | {".ci/run"}
+
+
+def test_the_layout_table_names_every_product_folder_and_module_and_nothing_else():
+    listed = _layout_paths()
+    assert _product_files() - listed == set()  # missing from the table
+    assert {p for p in listed if not (ROOT / p).exists()} == set()  # in the table, not in the tree
