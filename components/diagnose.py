@@ -3,8 +3,8 @@
     python -m components.diagnose <stack> [--out DIR] [--lines N]
 
 Reads Pulumi.<stack>.yaml (no Pulumi CLI needed) and runs checks/diagnostics.py's collection on
-every node at once: over `ssh <ssh.user>@<ip>` (your ssh client, keys and known_hosts, as the
-Docker provider uses them), or locally for nodes on this machine's Docker (the local stack).
+every node at once: over your own `ssh` and keys to `<ssh.user>@<ip>`, with the options the
+Docker provider and the check steps use (batch mode, pinned to the node's hostKey), or locally for nodes on this machine's Docker (the local stack).
 Writes `diagnostics-<stack>-<UTC time>.tar.gz` (one file per node and section, plus the
 summary) and prints the summary. Send the archive with a report: HCCL's first error is often on
 the node that did not report it.
@@ -17,14 +17,15 @@ import io
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from checks.__main__ import ssh_argv
 from checks.diagnostics import NodeReport, collect_command, split_sections, summary
-from core.config import ConfigError
-from core.plan import NodePlan, plan_cluster
-from core.stack import config_from_stack_file, stack_file
+from core.plan import NodePlan
+from core.stack import StackFileError, plan_from_stack_file
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 120
@@ -32,15 +33,17 @@ TIMEOUT_S = 120
 
 def collect(node: NodePlan, log_lines: int) -> NodeReport:
     script = collect_command(node, log_lines)
-    if node.local_engine:
-        argv = ["sh", "-s"]
-    else:
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(node.ssh_port)]
-        argv += [*node.ssh_opts, f"{node.ssh_user}@{node.ip}", "sh -s"]
-    try:
-        result = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return NodeReport(node, {}, f"{' '.join(argv[:1])}: {e}")
+    with tempfile.TemporaryDirectory(prefix="deepseek-r1-ascend-") as workdir:
+        if node.ssh_connection is None:
+            argv = ["sh", "-s"]
+        else:
+            # The check steps' ssh: the Docker provider's options, pinned to the node's hostKey.
+            argv = ssh_argv(node.ssh_connection, Path(workdir), None)
+            argv += ["--", node.ip, "sh -s"]
+        try:
+            result = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return NodeReport(node, {}, f"{argv[0]}: {e}")
     sections = split_sections(result.stdout)
     if not sections:
         return NodeReport(node, {}, (result.stderr.strip() or f"exit status {result.returncode}").splitlines()[-1])
@@ -70,14 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=200, help="log lines per node in the archive (default 200)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
     args = parser.parse_args(argv)
-    path = stack_file(args.project_dir, args.stack)
-    if not path.exists():
-        print(f"error: no stack file {path.name}", file=sys.stderr)
-        return 2
     try:
-        plan = plan_cluster(config_from_stack_file(path), stack=args.stack)
-    except ConfigError as e:
-        print(f"error: {path.name}: {e}", file=sys.stderr)
+        plan = plan_from_stack_file(args.project_dir, args.stack)
+    except StackFileError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
         reports = list(pool.map(lambda n: collect(n, args.lines), plan.nodes))

@@ -31,18 +31,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 REPLAY = 'printf "%s" "$PULUMI_COMMAND_STDOUT"'
 
 
-def _connection(node: NodePlan) -> dict | None:
-    if node.local_engine:
-        return None
-    return {
-        "host": node.ip,
-        "user": node.ssh_user,
-        "port": node.ssh_port,
-        "hostKey": node.host_key,
-        "opts": list(node.docker_ssh_opts),
-    }
-
-
 def step_command(step: str, spec: dict) -> str:
     """The command line of a step: readable in a diff, and free of connection details and secrets."""
     return f'"$DEPLOY_PYTHON" -m checks {step} {shlex.quote(json.dumps(spec, sort_keys=True))}'
@@ -72,7 +60,7 @@ def node_step(
     environment: dict[str, pulumi.Input[str]] = {
         "DEPLOY_PYTHON": sys.executable,
         NODE_SSH_ENV: hidden(
-            nodes[0], json.dumps({n.name: _connection(n) for n in nodes}, sort_keys=True), "nodes", "ssh"
+            nodes[0], json.dumps({n.name: n.ssh_connection for n in nodes}, sort_keys=True), "nodes", "ssh"
         ),
     }
     if ssh_private_key:

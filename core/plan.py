@@ -119,6 +119,20 @@ class NodePlan:
         return self.docker_host.startswith("unix://")
 
     @property
+    def ssh_connection(self) -> dict | None:
+        """How `python -m checks` and the diagnostics reach the node (None: the local engine):
+        the Docker provider's ssh options, pinned to the node's hostKey."""
+        if self.local_engine:
+            return None
+        return {
+            "host": self.ip,
+            "user": self.ssh_user,
+            "port": self.ssh_port,
+            "hostKey": self.host_key,
+            "opts": list(self.docker_ssh_opts),
+        }
+
+    @property
     def npus(self) -> int:
         return sum(1 for d in self.devices if d.container_path.removeprefix("/dev/davinci").isdigit())
 
