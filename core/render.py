@@ -14,9 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import AUTO_NIC, ConfigError
-from .plan import NIC_ENV, ClusterPlan, NodePlan, find_node, plan_cluster
-from .stack import config_from_stack_file, stack_file
+from .config import AUTO_NIC
+from .plan import NIC_ENV, ClusterPlan, NodePlan, find_node
+from .stack import StackFileError, plan_from_stack_file, stack_file
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -117,18 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", help="print only this node's script")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
     args = parser.parse_args(argv)
-    path = stack_file(args.project_dir, args.stack)
-    if not path.exists():
-        print(f"error: no stack file {path.name}", file=sys.stderr)
-        return 2
     try:
-        plan = plan_cluster(config_from_stack_file(path), stack=args.stack)
-    except ConfigError as e:
-        print(f"error: {path.name}: {e}", file=sys.stderr)
+        plan = plan_from_stack_file(args.project_dir, args.stack)
+    except StackFileError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if args.node and find_node(plan, args.node) is None:
         names = ", ".join(n.name for n in plan.nodes)
-        print(f"error: no node '{args.node}' in {path.name}; nodes are: {names}", file=sys.stderr)
+        print(
+            f"error: no node '{args.node}' in {stack_file(args.project_dir, args.stack).name}; nodes are: {names}",
+            file=sys.stderr,
+        )
         return 2
     sys.stdout.write(render(plan, args.node))
     return 0

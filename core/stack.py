@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from .config import PROJECT, SECRET_KEYS, ClusterConfig, load_config
+from .config import PROJECT, SECRET_KEYS, ClusterConfig, ConfigError, load_config
+from .plan import ClusterPlan, plan_cluster
 
 _PREFIX = f"{PROJECT}:"
 # What the renderer shows instead of a secret it cannot (and must not) decrypt.
@@ -50,6 +51,21 @@ def config_from_pulumi() -> ClusterConfig:
 
 def stack_file(project_dir: Path, stack: str) -> Path:
     return project_dir / f"Pulumi.{stack}.yaml"
+
+
+class StackFileError(Exception):
+    """A stack file that is missing or whose config is refused; the message names the file."""
+
+
+def plan_from_stack_file(project_dir: Path, stack: str) -> ClusterPlan:
+    """The plan of Pulumi.<stack>.yaml, as the command-line tools (render, diagnose) read it."""
+    path = stack_file(project_dir, stack)
+    if not path.exists():
+        raise StackFileError(f"no stack file {path.name}")
+    try:
+        return plan_cluster(config_from_stack_file(path), stack=stack)
+    except ConfigError as e:
+        raise StackFileError(f"{path.name}: {e}") from e
 
 
 def config_from_stack_file(path: Path) -> ClusterConfig:
