@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from core.plan import NodePlan, under_root
+from supervision.supervisor import GENERATION, GROUP_RESTARTS, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
 
 from .driver_files import driver_files_command, parse_driver_files
 from .hccn import DEFAULT_HCCN_TOOL, hccn_command, judge_npu_network
@@ -75,14 +76,14 @@ def _metric(text: str, name: str) -> str | None:
 
 
 def _supervisor_line(text: str) -> str:
-    restarts = _metric(text, "deepseek_supervisor_group_restarts_total")
+    restarts = _metric(text, GROUP_RESTARTS)
     if restarts is None:
         return "supervisor: " + (text.strip().splitlines() or ["no answer"])[-1]
-    up = _metric(text, "deepseek_supervisor_vllm_up") == "1"
-    healthy = _metric(text, "deepseek_supervisor_head_healthy") == "1"
-    capped = _metric(text, "deepseek_supervisor_restart_capped") == "1"
+    up = _metric(text, VLLM_UP) == "1"
+    healthy = _metric(text, HEAD_HEALTHY) == "1"
+    capped = _metric(text, RESTART_CAPPED) == "1"
     return (
-        f"supervisor: {restarts} group restart(s), generation {_metric(text, 'deepseek_supervisor_generation')}, "
+        f"supervisor: {restarts} group restart(s), generation {_metric(text, GENERATION)}, "
         f"vllm {'up' if up else 'DOWN'}, head {'healthy' if healthy else 'UNHEALTHY'}"
         + (", GAVE UP (maxRestarts reached)" if capped else "")
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+
 # The provisioned datasource's uid; the dashboard refers to it, never to a name a user can rename.
 DATASOURCE_UID = "deepseek-prometheus"
 DASHBOARD_UID = "deepseek-r1-ascend"
@@ -82,19 +84,21 @@ CLUSTER = (
     Panel(
         "Group restarts",
         "short",
-        (("max by (stack) (increase(deepseek_supervisor_group_restarts_total[1h]))", "restarts in 1 h"),),
+        ((f"max by (stack) (increase({GROUP_RESTARTS}[1h]))", "restarts in 1 h"),),
         "Whole-group restarts by the supervisors.",
     ),
     Panel(
         "Node state",
         "short",
         (
-            ("deepseek_supervisor_vllm_up", "{{node}} vllm up"),
-            ("deepseek_supervisor_head_healthy", "{{node}} head healthy"),
-            ("deepseek_supervisor_restart_capped", "{{node}} restarts capped"),
+            (VLLM_UP, "{{node}} vllm up"),
+            (HEAD_HEALTHY, "{{node}} head healthy"),
+            (GROUP_SERVED, "{{node}} group served"),
+            (RESTART_CAPPED, "{{node}} restarts capped"),
             ("up", "{{node}} {{job}} scraped"),
         ),
-        "1 = yes, per node: vllm running, head healthy, restart cap reached, target scraped.",
+        "1 = yes, per node: vllm running, head healthy, group served since its last (re)start, restart cap "
+        "reached, target scraped.",
     ),
 )
 NPUS = (

@@ -340,6 +340,9 @@ class Supervision(_Section):
     # capturing graphs takes many minutes (vllm-ascend's DeepSeek CI allows 1800 s).
     start_grace_seconds: int = Field(default=3600, ge=1)
     unhealthy_seconds: int = Field(default=60, ge=1)
+    # Requests running on the head but no token generated for this long: a hang that /health
+    # does not show. Longer than any single decode step or prefill of a long prompt.
+    stall_seconds: int = Field(default=300, ge=1)
     backoff_seconds: int = Field(default=10, ge=0)
     max_backoff_seconds: int = Field(default=600, ge=0)
     max_restarts: int = Field(default=5, ge=1)

@@ -15,10 +15,13 @@ from typing import Literal
 
 import yaml
 
+from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+
 from .dashboard import DATASOURCE_UID, dashboard
 from .models import ClusterConfig
 from .observability_settings import Alerts
 from .plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
+from .supervision import Upload
 
 ObsRole = Literal["prometheus", "grafana", "npu-exporter"]
 # The one container that runs privileged: the policy pack allows it for this role running this
@@ -41,12 +44,6 @@ class Target:
     job: Literal["vllm", "supervisor", "npu-exporter"]
     address: str
     labels: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Upload:
-    path: str
-    content: str
 
 
 @dataclass(frozen=True)
@@ -146,15 +143,20 @@ def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
     rules = [
         _rule(
             "VllmApiNotServing",
-            'up{job="vllm"} == 0 or deepseek_supervisor_head_healthy == 0',
+            # One alert per stack. Silent while the supervisors report that the group has not
+            # served in its current generation (the weight load, a heal in progress: those are
+            # GroupRestarting's and GroupRestartsCapped's); without supervisors, up alone decides.
+            f'(min by (stack) (up{{job="vllm"}}) == 0 or max by (stack) ({HEAD_HEALTHY}) == 0)'
+            f" unless on (stack) (max by (stack) ({GROUP_SERVED}) == 0)",
             a.not_serving_minutes,
             "critical",
-            "{{ $labels.stack }}: the API on {{ $labels.node }} is not serving",
-            "The head's API server does not answer, or answers /health with an error: no request is served.",
+            "{{ $labels.stack }}: the API is not serving",
+            "The group served, and now the head's API server does not answer, or answers /health with an "
+            "error: no request is served.",
         ),
         _rule(
             "GroupMemberLost",
-            "deepseek_supervisor_vllm_up == 0",
+            f"{VLLM_UP} == 0",
             a.not_serving_minutes,
             "critical",
             "{{ $labels.stack }}: vllm on {{ $labels.node }} (ranks {{ $labels.ranks }}) is down",
@@ -162,7 +164,7 @@ def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
         ),
         _rule(
             "GroupRestarting",
-            f"increase(deepseek_supervisor_group_restarts_total[1h]) >= {a.restarts_per_hour}",
+            f"increase({GROUP_RESTARTS}[1h]) >= {a.restarts_per_hour}",
             0,
             "warning",
             "{{ $labels.stack }}: the group restarted {{ $value }} times in the last hour",
@@ -170,7 +172,7 @@ def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
         ),
         _rule(
             "GroupRestartsCapped",
-            "deepseek_supervisor_restart_capped == 1",
+            f"{RESTART_CAPPED} == 1",
             0,
             "critical",
             "{{ $labels.stack }}: the supervisor on {{ $labels.node }} stopped restarting the group",

@@ -26,7 +26,7 @@ class Upload:
 
     path: str
     content: str
-    executable: bool
+    executable: bool = False
 
 
 def _url(ip: str, port: int) -> str:
@@ -44,6 +44,7 @@ def supervisor_settings(cfg: ClusterConfig, index: int) -> dict:
         "group_epoch": sup.group_epoch,
         "start_grace_seconds": sup.start_grace_seconds,
         "unhealthy_seconds": sup.unhealthy_seconds,
+        "stall_seconds": sup.stall_seconds,
         "backoff_seconds": sup.backoff_seconds,
         "max_backoff_seconds": sup.max_backoff_seconds,
         "max_restarts": sup.max_restarts,

@@ -13,8 +13,9 @@ child), and the supervisors of one group agree on a *generation* number:
   socket, no credentials, nothing a peer can command.
 - A fault seen by any node (its vllm exited; its container restarted, which it knows from the
   state file left in the container; the head's `/health` failing for `unhealthySeconds` after
-  the group served; the head's `process_start_time_seconds` changing; the group not serving
-  within `startGraceSeconds`) makes it move to generation max+1. Every node that sees a newer
+  the group served; the head's `process_start_time_seconds` changing; requests running on the
+  head while `vllm:generation_tokens_total` stands still for `stallSeconds`, a hang that
+  `/health` may not show; the group not serving within `startGraceSeconds`) makes it move to generation max+1. Every node that sees a newer
   generation than its own takes part: it stops its vllm (SIGTERM, then SIGKILL to the process
   group after `stopTimeoutSeconds`), waits until every peer has stopped its old process (or
   `barrierTimeoutSeconds` passed), backs off, and starts vllm again. The nodes that see the
@@ -24,8 +25,11 @@ child), and the supervisors of one group agree on a *generation* number:
   to `maxBackoffSeconds`); after `maxRestarts` restarts without the group serving in between,
   the supervisor gives up, leaves vllm stopped and says so in its log and metrics.
 
-The decision logic is pure functions (`decide`, `begin_restart`, `barrier_open`); `Supervisor`
-does the I/O. Standard library only: it runs with the image's python3.
+The decision logic is pure functions (`decide`, `stalled`, `begin_restart`, `barrier_open`);
+`Supervisor` does the I/O. Why one file of this size: it is uploaded into every container as a
+single file and run by the image's python3, so it can import nothing but the standard library,
+and the repository's other modules import its constants (settings path, metric names) rather
+than repeat them.
 """
 
 from __future__ import annotations
@@ -45,7 +49,21 @@ from dataclasses import asdict, dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SETTINGS_FILE = "/opt/deepseek-r1-ascend/supervision.json"
-START_TIME = re.compile(r"^process_start_time_seconds(?:\{[^}]*\})? (\S+)$", re.M)
+
+# The series of this supervisor's /metrics. The alert rules, the dashboard and the diagnostics
+# summary import these names (core/observability.py, core/dashboard.py, checks/diagnostics.py).
+GROUP_RESTARTS = "deepseek_supervisor_group_restarts_total"
+VLLM_UP = "deepseek_supervisor_vllm_up"
+RESTART_CAPPED = "deepseek_supervisor_restart_capped"
+HEAD_HEALTHY = "deepseek_supervisor_head_healthy"
+GROUP_SERVED = "deepseek_supervisor_group_served"
+GENERATION = "deepseek_supervisor_generation"
+CONSECUTIVE_RESTARTS = "deepseek_supervisor_consecutive_restarts"
+
+# What the supervisor reads from the head's /metrics (vllm's own series).
+START_TIME = "process_start_time_seconds"
+REQUESTS_RUNNING = "vllm:num_requests_running"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class Settings:
     group_epoch: int
     start_grace_seconds: float
     unhealthy_seconds: float
+    stall_seconds: float
     backoff_seconds: float
     max_backoff_seconds: float
     max_restarts: int
@@ -87,6 +106,9 @@ class Observation:
     vllm_exit: int | None
     head_healthy: bool
     head_start_time: float | None
+    # The head's requests running and generation tokens so far (None: not read).
+    head_running: float | None
+    head_tokens: float | None
     # None: the peer's supervisor did not answer.
     peers: dict[str, Peer | None]
 
@@ -101,6 +123,9 @@ class State:
     served: bool = False
     unhealthy_since: float | None = None
     head_start_time: float | None = None
+    # The head's generation token count, and when it last moved (or nothing was running).
+    tokens: float | None = None
+    progress_at: float | None = None
     # Group restarts since the group last served, and in total.
     consecutive: int = 0
     restarts: int = 0
@@ -116,6 +141,24 @@ class Restart:
 def newest_peer(peers: dict[str, Peer | None]) -> tuple[str, Peer] | None:
     known = [(name, p) for name, p in peers.items() if p is not None]
     return max(known, key=lambda item: item[1].gen, default=None)
+
+
+def sum_of(metrics: str, name: str) -> float | None:
+    """A series' total over its labels (one per data-parallel engine) in Prometheus text."""
+    values = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", metrics, re.M)
+    return sum(float(v) for v in values) if values else None
+
+
+def stalled(s: Settings, st: State, ob: Observation) -> tuple[State, str | None]:
+    """Requests running but no token generated for stallSeconds: a hang /health does not show
+    (real vllm can keep answering it while its ranks wait on each other forever)."""
+    moved = st.tokens is None or ob.head_tokens != st.tokens
+    if not ob.head_running or ob.head_tokens is None or moved or st.progress_at is None:
+        return replace(st, tokens=ob.head_tokens, progress_at=ob.now), None
+    if ob.now - st.progress_at < s.stall_seconds:
+        return st, None
+    waited = ob.now - st.progress_at
+    return st, f"{ob.head_running:g} request(s) running but no token generated for {waited:.0f}s (stallSeconds)"
 
 
 def decide(s: Settings, st: State, ob: Observation) -> tuple[State, Restart | None]:
@@ -134,7 +177,10 @@ def decide(s: Settings, st: State, ob: Observation) -> tuple[State, Restart | No
         st = replace(st, served=True, phase="serving", unhealthy_since=None, consecutive=0, head_start_time=known)
         if known is not None and ob.head_start_time is not None and abs(ob.head_start_time - known) > 0.5:
             return st, Restart(following, "the head's vllm restarted (process_start_time_seconds changed)")
-        return st, None
+        st, stall = stalled(s, st, ob)
+        return st, Restart(following, stall) if stall else None
+    # Progress is only judged across healthy polls of the head.
+    st = replace(st, tokens=None, progress_at=None)
     if not st.served:
         # The weight load: nothing to judge until the group served once or the grace is over.
         if ob.now - st.started_at < s.start_grace_seconds:
@@ -162,6 +208,8 @@ def begin_restart(s: Settings, st: State, restart: Restart) -> State:
         served=False,
         unhealthy_since=None,
         head_start_time=None,
+        tokens=None,
+        progress_at=None,
         consecutive=consecutive,
         restarts=st.restarts + 1,
         capped=consecutive > s.max_restarts,
@@ -191,27 +239,23 @@ def on_start(st: State | None, peers: dict[str, Peer | None]) -> tuple[State, Re
 def metrics_text(st: State, vllm_up: bool, head_healthy: bool) -> str:
     """Without labels: Prometheus adds the node's from its scrape target."""
     series = (
-        ("deepseek_supervisor_group_restarts_total", "counter", "Group restarts this node took part in.", st.restarts),
-        ("deepseek_supervisor_vllm_up", "gauge", "1 while this node's vllm process runs.", int(vllm_up)),
+        (GROUP_RESTARTS, "counter", "Group restarts this node took part in.", st.restarts),
+        (VLLM_UP, "gauge", "1 while this node's vllm process runs.", int(vllm_up)),
         (
-            "deepseek_supervisor_restart_capped",
+            RESTART_CAPPED,
             "gauge",
             "1 once maxRestarts restarts in a row failed and the supervisor gave up.",
             int(st.capped),
         ),
+        (HEAD_HEALTHY, "gauge", "This node's last view of the head's /health.", int(head_healthy)),
         (
-            "deepseek_supervisor_head_healthy",
+            GROUP_SERVED,
             "gauge",
-            "This node's last view of the head's /health.",
-            int(head_healthy),
+            "1 once the head served in this generation; 0 during the weight load and a group restart.",
+            int(st.served),
         ),
-        ("deepseek_supervisor_generation", "gauge", "The group generation this node runs.", st.gen),
-        (
-            "deepseek_supervisor_consecutive_restarts",
-            "gauge",
-            "Group restarts since the group last served.",
-            st.consecutive,
-        ),
+        (GENERATION, "gauge", "The group generation this node runs.", st.gen),
+        (CONSECUTIVE_RESTARTS, "gauge", "Group restarts since the group last served.", st.consecutive),
     )
     lines = []
     for name, kind, help_, value in series:
@@ -340,13 +384,19 @@ class Supervisor:
     def observe(self) -> Observation:
         self.reap()
         healthy = self.fetch(f"{self.s.head_url}/health")[0] == 200
-        start = None
-        if healthy:
-            match = START_TIME.search(self.fetch(f"{self.s.head_url}/metrics")[1])
-            start = float(match.group(1)) if match else None
+        # The head's /metrics needs no API key; read only while /health says it is up.
+        metrics = self.fetch(f"{self.s.head_url}/metrics")[1] if healthy else ""
         with self.lock:
             self.head_healthy = healthy
-        return Observation(time.monotonic(), self.exit_status, healthy, start, self.peers())
+        return Observation(
+            time.monotonic(),
+            self.exit_status,
+            healthy,
+            sum_of(metrics, START_TIME),
+            sum_of(metrics, REQUESTS_RUNNING),
+            sum_of(metrics, GENERATION_TOKENS),
+            self.peers(),
+        )
 
     # -- the loop
     def restart_group(self, restart: Restart) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,6 +22,15 @@ from core.dashboard import DATASOURCE_UID, NO_EXPORTER
 from core.observability import DASHBOARD_FILE, plan_observability
 from core.plan import plan_cluster
 from core.render import render
+from supervision.supervisor import (
+    GROUP_RESTARTS,
+    GROUP_SERVED,
+    HEAD_HEALTHY,
+    RESTART_CAPPED,
+    VLLM_UP,
+    State,
+    metrics_text,
+)
 
 CONTAINER = "docker:index/container:Container"
 EXPORTER = "site.example/ascend/npu-exporter:v6.0.0"
@@ -231,30 +241,73 @@ HEAD = 'stack="a2",node="a2-0",role="head",ranks="0-1"'
 HEAD_LABELS = "{stack: a2, node: a2-0, role: head, ranks: 0-1}"
 
 
-def test_not_serving_fires_after_its_window_and_not_before(promtool, tmp_path):
+HEADLESS = 'stack="a2",node="a2-1",role="headless",ranks="2-3"'
+NOT_SERVING = {
+    "exp_labels": {"severity": "critical", "stack": "a2"},
+    "exp_annotations": {
+        "summary": "a2: the API is not serving",
+        "description": "The group served, and now the head's API server does not answer, or answers /health "
+        "with an error: no request is served.",
+    },
+}
+
+
+def not_serving_test(series: dict[str, str], silent: list[str], firing: list[str]) -> str:
+    """A promtool test of VllmApiNotServing over one-minute samples: silent, then firing, at these times."""
+    evals = [{"eval_time": t, "alertname": "VllmApiNotServing", "exp_alerts": []} for t in silent]
+    evals += [{"eval_time": t, "alertname": "VllmApiNotServing", "exp_alerts": [NOT_SERVING]} for t in firing]
+    inputs = [{"series": name, "values": values} for name, values in series.items()]
+    return yaml.safe_dump([{"interval": "1m", "input_series": inputs, "alert_rule_test": evals}], width=200)
+
+
+def supervisors(head_healthy: str, served: str) -> dict[str, str]:
+    """Both nodes' supervisor series: each node's view of the head, and the group having served."""
+    return {
+        f'deepseek_supervisor_{name}{{job="supervisor",{labels}}}': values
+        for labels in (HEAD, HEADLESS)
+        for name, values in (("head_healthy", head_healthy), ("group_served", served))
+    }
+
+
+def test_not_serving_fires_once_per_stack_after_its_window_once_the_group_had_served(promtool, tmp_path):
+    # Served for two minutes, then the head stopped answering; its supervisors have not healed it
+    # (yet): one alert for the stack, not one per node, after notServingMinutes and not before.
+    series = {f'up{{job="vllm",{HEAD}}}': "1 1 0 0 0 0 0 0", **supervisors("1 1 0 0 0 0 0 0", "1 1 1 1 1 1 1 1")}
     result = rule_test(
-        promtool,
-        tmp_path,
-        f"""
-- interval: 1m
-  input_series:
-    - series: 'up{{job="vllm",{HEAD}}}'
-      values: '1 1 0 0 0 0 0 0'
-  alert_rule_test:
-    - eval_time: 3m
-      alertname: VllmApiNotServing
-      exp_alerts: []
-    - eval_time: 5m
-      alertname: VllmApiNotServing
-      exp_alerts:
-        - exp_labels: {{severity: critical, job: vllm, stack: a2, node: a2-0, role: head, ranks: 0-1}}
-          exp_annotations:
-            summary: 'a2: the API on a2-0 is not serving'
-            description: "The head's API server does not answer, or answers /health with an error: no request is served."
-""",
-        alerts={"notServingMinutes": 3},
+        promtool, tmp_path, not_serving_test(series, ["1m", "3m"], ["5m", "7m"]), alerts={"notServingMinutes": 3}
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_not_serving_stays_silent_during_the_initial_load_and_a_heal(promtool, tmp_path):
+    # The weight load: no API for 20 minutes, the group has not served yet.
+    load = {f'up{{job="vllm",{HEAD}}}': "0x20 1", **supervisors("0x20 1", "0x20 1")}
+    result = rule_test(
+        promtool, tmp_path, not_serving_test(load, ["4m", "10m", "20m", "21m"], []), alerts={"notServingMinutes": 3}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # A heal: the group served, the supervisors restarted it (served drops to 0), it reloads.
+    heal = {f'up{{job="vllm",{HEAD}}}': "1 1 0x15 1", **supervisors("1 1 0x15 1", "1 1 1 0x14 1")}
+    result = rule_test(
+        promtool, tmp_path, not_serving_test(heal, ["3m", "6m", "12m", "17m"], []), alerts={"notServingMinutes": 3}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_not_serving_without_supervisors_follows_the_scrape(promtool, tmp_path):
+    series = {f'up{{job="vllm",{HEAD}}}': "1 1 0 0 0 0 0 0"}
+    result = rule_test(promtool, tmp_path, not_serving_test(series, ["3m"], ["5m"]), alerts={"notServingMinutes": 3})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rules_and_the_dashboard_use_the_series_the_supervisor_exports():
+    exported = set(re.findall(r"^(deepseek_supervisor_\w+) ", metrics_text(State(), True, True), re.M))
+    _, obs = planned(settings())
+    rules = uploads(obs.prometheus)["/etc/prometheus/rules.yml"]
+    dashboard, _ = board(npu_exporter=False)
+    used = set(re.findall(r"deepseek_supervisor_\w+", rules + json.dumps(dashboard)))
+    assert {GROUP_SERVED, HEAD_HEALTHY, VLLM_UP, RESTART_CAPPED, GROUP_RESTARTS} <= used
+    assert used <= exported
 
 
 def test_repeated_group_restarts_fire(promtool, tmp_path):

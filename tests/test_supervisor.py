@@ -21,6 +21,7 @@ from supervision.supervisor import (
     decide,
     metrics_text,
     on_start,
+    sum_of,
 )
 
 SETTINGS = Settings(
@@ -32,6 +33,7 @@ SETTINGS = Settings(
     group_epoch=0,
     start_grace_seconds=3600,
     unhealthy_seconds=60,
+    stall_seconds=300,
     backoff_seconds=10,
     max_backoff_seconds=600,
     max_restarts=5,
@@ -46,12 +48,20 @@ SERVING = State(gen=3, phase="serving", started_at=0.0, served=True, head_start_
 PEER_SERVING = Peer(3, "x", "serving")
 
 
-def seen(now=100.0, exit=None, healthy=True, start=1000.0, peer=PEER_SERVING):
-    return Observation(now=now, vllm_exit=exit, head_healthy=healthy, head_start_time=start, peers={"a2-0": peer})
+def seen(now=100.0, exit=None, healthy=True, start=1000.0, peer=PEER_SERVING, running=0.0, tokens=None):
+    return Observation(
+        now=now,
+        vllm_exit=exit,
+        head_healthy=healthy,
+        head_start_time=start,
+        head_running=running,
+        head_tokens=tokens,
+        peers={"a2-0": peer},
+    )
 
 
 def test_a_serving_group_is_left_alone():
-    assert decide(SETTINGS, SERVING, seen()) == (SERVING, None)
+    assert decide(SETTINGS, SERVING, seen()) == (replace(SERVING, progress_at=100.0), None)
 
 
 def test_a_crashed_vllm_restarts_the_group_under_the_next_generation():
@@ -106,6 +116,57 @@ def test_a_head_restarted_behind_our_back_is_noticed_by_its_start_time():
     assert restart == Restart(4, "the head's vllm restarted (process_start_time_seconds changed)")
 
 
+def test_requests_that_stop_generating_restart_the_group_after_stall_seconds():
+    # /health stays 200 throughout: only the token counter shows the hang.
+    state, restart = decide(SETTINGS, SERVING, seen(now=100.0, running=2, tokens=5000))
+    assert restart is None
+    state, restart = decide(SETTINGS, state, seen(now=399.0, running=2, tokens=5000))
+    assert restart is None
+    _, restart = decide(SETTINGS, state, seen(now=400.0, running=2, tokens=5000))
+    assert restart == Restart(4, "2 request(s) running but no token generated for 300s (stallSeconds)")
+
+
+def test_generating_or_idle_is_progress():
+    state, _ = decide(SETTINGS, SERVING, seen(now=100.0, running=2, tokens=5000))
+    # Tokens advance: the clock starts again.
+    state, restart = decide(SETTINGS, state, seen(now=350.0, running=2, tokens=5001))
+    assert restart is None
+    state, restart = decide(SETTINGS, state, seen(now=600.0, running=2, tokens=5001))
+    assert restart is None
+    # Nothing running: a quiet counter is no stall, however long.
+    state, restart = decide(SETTINGS, state, seen(now=2000.0, running=0, tokens=5001))
+    assert restart is None
+    _, restart = decide(SETTINGS, state, seen(now=2299.0, running=1, tokens=5001))
+    assert restart is None
+    # A head whose /metrics has no such series (or cannot be read) is not judged by them.
+    assert decide(SETTINGS, SERVING, seen(now=9999.0, running=None, tokens=None))[1] is None
+
+
+def test_progress_is_never_judged_during_the_initial_load_or_across_a_failing_health():
+    starting = State(gen=0, started_at=0.0)
+    for now in (10.0, 400.0, 1000.0, 3000.0):
+        starting, restart = decide(
+            SETTINGS, starting, seen(now=now, healthy=False, start=None, running=4, tokens=0, peer=Peer(0, "", "x"))
+        )
+        assert restart is None, now
+    # The first healthy poll after a failing one starts the clock afresh.
+    state, _ = decide(SETTINGS, SERVING, seen(now=100.0, running=2, tokens=5000))
+    state, _ = decide(SETTINGS, state, seen(now=150.0, healthy=False, running=None, tokens=None))
+    state, restart = decide(SETTINGS, state, seen(now=410.0, running=2, tokens=5000))
+    assert restart is None and state.progress_at == 410.0
+
+
+def test_the_head_metrics_are_summed_over_engines():
+    text = (
+        '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine="0",model_name="m"} 2.0\n'
+        'vllm:num_requests_running{engine="1",model_name="m"} 1.0\nvllm:generation_tokens_total 7.0\n'
+        "process_start_time_seconds 1.7e9\n"
+    )
+    assert (sum_of(text, "vllm:num_requests_running"), sum_of(text, "vllm:generation_tokens_total")) == (3.0, 7.0)
+    assert sum_of(text, "process_start_time_seconds") == 1.7e9
+    assert sum_of(text, "vllm:num_requests_waiting") is None
+
+
 def test_serving_resets_the_restarts_in_a_row():
     state = replace(SERVING, served=False, consecutive=3, phase="starting", head_start_time=None)
     state, restart = decide(SETTINGS, state, seen(start=555.0))
@@ -154,6 +215,7 @@ def test_metrics_keep_the_contract_names():
         "deepseek_supervisor_vllm_up 1",
         "deepseek_supervisor_restart_capped 1",
         "deepseek_supervisor_head_healthy 0",
+        "deepseek_supervisor_group_served 1",
     ):
         assert line in text.splitlines()
 
@@ -201,6 +263,15 @@ def test_the_metrics_port_must_be_its_own(a2_raw):
     assert str(error.value).endswith(
         "supervision.metricsPort: 8000 is also serve.port; the supervisor needs a port of its own on every node"
     )
+
+
+def test_stall_seconds_is_a_positive_whole_number(a2_raw):
+    from core.config import ConfigError
+
+    assert json.loads(plan_cluster(load_config(a2_raw), "a2").nodes[0].uploads[1].content)["stall_seconds"] == 300
+    with pytest.raises(ConfigError) as error:
+        load_config({**a2_raw, "supervision": {"stallSeconds": 0}})
+    assert str(error.value).endswith("supervision.stallSeconds: got 0; input should be greater than or equal to 1")
 
 
 def test_every_container_runs_the_supervisor_in_front_of_vllm_serve():
