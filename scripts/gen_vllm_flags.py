@@ -1,7 +1,7 @@
 """Regenerate core/vllm_flags_<version>.json from vllm's own `vllm serve` argument parser.
 
-    pip download vllm==0.18.0 --no-deps --no-binary :all: -d /tmp/vllm-sdist
-    python scripts/gen_vllm_flags.py /tmp/vllm-sdist/vllm-0.18.0.tar.gz
+    pip download vllm==0.18.0 --no-deps --no-binary :all: -d build/vllm-sdist
+    python scripts/gen_vllm_flags.py build/vllm-sdist/vllm-0.18.0.tar.gz
 
 (pip may stop after the download, while preparing the sdist's build dependencies; with
 `--no-build-isolation --no-clean` and TMPDIR set it leaves the unpacked tree under TMPDIR,
