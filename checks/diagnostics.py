@@ -1,4 +1,4 @@
-"""The diagnostics bundle: what `python -m components.diagnose <stack>` collects on every node,
+"""The diagnostics bundle: what `python -m ops.diagnose <stack>` collects on every node,
 and the one-screen summary it prints from that.
 
 One POSIX `sh` script per node prints sections, each after a `##### <name>` line: the vllm

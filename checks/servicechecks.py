@@ -55,7 +55,7 @@ def readiness_command(
             f"  if [ $waited -ge {int(timeout_s)} ]; then",
             f"    echo {shlex.quote(f'not ready after {timeout_s}s: {base_url}/health is not 200 or /v1/models does not list {served_name}; last log lines of {container}:')} >&2",
             f"    docker logs --tail 40 {shlex.quote(container)} >&2 2>&1",
-            f"    echo {shlex.quote(f'every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m components.diagnose {stack}')} >&2",
+            f"    echo {shlex.quote(f'every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m ops.diagnose {stack}')} >&2",
             "    exit 1",
             "  fi",
             "  if [ $waited -ge $report ]; then",

@@ -1,6 +1,6 @@
 """The stack configuration: validated in one call, with the reference deployment as every default.
 
-Everything here is pure: the same checks run under `pulumi up` and under `python -m core.render`.
+Everything here is pure: the same checks run under `pulumi up` and under `python -m ops.render`.
 The keys are defined in models.py, the rules across them in rules.py, the serve flags in
 flags.py; this module is the entry point and re-exports the names the rest of the code uses.
 """

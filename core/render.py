@@ -1,24 +1,14 @@
-"""Dry run: print, per node, the shell script a person could run by hand for a stack.
-
-    python -m core.render a2 [--node NAME]
-
-Reads Pulumi.<stack>.yaml, validates it exactly as `pulumi up` does, and needs neither the
-Pulumi CLI nor Ascend hardware. Secrets are never printed: the script reads them from the
-environment of whoever runs it.
+"""The dry run's text: per node, the shell script a person could run by hand for a plan
+(`python -m ops.render` prints it for a stack file). Secrets are never printed: the script reads
+them from the environment of whoever runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
-from pathlib import Path
 
 from .config import AUTO_NIC
 from .plan import NIC_ENV, ClusterPlan, NodePlan, find_node
-from .stack import StackFileError, plan_from_stack_file, stack_file
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def _size(num_bytes: int) -> str:
@@ -109,29 +99,3 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
 def render(plan: ClusterPlan, node_name: str | None = None) -> str:
     nodes = plan.nodes if node_name is None else (find_node(plan, node_name),)
     return "\n".join(node_script(plan, n) for n in nodes)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
-    parser.add_argument("--node", help="print only this node's script")
-    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
-    args = parser.parse_args(argv)
-    try:
-        plan = plan_from_stack_file(args.project_dir, args.stack)
-    except StackFileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.node and find_node(plan, args.node) is None:
-        names = ", ".join(n.name for n in plan.nodes)
-        print(
-            f"error: no node '{args.node}' in {stack_file(args.project_dir, args.stack).name}; nodes are: {names}",
-            file=sys.stderr,
-        )
-        return 2
-    sys.stdout.write(render(plan, args.node))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

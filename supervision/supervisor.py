@@ -407,7 +407,7 @@ class Supervisor:
         if state.capped:
             self.log(
                 f"giving up: {self.s.max_restarts} group restarts in a row (maxRestarts) did not bring the group "
-                "back; vllm stays stopped. Fix the cause (python -m components.diagnose <stack>), then restart "
+                "back; vllm stays stopped. Fix the cause (python -m ops.diagnose <stack>), then restart "
                 "the group: pulumi up with supervision.groupEpoch raised by one"
             )
             return

@@ -1,6 +1,6 @@
 """Mistakes vllm's parser or Docker's grammar would otherwise find at deploy time, one table per class.
 
-Each refused stack is refused alike by validation, by the renderer (`python -m core.render`)
+Each refused stack is refused alike by validation, by the renderer (`python -m ops.render`)
 and by the program under mocks, which declares nothing; each near-miss is accepted by all.
 """
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 from mocked import run_program, stack_settings
 
-from core import render
+from ops import render
 from core.config import ConfigError, load_config
 
 PROJECT = "deepseek-r1-ascend"

@@ -1,4 +1,4 @@
-"""`python -m components.diagnose`: reaches SSH nodes the way the Docker provider and the checks do."""
+"""`python -m ops.diagnose`: reaches SSH nodes the way the Docker provider and the checks do."""
 
 import os
 import stat
@@ -7,7 +7,7 @@ import sys
 import yaml
 from mocked import PROJECT_DIR
 
-from components import diagnose
+from ops import diagnose
 
 KEY_0 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyOfNodeZero"
 # A stand-in for the user's `ssh`: records its argv (one argument a line, a blank line after) and

@@ -28,7 +28,7 @@ def test_the_checks_table_lists_exactly_the_checks_the_code_names():
 
 
 # Folders whose every module the layout table names one by one; `policy/` and `sim/` have READMEs of their own.
-ONE_BY_ONE = ("core", "checks", "components", "supervision", "scripts", "benchmarks")
+ONE_BY_ONE = ("core", "checks", "components", "ops", "supervision", "scripts", "benchmarks")
 
 
 def _layout_paths() -> set[str]:

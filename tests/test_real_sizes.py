@@ -105,5 +105,5 @@ def test_readiness_reports_progress_every_minute_until_its_timeout(tmp_path):
     ]
     assert done.stderr.splitlines()[-2:] == [
         "vllm log line",
-        "every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m components.diagnose a2",
+        "every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m ops.diagnose a2",
     ]

@@ -1,4 +1,4 @@
-"""`python -m core.render`: the dry run anyone can do without Pulumi or hardware."""
+"""`python -m ops.render`: the dry run anyone can do without Pulumi or hardware."""
 
 import shlex
 import subprocess
@@ -10,7 +10,7 @@ from mocked import PROJECT_DIR
 
 def render(*args, cwd=PROJECT_DIR):
     return subprocess.run(
-        [sys.executable, "-m", "core.render", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ops.render", *args], cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 

@@ -129,7 +129,7 @@ def test_a_rebooted_headless_node_brings_the_group_back(clean_stack, tmp_path):
 
     # The diagnostics bundle reads the same from every node.
     diagnose = subprocess.run(
-        [sys.executable, "-m", "components.diagnose", STACK, "--out", str(tmp_path)],
+        [sys.executable, "-m", "ops.diagnose", STACK, "--out", str(tmp_path)],
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,

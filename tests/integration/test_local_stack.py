@@ -1,4 +1,4 @@
-"""The local stack for real: its per-node scripts (`python -m core.render local`) run on this
+"""The local stack for real: its per-node scripts (`python -m ops.render local`) run on this
 machine's Docker engine with the simulator image, then the deployment's own readiness, smoke and
 benchmark commands run against it, and teardown leaves nothing behind.
 
@@ -113,7 +113,7 @@ def test_a_mistyped_start_rank_never_becomes_ready(cluster):
     not_ready = wait_ready(plan, timeout=15)
     assert not_ready.returncode == 1
     assert "not ready after 15s: http://127.0.0.1:8000/health is not 200" in not_ready.stderr
-    assert "every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m components.diagnose local" in (
+    assert "every node (containers, supervisors, npu-smi, hccn_tool, driver): python -m ops.diagnose local" in (
         not_ready.stderr
     )
     assert health(plan) != 200

@@ -1,6 +1,6 @@
 """Diagnostics bundle: every node's state in one archive, and a one-screen summary.
 
-    python -m components.diagnose <stack> [--out DIR] [--lines N]
+    python -m ops.diagnose <stack> [--out DIR] [--lines N]
 
 Reads Pulumi.<stack>.yaml (no Pulumi CLI needed) and runs checks/diagnostics.py's collection on
 every node at once: over your own `ssh` and keys to `<ssh.user>@<ip>`, with the options the
@@ -67,7 +67,7 @@ def write_archive(path: Path, reports: list[NodeReport], text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.diagnose", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.diagnose", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, default=Path("."), help="directory for the archive (default: here)")
     parser.add_argument("--lines", type=int, default=200, help="log lines per node in the archive (default 200)")
