@@ -10,8 +10,8 @@ import pytest
 import yaml
 from mocked import run_program, stack_settings
 
-from ops import render
 from core.config import ConfigError, load_config
+from ops import render
 
 PROJECT = "deepseek-r1-ascend"
 A2 = stack_settings("a2")
