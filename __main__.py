@@ -6,8 +6,7 @@ from components.cluster import VllmCluster
 from components.observability import Observability
 from components.secrecy import hidden
 from core.config import ConfigError
-from core.observability import plan_observability
-from core.plan import plan_cluster
+from core.deployment import plan_deployment
 from core.stack import config_from_pulumi
 
 try:
@@ -16,10 +15,9 @@ except ConfigError as error:
     # Nothing has been declared yet: a bad stack never half-deploys.
     raise pulumi.RunError(str(error)) from None
 
-plan = plan_cluster(config, stack=pulumi.get_stack())
+deployment = plan_deployment(config, stack=pulumi.get_stack())
+plan, observability = deployment.cluster, deployment.observability
 cluster = VllmCluster("deepseek-r1", plan)
-# Planned apart from the cluster: nothing observability sets can reach the vllm containers.
-observability = plan_observability(config, plan)
 if observability is not None:
     Observability("observability", plan, observability, cluster.hosts)
     pulumi.export("prometheusUrl", observability.prometheus_url)

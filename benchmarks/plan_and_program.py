@@ -17,7 +17,7 @@ import tracemalloc
 from mocked import run_program, stack_settings
 
 from core.config import load_config
-from core.plan import plan_cluster
+from core.deployment import plan_deployment
 from core.render import render
 
 
@@ -50,7 +50,7 @@ def main() -> int:
     print("|---:|---:|---:|---:|---:|---:|")
     for nodes in (2, 4, 8, 16):
         raw = settings(nodes)
-        plan_ms, plan_mib = measure(lambda raw=raw: render(plan_cluster(load_config(raw), "bench")), args.repeat)
+        plan_ms, plan_mib = measure(lambda raw=raw: render(plan_deployment(load_config(raw), "bench")), args.repeat)
         deployment = run_program(raw, stack="bench")
         assert deployment.error is None, deployment.error
         prog_ms, prog_mib = measure(lambda raw=raw: run_program(raw, stack="bench"), max(1, args.repeat // 2))

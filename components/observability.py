@@ -9,7 +9,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from core.observability import PROMETHEUS_UID, ObsContainer, ObservabilityPlan
+from core.observability import OBS_RESTART, PROMETHEUS_UID, ObsContainer, ObservabilityPlan
 from core.plan import ClusterPlan, find_node
 
 from .host import AscendHost
@@ -75,7 +75,7 @@ def _container(
         uploads=[docker.ContainerUploadArgs(file=u.path, content=u.content) for u in c.uploads],
         network_mode="host",
         privileged=c.privileged,
-        restart="unless-stopped",
+        restart=OBS_RESTART,
         must_run=True,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in c.labels],
         opts=pulumi.ResourceOptions.merge(

@@ -33,6 +33,8 @@ PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_DATA = "/prometheus"
 # The prom/prometheus image runs as nobody; its data directory on the host must be theirs.
 PROMETHEUS_UID = 65534
+# They keep running across reboots, and stay stopped when an operator stops them.
+OBS_RESTART = "unless-stopped"
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 DASHBOARD_DIR = "/var/lib/grafana/dashboards"
 DASHBOARD_FILE = f"{DASHBOARD_DIR}/deepseek-r1-ascend.json"

@@ -8,7 +8,10 @@ from __future__ import annotations
 import shlex
 
 from .config import AUTO_NIC
+from .deployment import Deployment
+from .observability import OBS_RESTART, PROMETHEUS_UID, ObsContainer
 from .plan import NIC_ENV, ClusterPlan, NodePlan, find_node
+from .supervision import Upload
 
 
 def _size(num_bytes: int) -> str:
@@ -25,27 +28,31 @@ _EOF = "DEEPSEEK_R1_ASCEND_FILE"
 def docker_run_argv(node: NodePlan) -> list[str]:
     """`docker run` for one node, with env passed by name so values stay in the exports above it;
     `docker create` when files must be placed into the container before it starts."""
-    start = ["create"] if node.uploads else ["run", "-d"]
-    argv = ["docker", *start, "--name", node.container_name, "--net=host", f"--shm-size={_size(node.shm_bytes)}"]
-    argv += ["--restart", node.restart]
+    options = [f"--shm-size={_size(node.shm_bytes)}", "--restart", node.restart]
+    options += ["--stop-timeout", str(node.stop_grace_seconds)]
     if node.entrypoint:
-        argv += ["--entrypoint", shlex.join(node.entrypoint)]
-    if node.privileged:
-        argv.append("--privileged")
+        options += ["--entrypoint", shlex.join(node.entrypoint)]
     for device in node.devices:
         spec = (
             device.host_path
             if device.host_path == device.container_path
             else f"{device.host_path}:{device.container_path}"
         )
-        argv += ["--device", spec]
-    for mount in node.mounts:
+        options += ["--device", spec]
+    return _docker_argv(node, node.container_name, node.argv, options)
+
+
+def _docker_argv(c: NodePlan | ObsContainer, name: str, command: tuple[str, ...], options: list[str]) -> list[str]:
+    argv = ["docker", *(["create"] if c.uploads else ["run", "-d"]), "--name", name, "--net=host", *options]
+    if c.privileged:
+        argv.append("--privileged")
+    for mount in c.mounts:
         argv += ["-v", f"{mount.host_path}:{mount.container_path}" + (":ro" if mount.read_only else "")]
-    for name, _ in node.env:
-        argv += ["-e", name]
-    for key, value in node.labels:
+    for env_name, _ in c.env:
+        argv += ["-e", env_name]
+    for key, value in c.labels:
         argv += ["--label", f"{key}={value}"]
-    return argv + [node.image] + list(node.argv)
+    return argv + [c.image, *command]
 
 
 def _continued(argv: list[str], start_new_line) -> str:
@@ -77,25 +84,53 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
     for name, value in node.env:
         if node.nic == AUTO_NIC and name in NIC_ENV:
             lines.append(f'export {name}="$nic_name"')
-        elif name in node.secret_env:
-            lines.append(f'export {name}="${{{name}:?set {name} in your environment first}}"')
         else:
-            lines.append(f"export {name}={shlex.quote(value)}")
+            lines.append(_export(name, value, node.secret_env))
     image_and_command = {node.image, node.argv[0]}
     lines.append(_continued(docker_run_argv(node), lambda a: a.startswith("-") or a in image_and_command))
-    if node.uploads:
-        lines.append("files=$(mktemp -d)")
-    for upload in node.uploads:
+    lines += _placed(node.container_name, node.uploads)
+    return "\n".join(lines) + "\n"
+
+
+def _export(name: str, value: str, secret_env: frozenset[str]) -> str:
+    if name in secret_env:
+        return f'export {name}="${{{name}:?set {name} in your environment first}}"'
+    return f"export {name}={shlex.quote(value)}"
+
+
+def _placed(container: str, uploads: tuple[Upload, ...]) -> list[str]:
+    """The files Docker places into a created container, then its start."""
+    if not uploads:
+        return []
+    lines = ["files=$(mktemp -d)"]
+    for upload in uploads:
         lines.append(f'mkdir -p "$files"{shlex.quote(upload.path.rsplit("/", 1)[0])}')
         lines.append(f"cat > \"$files\"{shlex.quote(upload.path)} <<'{_EOF}'\n{upload.content.rstrip()}\n{_EOF}")
         if upload.executable:
             lines.append(f'chmod 0755 "$files"{shlex.quote(upload.path)}')
-    if node.uploads:
-        name = shlex.quote(node.container_name)
-        lines += [f'docker cp "$files/." {name}:/', 'rm -rf "$files"', f"docker start {name}"]
+    name = shlex.quote(container)
+    return lines + [f'docker cp "$files/." {name}:/', 'rm -rf "$files"', f"docker start {name}"]
+
+
+def observability_script(deployment: Deployment, c: ObsContainer) -> str:
+    lines = ["#!/bin/sh", f"# {deployment.cluster.stack} / {c.node}: {c.role} (observability)", "set -eu"]
+    if c.role == "prometheus":
+        # As `pulumi up` does before the container: Prometheus runs as this user and writes here.
+        path = shlex.quote(deployment.observability.prometheus_data_dir)
+        lines.append(f"mkdir -p {path} && chown {PROMETHEUS_UID}:{PROMETHEUS_UID} {path}")
+    lines += [_export(name, value, c.secret_env) for name, value in c.env]
+    argv = _docker_argv(c, c.name, c.argv, ["--restart", OBS_RESTART])
+    lines.append(_continued(argv, lambda a: a.startswith("-") or a == c.image))
+    lines += _placed(c.name, c.uploads)
     return "\n".join(lines) + "\n"
 
 
-def render(plan: ClusterPlan, node_name: str | None = None) -> str:
+def render(deployment: Deployment, node_name: str | None = None) -> str:
+    """Every container the deployment runs, node by node: the vllm server, then what else runs there."""
+    plan, obs = deployment.cluster, deployment.observability
     nodes = plan.nodes if node_name is None else (find_node(plan, node_name),)
-    return "\n".join(node_script(plan, n) for n in nodes)
+    scripts = []
+    for node in nodes:
+        scripts.append(node_script(plan, node))
+        scripts += [observability_script(deployment, c) for c in (obs.containers if obs else ()) if c.node == node.name]
+    return "\n".join(scripts)

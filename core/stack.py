@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from .config import PROJECT, SECRET_KEYS, ClusterConfig, ConfigError, load_config
-from .plan import ClusterPlan, plan_cluster
+from .deployment import Deployment, plan_deployment
 
 _PREFIX = f"{PROJECT}:"
 # What the renderer shows instead of a secret it cannot (and must not) decrypt.
@@ -57,13 +57,13 @@ class StackFileError(Exception):
     """A stack file that is missing or whose config is refused; the message names the file."""
 
 
-def plan_from_stack_file(project_dir: Path, stack: str) -> ClusterPlan:
+def plan_from_stack_file(project_dir: Path, stack: str) -> Deployment:
     """The plan of Pulumi.<stack>.yaml, as the command-line tools (render, diagnose) read it."""
     path = stack_file(project_dir, stack)
     if not path.exists():
         raise StackFileError(f"no stack file {path.name}")
     try:
-        return plan_cluster(config_from_stack_file(path), stack=stack)
+        return plan_deployment(config_from_stack_file(path), stack=stack)
     except ConfigError as e:
         raise StackFileError(f"{path.name}: {e}") from e
 

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
     args = parser.parse_args(argv)
     try:
-        plan = plan_from_stack_file(args.project_dir, args.stack)
+        plan = plan_from_stack_file(args.project_dir, args.stack).cluster
     except StackFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

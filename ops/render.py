@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
     args = parser.parse_args(argv)
     try:
-        plan = plan_from_stack_file(args.project_dir, args.stack)
+        deployment = plan_from_stack_file(args.project_dir, args.stack)
     except StackFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    plan = deployment.cluster
     if args.node and find_node(plan, args.node) is None:
         names = ", ".join(n.name for n in plan.nodes)
         print(
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    sys.stdout.write(render(plan, args.node))
+    sys.stdout.write(render(deployment, args.node))
     return 0
 
 

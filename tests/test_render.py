@@ -4,8 +4,12 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 import seed
-from mocked import PROJECT_DIR
+import yaml
+from mocked import PROJECT_DIR, run_program, stack_settings
+
+PROJECT = "deepseek-r1-ascend"
 
 
 def render(*args, cwd=PROJECT_DIR):
@@ -141,3 +145,49 @@ def test_secret_environment_set_by_path_is_never_printed(tmp_path):
     assert result.returncode == 0, result.stderr
     assert 'export SITE_TOKEN="${SITE_TOKEN:?set SITE_TOKEN in your environment first}"' in result.stdout
     assert "encrypted" not in result.stdout
+
+
+def _rendered_containers(text: str) -> list[tuple[str, str]]:
+    """(name, the script's heading) of every container the dry run creates; names repeat across hosts."""
+    found = []
+    for script in text.split("#!/bin/sh\n")[1:]:
+        argv = shlex.split(script.replace("\\\n", " ").split("\ndocker ", 1)[1].split("\n", 1)[0])
+        found.append((argv[argv.index("--name") + 1], script.splitlines()[0]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("stack", "observability"),
+    [
+        ("a2", None),
+        ("a3", None),
+        ("local", None),
+        (
+            "a2",
+            {
+                "enabled": True,
+                "grafana": {"enabled": True},
+                "npuExporter": {"image": "example.org/npu-exporter:v6.0.0"},
+            },
+        ),
+    ],
+)
+def test_the_dry_run_shows_every_container_pulumi_up_would_run(tmp_path, stack, observability):
+    raw = stack_settings(stack)
+    if observability:
+        raw["observability"] = observability
+    stack_file = {f"{PROJECT}:{k}": v for k, v in raw.items()}
+    if observability:
+        stack_file[f"{PROJECT}:grafanaAdminPassword"] = {"secure": "v1:ciphertext"}
+    (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": stack_file}))
+    result = render(stack, "--project-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    if observability:
+        raw["grafanaAdminPassword"] = "s3cret-admin"
+    program = run_program(raw, stack=stack, secret_keys=("grafanaAdminPassword",) if observability else ())
+    declared = sorted(c.inputs["name"] for c in program.of_type("docker:index/container:Container"))
+    rendered = _rendered_containers(result.stdout)
+    assert sorted(name for name, _ in rendered) == declared
+    # Beyond the vllm servers: Prometheus, Grafana and an npu-exporter per node when configured.
+    beyond = [name for name, heading in rendered if heading.endswith("(observability)")]
+    assert len(beyond) == (2 + len(raw["nodes"]) if observability else {"a2": 0, "a3": 0, "local": 1}[stack])
