@@ -27,7 +27,7 @@ from .config import (
 )
 from .connection import docker_ssh_opts, known_hosts_file, known_hosts_line, machine
 from .serve import Role, node_env, serve_argv
-from .supervision import SUPERVISOR_PATH, Upload, supervisor_uploads
+from .supervision import SUPERVISOR_PATH, Upload, local_api_host, supervisor_uploads
 
 # Ascend's management devices, needed besides one /dev/davinciN per NPU.
 MANAGEMENT_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
@@ -311,7 +311,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 secret_env=cfg.secret_env_names & {k for k, _ in env},
                 argv=serve_argv(cfg, role, start, dp_local),
                 entrypoint=(SUPERVISOR_PATH,) if cfg.supervision.enabled else (),
-                uploads=supervisor_uploads(cfg, index),
+                uploads=supervisor_uploads(cfg, index, group=""),
                 supervisor_port=cfg.supervision.metrics_port if cfg.supervision.enabled else None,
                 dp_start_rank=start,
                 dp_local=dp_local,
@@ -325,7 +325,13 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         )
     fingerprint = _fingerprint(unlabelled)
     nodes = tuple(
-        _with_labels(n, stack=stack, model=cfg.model.served_name, fingerprint=fingerprint) for n in unlabelled
+        _with_labels(
+            replace(n, uploads=supervisor_uploads(cfg, n.index, group=fingerprint)),
+            stack=stack,
+            model=cfg.model.served_name,
+            fingerprint=fingerprint,
+        )
+        for n in unlabelled
     )
     return ClusterPlan(
         stack=stack,
@@ -333,7 +339,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         nodes=nodes,
         served_model_name=cfg.model.served_name,
         port=cfg.serve.port,
-        listen_host="127.0.0.1" if cfg.serve.host in ("0.0.0.0", "::") else cfg.serve.host,
+        listen_host=local_api_host(cfg.serve.host),
         model=cfg.model.name,
         preflight=cfg.preflight,
         verify=cfg.verify,

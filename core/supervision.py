@@ -15,6 +15,9 @@ from supervision.supervisor import SETTINGS_FILE
 
 from .models import ClusterConfig
 
+# The addresses on which vllm listens on every interface.
+UNSPECIFIED_HOSTS = ("0.0.0.0", "::")
+
 SUPERVISOR_DIR = str(Path(SETTINGS_FILE).parent)
 SUPERVISOR_PATH = f"{SUPERVISOR_DIR}/supervisor.py"
 SUPERVISOR_SOURCE = (Path(__file__).resolve().parent.parent / "supervision" / "supervisor.py").read_text()
@@ -33,14 +36,24 @@ def _url(ip: str, port: int) -> str:
     return f"http://[{ip}]:{port}" if ":" in ip else f"http://{ip}:{port}"
 
 
-def supervisor_settings(cfg: ClusterConfig, index: int) -> dict:
+def local_api_host(serve_host: str) -> str:
+    """Where vllm's API answers on its own host: loopback when it listens on every address."""
+    return "127.0.0.1" if serve_host in UNSPECIFIED_HOSTS else serve_host
+
+
+def supervisor_settings(cfg: ClusterConfig, index: int, group: str) -> dict:
     sup, node = cfg.supervision, cfg.nodes[index]
+    # The head's supervisor watches vllm where it listens; the others at the head's address,
+    # which rules.py makes sure vllm listens on when there are others.
+    head = local_api_host(cfg.serve.host) if index == 0 else cfg.nodes[0].ip
     return {
         "node": node.name,
         "bind": node.ip,
         "port": sup.metrics_port,
         "peers": {n.name: _url(n.ip, sup.metrics_port) for i, n in enumerate(cfg.nodes) if i != index},
-        "head_url": _url(cfg.nodes[0].ip, cfg.serve.port),
+        "head_url": _url(head, cfg.serve.port),
+        "group": group,
+        "served_model_name": cfg.model.served_name,
         "group_epoch": sup.group_epoch,
         "start_grace_seconds": sup.start_grace_seconds,
         "unhealthy_seconds": sup.unhealthy_seconds,
@@ -56,8 +69,10 @@ def supervisor_settings(cfg: ClusterConfig, index: int) -> dict:
     }
 
 
-def supervisor_uploads(cfg: ClusterConfig, index: int) -> tuple[Upload, ...]:
+def supervisor_uploads(cfg: ClusterConfig, index: int, group: str) -> tuple[Upload, ...]:
+    """`group` is the group's fingerprint, taken over every node planned with an empty one: it
+    cannot hash itself, and it already covers everything else these files hold."""
     if not cfg.supervision.enabled:
         return ()
-    settings = json.dumps(supervisor_settings(cfg, index), indent=1, sort_keys=True) + "\n"
+    settings = json.dumps(supervisor_settings(cfg, index, group), indent=1, sort_keys=True) + "\n"
     return (Upload(SUPERVISOR_PATH, SUPERVISOR_SOURCE, True), Upload(SETTINGS_FILE, settings, False))

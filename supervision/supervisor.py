@@ -8,28 +8,37 @@ creation; the container's command stays exactly the `vllm serve` argv, which it 
 child), and the supervisors of one group agree on a *generation* number:
 
 - Each supervisor serves, on its node's address and `supervision.metricsPort`, `/state` (its
-  generation, the reason for it, its phase) and `/metrics` (Prometheus text) without any key.
-  Nodes only read each other's `/state` and the head's `/health` and `/metrics`: no Docker
-  socket, no credentials, nothing a peer can command.
+  group, generation, the reason for it, its phase) and `/metrics` (Prometheus text) without any
+  key. Nodes only read each other's `/state` and the head's `/health` and `/metrics`. A peer's
+  answer is validated and one from another group (another fingerprint: an old container during
+  a rolling `pulumi up`) counts as no answer. A newer generation from a peer of this group is a
+  restart request; a peer can ask for nothing else.
 - A fault seen by any node (its vllm exited; its container restarted, which it knows from the
-  state file left in the container; the head's `/health` failing for `unhealthySeconds` after
-  the group served; the head's `process_start_time_seconds` changing; requests running on the
-  head while `vllm:generation_tokens_total` stands still for `stallSeconds`, a hang that
-  `/health` may not show; the group not serving within `startGraceSeconds`) makes it move to generation max+1. Every node that sees a newer
-  generation than its own takes part: it stops its vllm (SIGTERM, then SIGKILL to the process
-  group after `stopTimeoutSeconds`), waits until every peer has stopped its old process (or
-  `barrierTimeoutSeconds` passed), backs off, and starts vllm again. The nodes that see the
-  same fault pick the same number, so the group restarts once.
-- Nothing is judged by health during a generation's start-up (the weight load) until the head
-  first served or `startGraceSeconds` passed. Restarts back off (`backoffSeconds`, doubling up
-  to `maxBackoffSeconds`); after `maxRestarts` restarts without the group serving in between,
-  the supervisor gives up, leaves vllm stopped and says so in its log and metrics.
+  state left in the container; the head's `/health` failing for `unhealthySeconds` after the
+  group served; the head's `process_start_time_seconds` changing; requests running on the head
+  while `vllm:generation_tokens_total` stands still for `stallSeconds` and a one-token request
+  cannot finish either; the group not serving within `startGraceSeconds`) makes it move to
+  generation max+1. Every node that sees a newer generation takes part: it stops its vllm's
+  whole process group (SIGTERM, then SIGKILL after `stopTimeoutSeconds`, and it waits until no
+  process of it is left: vllm's engine cores outlive their API server and keep the NPUs), waits
+  until every peer answers and has stopped its old vllm, backs off, and starts vllm again. The
+  nodes that see the same fault pick the same number, so the group restarts once.
+- A peer that does not answer holds the restart at the barrier without counting anything: the
+  group cannot form without it, and it heals by itself when the peer is back.
+- Nothing is judged by health during a generation's start-up (the weight load) until the group
+  first served or `startGraceSeconds` passed. The group counts as served only when the head is
+  healthy and every peer answers at this node's generation. Restarts back off (`backoffSeconds`,
+  doubling up to `maxBackoffSeconds`); after `maxRestarts` restarts without the group serving
+  in between, the supervisor gives up, leaves vllm stopped and says so in its log and metrics.
+- The supervisor never makes things worse than no supervisor: an error of its own (a full or
+  read-only disk, an unreadable state file) is logged and outlived, never allowed to kill PID 1
+  and with it a serving vllm.
 
-The decision logic is pure functions (`decide`, `stalled`, `begin_restart`, `barrier_open`);
-`Supervisor` does the I/O. Why one file of this size: it is uploaded into every container as a
-single file and run by the image's python3, so it can import nothing but the standard library,
-and the repository's other modules import its constants (settings path, metric names) rather
-than repeat them.
+The decision logic is pure functions (`decide`, `stalled`, `begin_restart`, `barrier`,
+`on_start`, `parse_peer`); `Supervisor` does the I/O. Why one file of this size: it is uploaded
+into every container as a single file and run by the image's python3, so it can import nothing
+but the standard library, and the repository's other modules import its constants (settings
+path, metric names) rather than repeat them.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SETTINGS_FILE = "/opt/deepseek-r1-ascend/supervision.json"
@@ -59,11 +68,18 @@ HEAD_HEALTHY = "deepseek_supervisor_head_healthy"
 GROUP_SERVED = "deepseek_supervisor_group_served"
 GENERATION = "deepseek_supervisor_generation"
 CONSECUTIVE_RESTARTS = "deepseek_supervisor_consecutive_restarts"
+PEER_UP = "deepseek_supervisor_peer_up"
 
 # What the supervisor reads from the head's /metrics (vllm's own series).
 START_TIME = "process_start_time_seconds"
 REQUESTS_RUNNING = "vllm:num_requests_running"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
+
+PHASES = ("starting", "serving", "stopping", "waiting", "capped")
+# Far more generations than any group restarts in its life; a larger number is not a peer's.
+MAX_GENERATION = 2**31
+# The API key vllm reads from its environment, which this process shares (never on an argv).
+API_KEY_ENV = "VLLM_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,11 @@ class Settings:
     port: int
     # name -> base URL of every other node's supervisor
     peers: dict[str, str]
+    # Where this node reaches the head's API: where vllm listens, as seen from this node.
     head_url: str
+    # The group's fingerprint: peers of another group (an old container) are not peers.
+    group: str
+    served_model_name: str
     group_epoch: int
     start_grace_seconds: float
     unhealthy_seconds: float
@@ -97,6 +117,7 @@ class Peer:
     gen: int
     reason: str
     phase: str
+    consecutive: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,7 @@ class Observation:
     # The head's requests running and generation tokens so far (None: not read).
     head_running: float | None
     head_tokens: float | None
-    # None: the peer's supervisor did not answer.
+    # None: the peer's supervisor did not answer, or answered as no peer of this group would.
     peers: dict[str, Peer | None]
 
 
@@ -132,10 +153,52 @@ class State:
     capped: bool = False
 
 
+# What a restarted container needs to know; the rest is this run's bookkeeping, and writing it
+# on every poll would put the disk in the serving path.
+DURABLE = ("gen", "reason", "phase", "consecutive", "restarts", "capped")
+
+
+def durable(st: State) -> dict:
+    return {k: getattr(st, k) for k in DURABLE}
+
+
+def load_state(text: str) -> State:
+    """The saved state; ValueError when it is not one (empty after a power loss, corrupt)."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or set(raw) != set(DURABLE):
+        raise ValueError(f"expected the keys {', '.join(DURABLE)}")
+    st = State(**raw)
+    if not (_count(st.gen) and _count(st.consecutive) and _count(st.restarts)) or st.phase not in PHASES:
+        raise ValueError("a field is out of range")
+    if not isinstance(st.reason, str) or not isinstance(st.capped, bool):
+        raise ValueError("a field has the wrong type")
+    return st
+
+
 @dataclass(frozen=True)
 class Restart:
     gen: int
     reason: str
+    # A suspected stall: restart only if a one-token request cannot finish either.
+    confirm: bool = False
+
+
+def _count(value) -> bool:
+    return type(value) is int and 0 <= value < MAX_GENERATION
+
+
+def parse_peer(body: str, group: str) -> Peer | None:
+    """A peer's /state, or None when it is not one of this group's supervisors answering."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or raw.get("group") != group:
+        return None
+    gen, reason, phase, consecutive = (raw.get(k) for k in ("gen", "reason", "phase", "consecutive"))
+    if not (_count(gen) and _count(consecutive)) or phase not in PHASES or not isinstance(reason, str):
+        return None
+    return Peer(gen, reason[:200], phase, consecutive)
 
 
 def newest_peer(peers: dict[str, Peer | None]) -> tuple[str, Peer] | None:
@@ -146,12 +209,15 @@ def newest_peer(peers: dict[str, Peer | None]) -> tuple[str, Peer] | None:
 def sum_of(metrics: str, name: str) -> float | None:
     """A series' total over its labels (one per data-parallel engine) in Prometheus text."""
     values = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", metrics, re.M)
-    return sum(float(v) for v in values) if values else None
+    try:
+        return sum(float(v) for v in values) if values else None
+    except ValueError:
+        return None
 
 
 def stalled(s: Settings, st: State, ob: Observation) -> tuple[State, str | None]:
     """Requests running but no token generated for stallSeconds: a hang /health does not show
-    (real vllm can keep answering it while its ranks wait on each other forever)."""
+    (real vllm keeps answering it while its ranks wait on each other forever)."""
     moved = st.tokens is None or ob.head_tokens != st.tokens
     if not ob.head_running or ob.head_tokens is None or moved or st.progress_at is None:
         return replace(st, tokens=ob.head_tokens, progress_at=ob.now), None
@@ -159,6 +225,11 @@ def stalled(s: Settings, st: State, ob: Observation) -> tuple[State, str | None]
         return st, None
     waited = ob.now - st.progress_at
     return st, f"{ob.head_running:g} request(s) running but no token generated for {waited:.0f}s (stallSeconds)"
+
+
+def in_group(st: State, peers: dict[str, Peer | None]) -> bool:
+    """Every peer answers at this node's generation: a healthy head then serves with this node."""
+    return all(p is not None and p.gen == st.gen and p.phase in ("starting", "serving") for p in peers.values())
 
 
 def decide(s: Settings, st: State, ob: Observation) -> tuple[State, Restart | None]:
@@ -173,12 +244,17 @@ def decide(s: Settings, st: State, ob: Observation) -> tuple[State, Restart | No
     if ob.vllm_exit is not None:
         return st, Restart(following, f"vllm exited with status {ob.vllm_exit}")
     if ob.head_healthy:
+        st = replace(st, unhealthy_since=None)
+        if not in_group(st, ob.peers):
+            # A head that answers without this node's generation (a peer unreachable, or still
+            # starting another one) proves nothing about this node: judge nothing, reset nothing.
+            return replace(st, tokens=None, progress_at=None), None
         known = st.head_start_time if st.head_start_time is not None else ob.head_start_time
-        st = replace(st, served=True, phase="serving", unhealthy_since=None, consecutive=0, head_start_time=known)
+        st = replace(st, served=True, phase="serving", consecutive=0, head_start_time=known)
         if known is not None and ob.head_start_time is not None and abs(ob.head_start_time - known) > 0.5:
             return st, Restart(following, "the head's vllm restarted (process_start_time_seconds changed)")
         st, stall = stalled(s, st, ob)
-        return st, Restart(following, stall) if stall else None
+        return st, Restart(following, stall, confirm=True) if stall else None
     # Progress is only judged across healthy polls of the head.
     st = replace(st, tokens=None, progress_at=None)
     if not st.served:
@@ -197,14 +273,16 @@ def backoff(s: Settings, consecutive: int) -> float:
     return min(s.backoff_seconds * 2 ** max(consecutive - 1, 0), s.max_backoff_seconds)
 
 
-def begin_restart(s: Settings, st: State, restart: Restart) -> State:
-    """The state of a group restart: counted, and capped once it is one too many."""
-    consecutive = st.consecutive + 1
+def begin_restart(s: Settings, st: State, restart: Restart, peers: dict[str, Peer | None]) -> State:
+    """The state of a group restart: counted, and capped once it is one too many. The count
+    follows the highest among the peers, so every node backs off alike and caps together."""
+    peer_counts = [p.consecutive for p in peers.values() if p is not None and p.gen == restart.gen]
+    consecutive = max([st.consecutive + 1, *peer_counts])
     return replace(
         st,
         gen=restart.gen,
         reason=restart.reason,
-        phase="capped" if consecutive > s.max_restarts else "stopping",
+        phase="stopping",
         served=False,
         unhealthy_since=None,
         head_start_time=None,
@@ -216,28 +294,45 @@ def begin_restart(s: Settings, st: State, restart: Restart) -> State:
     )
 
 
-def barrier_open(gen: int, peers: dict[str, Peer | None], waited: float, timeout: float) -> bool:
-    """Start again once every peer has stopped its old vllm, or after the timeout (a peer that
-    is down catches up when it comes back)."""
-    stopped = all(p is not None and p.gen >= gen and p.phase != "stopping" for p in peers.values())
-    return stopped or waited >= timeout
+def barrier(gen: int, peers: dict[str, Peer | None], waited: float, timeout: float) -> tuple[bool, list[str]]:
+    """Whether to start generation `gen` now, and the peers it is (or was) waiting for.
+
+    Every peer must answer, be of this generation or later, and have stopped its old vllm. A peer
+    that does not answer, or that gave up, is waited for without a timeout: a group cannot form
+    without it. One that answers but is slow to stop is waited for `timeout` at most.
+    """
+    absent = sorted(n for n, p in peers.items() if p is None or p.phase == "capped")
+    behind = sorted(n for n, p in peers.items() if p is not None and (p.gen < gen or p.phase == "stopping"))
+    if absent:
+        return False, absent
+    return (not behind or waited >= timeout), behind
 
 
-def on_start(st: State | None, peers: dict[str, Peer | None]) -> tuple[State, Restart | None]:
-    """A fresh container joins its peers' generation; a restarted one (its state file survived
-    in the container) restarts the group, unless a peer already did since."""
+def on_start(st: State | None, peers: dict[str, Peer | None], lost: str | None = None) -> tuple[State, Restart | None]:
+    """A fresh container joins its peers' generation; a restarted one (its state survived in the
+    container, or is `lost`: unreadable) restarts the group, unless a peer already did since."""
     newest = newest_peer(peers)
-    if st is None:
+    if st is None and lost is None:
         return State(gen=newest[1].gen if newest else 0), None
+    # What was lost is at most the generation the peers still run.
+    st = st or State(gen=newest[1].gen if newest else 0)
     if newest and newest[1].gen > st.gen:
         name, peer = newest
         return st, Restart(peer.gen, f"node {name} restarted the group: {peer.reason}")
     following = max(st.gen, newest[1].gen if newest else 0) + 1
-    return st, Restart(following, "this container restarted (node reboot, or its supervisor died)")
+    why = f"its state file is unreadable: {lost}" if lost else "node reboot, or its supervisor died"
+    return st, Restart(following, f"this container restarted ({why})")
 
 
-def metrics_text(st: State, vllm_up: bool, head_healthy: bool) -> str:
-    """Without labels: Prometheus adds the node's from its scrape target."""
+def state_body(s: Settings, st: State) -> str:
+    return json.dumps(
+        {"group": s.group, "gen": st.gen, "reason": st.reason, "phase": st.phase, "consecutive": st.consecutive}
+    )
+
+
+def metrics_text(st: State, vllm_up: bool, head_healthy: bool, peers_up: dict[str, bool] | None = None) -> str:
+    """Without labels of their own (Prometheus adds the node's from its scrape target), but the
+    peer a reachability series is about."""
     series = (
         (GROUP_RESTARTS, "counter", "Group restarts this node took part in.", st.restarts),
         (VLLM_UP, "gauge", "1 while this node's vllm process runs.", int(vllm_up)),
@@ -251,7 +346,7 @@ def metrics_text(st: State, vllm_up: bool, head_healthy: bool) -> str:
         (
             GROUP_SERVED,
             "gauge",
-            "1 once the head served in this generation; 0 during the weight load and a group restart.",
+            "1 once the head served with this node in this generation; 0 during the weight load and a restart.",
             int(st.served),
         ),
         (GENERATION, "gauge", "The group generation this node runs.", st.gen),
@@ -260,6 +355,12 @@ def metrics_text(st: State, vllm_up: bool, head_healthy: bool) -> str:
     lines = []
     for name, kind, help_, value in series:
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
+    if peers_up:
+        lines += [
+            f"# HELP {PEER_UP} 1 while the peer's supervisor answers as one of this group.",
+            f"# TYPE {PEER_UP} gauge",
+        ]
+        lines += [f'{PEER_UP}{{peer="{name}"}} {int(up)}' for name, up in sorted(peers_up.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -272,22 +373,70 @@ class Supervisor:
         self.proc: subprocess.Popen | None = None
         self.exit_status: int | None = None
         self.head_healthy = False
+        self.peers_up: dict[str, bool] = {}
         self.stopping = False
+        self.saved: dict | None = None
+        self.last_error: str | None = None
 
     # -- output
     def log(self, message: str) -> None:
         sys.stderr.write(f"supervisor[{self.s.node}]: {message}\n")
         sys.stderr.flush()
 
+    def complain(self, what: str, error: BaseException) -> None:
+        """Log an error of the supervisor's own once until it changes: it is outlived, never fatal."""
+        text = f"{what}: {type(error).__name__}: {error}"
+        if text != self.last_error:
+            self.log(f"{text} (carrying on; vllm is not affected)")
+        self.last_error = text
+
     def save(self) -> None:
-        with open(self.s.state_file + ".tmp", "w") as f:
-            json.dump(asdict(self.state), f)
-        os.replace(self.s.state_file + ".tmp", self.s.state_file)
+        """Durably, and only when what a restarted container needs has changed."""
+        record = durable(self.state)
+        if record == self.saved:
+            return
+        directory = os.path.dirname(self.s.state_file) or "."
+        tmp = self.s.state_file + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.s.state_file)
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self.complain(f"cannot save {self.s.state_file}", e)
+            return
+        self.saved = record
 
     def set_state(self, state: State) -> None:
         with self.lock:
             self.state = state
         self.save()
+
+    def load(self) -> tuple[State | None, str | None]:
+        """The state a previous run of this container left, or why it is lost (unreadable). A
+        marker beside it tells a restarted container from a fresh one even when the state is lost."""
+        marker = self.s.state_file + ".started"
+        restarted = os.path.exists(marker)
+        try:
+            with open(marker, "a"):
+                pass
+        except OSError as e:
+            self.complain(f"cannot write {marker}", e)
+        if not restarted:
+            return None, None
+        try:
+            with open(self.s.state_file) as f:
+                state = load_state(f.read())
+        except (OSError, ValueError, TypeError) as e:
+            return None, f"{type(e).__name__}: {e}"
+        self.saved = durable(state)
+        return state, None
 
     def serve_http(self) -> None:
         sup = self
@@ -298,11 +447,11 @@ class Supervisor:
 
             def do_GET(self):
                 with sup.lock:
-                    st, up, healthy = sup.state, sup.vllm_up, sup.head_healthy
+                    st, up, healthy, peers_up = sup.state, sup.vllm_up, sup.head_healthy, dict(sup.peers_up)
                 if self.path == "/metrics":
-                    body, kind = metrics_text(st, up, healthy), "text/plain; version=0.0.4"
+                    body, kind = metrics_text(st, up, healthy, peers_up), "text/plain; version=0.0.4"
                 elif self.path == "/state":
-                    body, kind = json.dumps({"gen": st.gen, "reason": st.reason, "phase": st.phase}), "application/json"
+                    body, kind = state_body(sup.s, st), "application/json"
                 else:
                     self.send_error(404)
                     return
@@ -320,7 +469,7 @@ class Supervisor:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
 
-    # -- the vllm child
+    # -- the vllm child and everything it spawned
     @property
     def vllm_up(self) -> bool:
         return self.proc is not None and self.exit_status is None
@@ -337,34 +486,66 @@ class Supervisor:
             if self.proc is not None and pid == self.proc.pid:
                 self.exit_status = os.waitstatus_to_exitcode(status)
 
-    def start_vllm(self) -> None:
-        self.log(f"starting generation {self.state.gen}: {' '.join(self.argv)}")
-        self.exit_status = None
-        # Its own process group: stopping vllm also stops every worker it spawned.
-        self.proc = subprocess.Popen(self.argv, start_new_session=True)
-        self.set_state(replace(self.state, phase="starting", started_at=time.monotonic()))
+    def group_alive(self) -> bool:
+        """Whether any process of vllm's process group is left (its engine cores and workers
+        keep running, and keep the NPUs, after the API server process is gone)."""
+        if self.proc is None:
+            return False
+        self.reap()
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
-    def stop_vllm(self) -> None:
-        if not self.vllm_up:
-            return
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop_vllm(self) -> bool:
+        """Stop every process of vllm's group, its leader gone or not; False if some survive."""
+        if not self.group_alive():
+            return True
         for sig, wait in ((signal.SIGTERM, self.s.stop_timeout_seconds), (signal.SIGKILL, 30.0)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
+            self.signal_group(sig)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
-                self.reap()
-                if self.exit_status is not None:
-                    return
+                if not self.group_alive():
+                    return True
                 time.sleep(0.1)
             if sig == signal.SIGTERM:
                 self.log(f"vllm ignored SIGTERM for {wait:g}s; killing it")
+        self.log(
+            f"processes of vllm's group {self.proc.pid} survive SIGKILL (stuck in the kernel?); "
+            "no new generation starts while they hold the NPUs"
+        )
+        return False
+
+    def start_vllm(self) -> None:
+        self.log(f"starting generation {self.state.gen}: {' '.join(self.argv)}")
+        self.exit_status = None
+        try:
+            # Its own process group: stopping vllm also stops every worker it spawned.
+            self.proc = subprocess.Popen(self.argv, start_new_session=True)
+        except OSError as e:
+            self.complain("cannot start vllm", e)
+            # Seen as an exit by the next poll: a counted restart, with its back-off.
+            self.exit_status = 127
+        self.set_state(replace(self.state, phase="starting", started_at=time.monotonic()))
 
     # -- observations
-    def fetch(self, url: str, timeout: float = 2.0) -> tuple[int, str]:
+    def fetch(self, url: str, timeout: float = 2.0, body: bytes | None = None) -> tuple[int, str]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        key = os.environ.get(API_KEY_ENV)
+        if body is not None and key:
+            headers["Authorization"] = f"Bearer {key}"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            request = urllib.request.Request(url, data=body, headers=headers)
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read().decode(errors="replace")
         except urllib.error.HTTPError as e:
             return e.code, ""
@@ -375,10 +556,9 @@ class Supervisor:
         found = {}
         for name, url in self.s.peers.items():
             status, body = self.fetch(f"{url}/state", timeout=1.0)
-            try:
-                found[name] = Peer(**json.loads(body)) if status == 200 else None
-            except (ValueError, TypeError):
-                found[name] = None
+            found[name] = parse_peer(body, self.s.group) if status == 200 else None
+        with self.lock:
+            self.peers_up = {name: peer is not None for name, peer in found.items()}
         return found
 
     def observe(self) -> Observation:
@@ -398,13 +578,22 @@ class Supervisor:
             self.peers(),
         )
 
+    def completes_one_token(self) -> bool:
+        """A hung engine cannot finish even one token; an idle one whose gauges went stale after
+        aborted requests can (and the request refreshes them)."""
+        request = {"model": self.s.served_model_name, "prompt": "ping", "max_tokens": 1}
+        timeout = min(max(self.s.stall_seconds, 5.0), 60.0)
+        return self.fetch(f"{self.s.head_url}/v1/completions", timeout, json.dumps(request).encode())[0] == 200
+
     # -- the loop
     def restart_group(self, restart: Restart) -> None:
-        state = begin_restart(self.s, self.state, restart)
+        state = begin_restart(self.s, self.state, restart, self.peers())
         self.log(f"group restart #{state.restarts} to generation {state.gen}: {state.reason}")
         self.set_state(state)
-        self.stop_vllm()
+        while not self.stop_vllm():
+            time.sleep(self.s.poll_seconds)
         if state.capped:
+            self.set_state(replace(state, phase="capped"))
             self.log(
                 f"giving up: {self.s.max_restarts} group restarts in a row (maxRestarts) did not bring the group "
                 "back; vllm stays stopped. Fix the cause (python -m ops.diagnose <stack>), then restart "
@@ -413,7 +602,7 @@ class Supervisor:
             return
         state = replace(state, phase="waiting")
         self.set_state(state)
-        began = time.monotonic()
+        began, reported = time.monotonic(), None
         while True:
             peers = self.peers()
             newest = newest_peer(peers)
@@ -421,8 +610,16 @@ class Supervisor:
                 # Another fault meanwhile: the same restart, under the newer number.
                 state = replace(state, gen=newest[1].gen, reason=newest[1].reason)
                 self.set_state(state)
-            if barrier_open(state.gen, peers, time.monotonic() - began, self.s.barrier_timeout_seconds):
+            ready, waiting_for = barrier(state.gen, peers, time.monotonic() - began, self.s.barrier_timeout_seconds)
+            if ready:
+                if waiting_for:
+                    self.log(
+                        f"barrier timed out ({self.s.barrier_timeout_seconds:g}s) waiting for {', '.join(waiting_for)}"
+                    )
                 break
+            if waiting_for != reported and any(peers.get(n) is None or peers[n].phase == "capped" for n in waiting_for):
+                self.log(f"waiting for {', '.join(waiting_for)} to answer as this group (not counted as a restart)")
+                reported = waiting_for
             time.sleep(self.s.poll_seconds)
         delay = backoff(self.s, state.consecutive)
         self.log(
@@ -431,13 +628,24 @@ class Supervisor:
         time.sleep(delay)
         self.start_vllm()
 
+    def poll(self) -> None:
+        state, restart = decide(self.s, self.state, self.observe())
+        if restart is not None and restart.confirm:
+            if self.completes_one_token():
+                self.log(f"not restarting: {restart.reason}, yet a one-token request completes (stale gauges)")
+                state, restart = replace(state, tokens=None, progress_at=None), None
+        if state != self.state:
+            self.set_state(state)
+        if restart is not None:
+            self.restart_group(restart)
+
     def run(self) -> None:
+        saved, lost = self.load()
+        if saved is not None:
+            self.state = saved
+        # Serve the saved state from the first answer on, never a default a peer could adopt.
         self.serve_http()
-        saved = None
-        if os.path.exists(self.s.state_file):
-            with open(self.s.state_file) as f:
-                saved = State(**json.load(f))
-        state, restart = on_start(saved, self.peers())
+        state, restart = on_start(saved, self.peers(), lost)
         self.state = state
         if restart is None:
             self.log(f"first start, generation {state.gen}, group epoch {self.s.group_epoch}")
@@ -446,11 +654,10 @@ class Supervisor:
             self.restart_group(restart)
         while not self.stopping:
             time.sleep(self.s.poll_seconds)
-            state, restart = decide(self.s, self.state, self.observe())
-            if state != self.state:
-                self.set_state(state)
-            if restart is not None:
-                self.restart_group(restart)
+            try:
+                self.poll()
+            except Exception as e:  # PID 1 must outlive its own bugs: dying would kill a serving vllm
+                self.complain("supervisor error", e)
 
     def shutdown(self, signum, frame) -> None:
         """docker stop: stop vllm the same way, then exit."""

@@ -16,11 +16,14 @@ from supervision.supervisor import (
     Settings,
     State,
     backoff,
-    barrier_open,
+    barrier,
     begin_restart,
     decide,
+    durable,
+    load_state,
     metrics_text,
     on_start,
+    parse_peer,
     sum_of,
 )
 
@@ -30,6 +33,8 @@ SETTINGS = Settings(
     port=9401,
     peers={"a2-0": "http://192.0.2.11:9401"},
     head_url="http://192.0.2.11:8000",
+    group="f00d",
+    served_model_name="deepseek_r1",
     group_epoch=0,
     start_grace_seconds=3600,
     unhealthy_seconds=60,
@@ -123,7 +128,8 @@ def test_requests_that_stop_generating_restart_the_group_after_stall_seconds():
     state, restart = decide(SETTINGS, state, seen(now=399.0, running=2, tokens=5000))
     assert restart is None
     _, restart = decide(SETTINGS, state, seen(now=400.0, running=2, tokens=5000))
-    assert restart == Restart(4, "2 request(s) running but no token generated for 300s (stallSeconds)")
+    # Only a suspicion: vllm can leave the gauge stale after aborted requests (vllm #22545).
+    assert restart == Restart(4, "2 request(s) running but no token generated for 300s (stallSeconds)", confirm=True)
 
 
 def test_generating_or_idle_is_progress():
@@ -178,21 +184,30 @@ def test_restarts_back_off_and_give_up_at_the_cap():
     assert [backoff(SETTINGS, n) for n in range(1, 9)] == [10, 20, 40, 80, 160, 320, 600, 600]
     state = SERVING
     for n in range(1, 6):
-        state = begin_restart(SETTINGS, state, Restart(state.gen + 1, "vllm exited with status 1"))
+        state = begin_restart(SETTINGS, state, Restart(state.gen + 1, "vllm exited with status 1"), {})
         assert (state.consecutive, state.capped, state.phase) == (n, False, "stopping")
-    state = begin_restart(SETTINGS, state, Restart(state.gen + 1, "vllm exited with status 1"))
-    assert (state.consecutive, state.restarts, state.capped, state.phase) == (6, 8, True, "capped")
+    state = begin_restart(SETTINGS, state, Restart(state.gen + 1, "vllm exited with status 1"), {})
+    # Published as capped only once its vllm has stopped: a peer's barrier must not open before.
+    assert (state.consecutive, state.restarts, state.capped, state.phase) == (6, 8, True, "stopping")
     # Capped: nothing more, whatever happens.
     assert decide(SETTINGS, state, seen(exit=1, peer=Peer(99, "x", "stopping"))) == (state, None)
 
 
 def test_the_barrier_waits_for_every_peer_to_stop_its_old_vllm():
-    assert not barrier_open(4, {"a2-0": Peer(3, "", "serving")}, 5, 120)
-    assert not barrier_open(4, {"a2-0": Peer(4, "", "stopping")}, 5, 120)
-    assert not barrier_open(4, {"a2-0": None}, 119, 120)
-    assert barrier_open(4, {"a2-0": Peer(4, "", "waiting")}, 5, 120)
-    assert barrier_open(4, {"a2-0": Peer(5, "", "starting")}, 5, 120)
-    assert barrier_open(4, {"a2-0": None}, 120, 120)  # a node that is down catches up later
+    assert barrier(4, {"a2-0": Peer(3, "", "serving")}, 5, 120) == (False, ["a2-0"])
+    assert barrier(4, {"a2-0": Peer(4, "", "stopping")}, 5, 120) == (False, ["a2-0"])
+    assert barrier(4, {"a2-0": Peer(4, "", "waiting")}, 5, 120) == (True, [])
+    assert barrier(4, {"a2-0": Peer(5, "", "starting")}, 5, 120) == (True, [])
+    # One that answers but is slow to stop is waited for at most the timeout, and named.
+    assert barrier(4, {"a2-0": Peer(4, "", "stopping")}, 120, 120) == (True, ["a2-0"])
+
+
+def test_an_absent_or_capped_peer_holds_the_barrier_without_a_timeout():
+    # A group cannot form without it: starting anyway would only burn restarts toward the cap.
+    assert barrier(4, {"a2-0": None}, 10**6, 120) == (False, ["a2-0"])
+    assert barrier(4, {"a2-0": Peer(4, "", "capped")}, 10**6, 120) == (False, ["a2-0"])
+    peers = {"a2-0": None, "a2-2": Peer(4, "", "waiting"), "a2-3": Peer(3, "", "serving")}
+    assert barrier(4, peers, 10**6, 120) == (False, ["a2-0"])
 
 
 def test_a_fresh_container_joins_a_restarted_one_restarts_the_group():
@@ -200,6 +215,10 @@ def test_a_fresh_container_joins_a_restarted_one_restarts_the_group():
     assert on_start(None, {"a2-0": None}) == (State(gen=0), None)
     assert on_start(SERVING, {"a2-0": Peer(3, "x", "serving")})[1] == Restart(
         4, "this container restarted (node reboot, or its supervisor died)"
+    )
+    # A state file lost (empty after a power loss, corrupt) is a restart, not a crash loop.
+    assert on_start(None, {"a2-0": Peer(3, "x", "serving")}, lost="JSONDecodeError: Expecting value")[1] == Restart(
+        4, "this container restarted (its state file is unreadable: JSONDecodeError: Expecting value)"
     )
     # The peer already restarted the group since (it saw this node go): follow it, once.
     assert on_start(SERVING, {"a2-0": Peer(4, "vllm exited with status 1", "waiting")})[1] == Restart(
@@ -220,6 +239,85 @@ def test_metrics_keep_the_contract_names():
         assert line in text.splitlines()
 
 
+GROUP = SETTINGS.group
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"group": "f00d", "gen": "4", "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": Infinity, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": 4.0, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": true, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": -1, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": 4294967296, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": 4, "reason": "x", "phase": "rebooting", "consecutive": 0}',
+        '{"group": "f00d", "gen": 4, "reason": ["x"], "phase": "stopping", "consecutive": 0}',
+        '{"group": "f00d", "gen": 4, "reason": "x", "phase": "stopping"}',
+        '{"group": "0ld0", "gen": 4, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        '{"gen": 4, "reason": "x", "phase": "stopping", "consecutive": 0}',
+        "[4]",
+        "<html>gateway timeout</html>",
+        "",
+    ],
+)
+def test_a_peer_answer_that_is_not_this_groups_supervisor_counts_as_no_answer(answer):
+    peer = parse_peer(answer, GROUP)
+    assert peer is None
+    # So it commands nothing: no restart, and no crash of PID 1 on a type it did not expect.
+    assert decide(SETTINGS, SERVING, seen(peer=peer))[1] is None
+
+
+def test_a_valid_peer_answer_is_read_with_its_reason_cut_short():
+    body = '{"group": "f00d", "gen": 4, "reason": "' + "r" * 500 + '", "phase": "stopping", "consecutive": 2}'
+    assert parse_peer(body, GROUP) == Peer(4, "r" * 200, "stopping", 2)
+
+
+def test_a_healthy_head_counts_as_served_only_with_this_nodes_generation():
+    restarted = replace(SERVING, gen=4, served=False, consecutive=2, phase="starting", head_start_time=None)
+    # The peer's supervisor cannot be reached (its metrics port blocked): nothing proves that
+    # this node's vllm is part of the group the head serves, so the count does not reset.
+    state, restart = decide(SETTINGS, restarted, seen(peer=None))
+    assert restart is None and (state.served, state.consecutive) == (False, 2)
+    # Nor with the peer still on the old generation.
+    state, restart = decide(SETTINGS, restarted, seen(peer=PEER_SERVING))
+    assert restart is None and (state.served, state.consecutive) == (False, 2)
+    # The head healthy, and nothing judged against it meanwhile, however long: never a restart.
+    assert decide(SETTINGS, restarted, seen(now=10**6, peer=None))[1] is None
+    state, _ = decide(SETTINGS, restarted, seen(peer=Peer(4, "x", "starting")))
+    assert (state.served, state.consecutive, state.phase) == (True, 0, "serving")
+
+
+def test_following_a_peer_takes_its_count_so_backoffs_and_caps_agree():
+    peers = {"a2-0": Peer(4, "vllm exited with status 1", "stopping", consecutive=3)}
+    state = begin_restart(SETTINGS, SERVING, Restart(4, "node a2-0 restarted the group"), peers)
+    assert (state.consecutive, backoff(SETTINGS, state.consecutive)) == (3, 40)
+    # A peer's count from another generation says nothing about this restart.
+    older = {"a2-0": Peer(3, "x", "serving", consecutive=5)}
+    assert begin_restart(SETTINGS, SERVING, Restart(4, "vllm exited with status 1"), older).consecutive == 1
+
+
+def test_the_saved_state_holds_only_what_a_restarted_container_needs():
+    saved = durable(replace(SERVING, progress_at=12.5, tokens=7.0, unhealthy_since=3.0, served=True))
+    assert saved == {
+        "gen": 3,
+        "reason": "first start",
+        "phase": "serving",
+        "consecutive": 0,
+        "restarts": 2,
+        "capped": False,
+    }
+    assert load_state(json.dumps(saved)) == State(gen=3, phase="serving", restarts=2)
+    for text in ("", "{", "[]", '{"gen": 1}', json.dumps({**saved, "gen": "3"}), json.dumps({**saved, "phase": "?"})):
+        with pytest.raises((ValueError, TypeError)):
+            load_state(text)
+
+
+def test_metrics_say_which_peers_answer():
+    text = metrics_text(SERVING, vllm_up=True, head_healthy=True, peers_up={"a2-0": False})
+    assert 'deepseek_supervisor_peer_up{peer="a2-0"} 0' in text.splitlines()
+
+
 @pytest.fixture
 def a2_raw():
     return {
@@ -238,7 +336,7 @@ def test_the_plan_places_the_supervisor_in_front_of_the_unchanged_argv(a2_raw):
     assert worker.argv[:2] == ("vllm", "serve")
     assert worker.supervisor_url == "http://192.0.2.12:9401"
     settings = Settings.from_json(worker.uploads[1].content)
-    assert settings == replace(SETTINGS, poll_seconds=2)
+    assert settings == replace(SETTINGS, poll_seconds=2, group=plan.group_fingerprint)
     assert [u.executable for u in worker.uploads] == [True, False]
 
 
@@ -284,3 +382,56 @@ def test_every_container_runs_the_supervisor_in_front_of_vllm_serve():
         assert uploads[SUPERVISOR_PATH]["executable"] is True
         settings = json.loads(uploads["/opt/deepseek-r1-ascend/supervision.json"]["content"])
         assert (settings["node"], list(settings["peers"])) == (name, [peer])
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        (
+            {"serve": {"host": "127.0.0.1"}},
+            "serve.host: vllm would listen on 127.0.0.1 only, where the other nodes' supervisors cannot watch the "
+            'head; use "0.0.0.0" (or "::"), or the head\'s own address 192.0.2.11',
+        ),
+        (
+            {
+                "nodes": [
+                    {"name": "a2-0", "ip": "2001:db8::11", "nic": "eth0"},
+                    {"name": "a2-1", "ip": "2001:db8::12", "nic": "eth0"},
+                ]
+            },
+            "serve.host: 0.0.0.0 listens on IPv4 only, but the nodes' addresses are IPv6; the other nodes' supervisors watch the head at 2001:db8::11: use \"::\"",
+        ),
+        (
+            {"container": {"stopGraceSeconds": 30}},
+            "container.stopGraceSeconds: 30s leaves the supervisor no time to stop vllm (supervision.stopTimeoutSeconds is 30s); use more than 30",
+        ),
+    ],
+)
+def test_settings_under_which_the_supervisors_cannot_watch_or_stop_vllm_are_refused(a2_raw, changes, problem):
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_config({**a2_raw, **changes})
+    assert problem in str(error.value).splitlines()[-1]
+
+
+@pytest.mark.parametrize("host", ["192.0.2.11", "::"])
+def test_the_head_is_watched_where_vllm_listens(a2_raw, host):
+    plan = plan_cluster(load_config({**a2_raw, "serve": {"host": host}}), "a2")
+    head, other = (Settings.from_json(n.uploads[1].content) for n in plan.nodes)
+    assert head.head_url == f"http://{plan.listen_host}:8000"
+    assert other.head_url == "http://192.0.2.11:8000"
+
+
+def test_without_supervision_vllm_may_listen_anywhere(a2_raw):
+    assert load_config({**a2_raw, "serve": {"host": "127.0.0.1"}, "supervision": {"enabled": False}})
+
+
+def test_a_single_node_watches_its_own_vllm_wherever_it_listens():
+    raw = {
+        "profile": "atlas-800-a3",
+        "nodes": [{"name": "a3", "ip": "192.0.2.20", "nic": "eth0"}],
+        "serve": {"host": "127.0.0.1"},
+    }
+    plan = plan_cluster(load_config(raw), "a3")
+    assert Settings.from_json(plan.nodes[0].uploads[1].content).head_url == "http://127.0.0.1:8000"
