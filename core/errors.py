@@ -85,10 +85,31 @@ def describe(error: dict, secret_keys: frozenset[str] = frozenset()) -> str:
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
         return f"{path}: {message}"
+    if _may_hold_credentials(error["loc"]):
+        shown = f"{_kind(error['input'])} (not shown: it may hold a credential)"
+        return f"{path}: got {shown}; {message[0].lower()}{message[1:]}"
     shown = repr(error["input"])
     if kind == "literal_error":
         return f"{path}: {shown} is not allowed; {message[0].lower()}{message[1:]}"
     return f"{path}: got {shown}; {message[0].lower()}{message[1:]}"
+
+
+# Keys handed to the containers as given, where a site may put a credential: serve.extraArgs onto
+# the vllm command line (`--hf-token hf_...`), env into the environment (a token variable).
+_VERBATIM = (("serve", "extraArgs"), ("env",))
+
+
+def _may_hold_credentials(loc: tuple) -> bool:
+    """The value at `loc` is, or holds, one of those keys (a malformed `serve` holds extraArgs)."""
+    keys = tuple(part for part in loc if isinstance(part, str))
+    return any(keys[: len(key)] == key or key[: len(keys)] == keys for key in _VERBATIM)
+
+
+_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "a mapping"}
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 def _shape(loc: tuple) -> str:

@@ -1,7 +1,8 @@
 """vllm serve flags: which ones the config models, which the plan derives, and what extraArgs may add.
 
 serve.extraArgs is read the way vllm 0.18.0's parser reads it (vllm_args.py), so a spelling vllm
-accepts cannot slip past these rules, and one it refuses is refused here.
+accepts cannot slip past these rules, and one it refuses is refused here. No message quotes a
+credential given there: validation reads the items with those values already hidden.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import difflib
 
 from . import vllm_args
-from .models import ClusterConfig, camel_path
+from .defaults import SECRET_ENV
+from .models import ClusterConfig, camel_path, to_snake
 
 # The tutorial's model flags in its order, each with the setting it comes from. A boolean
 # renders --X when true and --no-X when false (vllm's own default may differ from ours: 0.18
@@ -68,19 +70,107 @@ HEADLESS_CONFLICTS = {
 }
 
 
+# A flag takes a credential when vllm reads its value as text and a whole word of its name says so:
+# in vllm 0.18.0 --api-key (the API's bearer keys) and --hf-token (the Hugging Face Hub token). A
+# word inside another (--ssl-keyfile, a path; --tokenizer) or a number (--max-num-batched-tokens,
+# --long-prefill-token-threshold) is no credential, hence whole words and the value's kind.
+_CREDENTIAL_WORDS = frozenset({"key", "token", "secret", "password"})
+_TEXT_KINDS = frozenset({"str", "json-or-str"})
+# The secret that replaces each credential flag: apiKey for --api-key, hfToken for --hf-token. The
+# program hands it to the containers as the variable vllm reads instead (SECRET_ENV).
+SECRET_FOR_FLAG = {f"--{to_snake(key).replace('_', '-')}": key for key in SECRET_ENV}
+HIDDEN = "<hidden>"
+
+
+def is_credential(flag: vllm_args.Flag) -> bool:
+    return flag.kind in _TEXT_KINDS and not _CREDENTIAL_WORDS.isdisjoint(flag.name[2:].split("-"))
+
+
+def names_credential(arg: str, table: vllm_args.Table) -> bool:
+    """Whether an option argument as written (`--hf_tok`, `--api-key=...`) names a credential flag."""
+    flag = _flag(arg, table)
+    return flag is not None and is_credential(flag)
+
+
+def _flag(arg: str, table: vllm_args.Table) -> vllm_args.Flag | None:
+    """The flag an option argument names in a spelling vllm accepts; None for a value or a refused option."""
+    name = vllm_args.normalise(arg)
+    key = vllm_args.dotted_key(name)
+    try:
+        option = vllm_args.resolve(key[0] if key else name, table)
+    except vllm_args.ArgError:
+        return None
+    return option.flag if option else None
+
+
+def hide_credentials(args: list[str], table: vllm_args.Table) -> list[str]:
+    """`args` with every value that may be a credential as <hidden>: the values of a credential flag
+    in any spelling vllm reads (`--hf-token X`, `--hf_tok=X`, `--api-key K1 K2`, `--hf-token.a=X`),
+    the stray values after them, and the values of an option vllm refuses as unknown or ambiguous
+    (which flag `--hf-tokn=X` or `--api=X` meant, and so whether X is a token, cannot be told);
+    also inside one item that holds several words (`'--hf-token X'`). Nothing else changes, so the
+    items read the same way."""
+    givens = vllm_args.read(args, table)
+    shown: list[str] = []
+    after_credential = False
+    for n, given in enumerate(givens):
+        option, text = given.option, given.text
+        stray = option is None and not text.startswith("-")  # a value no option took
+        refused = option is None and not stray
+        credential = option is not None and is_credential(option.flag)
+        if stray:
+            shown.append((text and HIDDEN) if after_credential else _words_hidden(text, table))
+        elif credential or (refused and len(text.split()) == 1):
+            name, sep, value = text.partition("=")
+            shown.append(f"{name}={HIDDEN}" if sep and value else text)
+        else:
+            shown.append(_words_hidden(text, table))
+        after_credential = credential or (after_credential and stray)
+        # The arguments the option took as its values, or, for a refused option, skipped with it.
+        values = args[given.index + 1 : givens[n + 1].index if n + 1 < len(givens) else len(args)]
+        shown += [(v and HIDDEN) if credential or refused else _words_hidden(v, table) for v in values]
+    return shown
+
+
+def _words_hidden(text: str, table: vllm_args.Table) -> str:
+    """An item of several words read as a command line of its own, so a credential inside it is hidden too."""
+    words = text.split()
+    hidden = hide_credentials(words, table) if len(words) > 1 else words
+    return " ".join(hidden) if hidden != words else text
+
+
 def _flag_keys() -> dict[str, str]:
     return {**DERIVED_FLAGS, **{flag: camel_path(*path.split(".")) for flag, path in MODEL_FLAGS}}
 
 
-def extra_args_problems(cfg: ClusterConfig) -> list[str]:
-    """serve.extraArgs items vllm would refuse, or that override a modelled or derived flag."""
+def extra_args_problems(cfg: ClusterConfig, secret_keys: frozenset[str] = frozenset()) -> list[str]:
+    """serve.extraArgs items vllm would refuse, that override a modelled or derived flag, or that
+    keep a credential in plain text (unless `serve` is a Pulumi secret)."""
     table = vllm_args.load_table()
     problems = []
-    for given in vllm_args.read(cfg.serve.extra_args, table):
-        problem = _refused(given, table) if given.error else _conflict(given, len(cfg.nodes) > 1)
+    for given in vllm_args.read(hide_credentials(cfg.serve.extra_args, table), table):
+        problem = None if "serve" in secret_keys else _plain_credential(given, table)
+        problem = problem or (_refused(given, table) if given.error else _conflict(given, len(cfg.nodes) > 1))
         if problem:
             problems.append(f"serve.extraArgs[{given.index}]: {problem}")
     return problems
+
+
+def _plain_credential(given: vllm_args.Given, table: vllm_args.Table) -> str | None:
+    """A credential flag given a value: as two items, as `--flag=value`, or as one item `'--flag value'`."""
+    if given.option is not None:
+        flag, passed = given.option.flag, any(given.values)
+    else:
+        first, *rest = given.text.split() or [""]
+        flag, passed = _flag(first, table), bool(rest)
+    if flag is None or not passed or not is_credential(flag):
+        return None
+    key = SECRET_FOR_FLAG[flag.name]
+    return (
+        f"{_named(given)} keeps a credential in the stack file in plain text; remove it and set "
+        f"`pulumi config set --secret {key} <value>`: the containers get it as {SECRET_ENV[key]}, which vllm "
+        f"reads like {flag.name}"
+    )
 
 
 def _refused(given: vllm_args.Given, table: vllm_args.Table) -> str:
@@ -98,13 +188,22 @@ def _refused(given: vllm_args.Given, table: vllm_args.Table) -> str:
     return refusal
 
 
-def _conflict(given: vllm_args.Given, multi_node: bool) -> str | None:
-    flag = given.option.flag
-    keys = _flag_keys()
+def _named(given: vllm_args.Given) -> str:
+    """The item as written, and the option vllm reads it as when that is spelled otherwise."""
+    if given.option is None:
+        return f"'{given.text}'"
     read_as, written = given.option.option, given.text.split("=", 1)[0]
     if given.dotted is not None:
         written = written.split(".", 1)[0]
-    named = f"'{given.text}'" if written in (read_as, flag.name) else f"'{given.text}' (vllm reads {read_as})"
+    return (
+        f"'{given.text}'" if written in (read_as, given.option.flag.name) else f"'{given.text}' (vllm reads {read_as})"
+    )
+
+
+def _conflict(given: vllm_args.Given, multi_node: bool) -> str | None:
+    flag = given.option.flag
+    keys = _flag_keys()
+    named = _named(given)
     if given.dotted is not None and flag.name in keys:
         return (
             f"{named} replaces the whole {flag.name} value, which is set from {keys[flag.name]}; "

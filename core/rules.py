@@ -15,6 +15,7 @@ from .defaults import (
 from .flags import extra_args_problems
 from .images import image_reference_problem
 from .models import ClusterConfig, camel_path, to_snake
+from .supervision import UNSPECIFIED_HOSTS
 
 
 def topology_problems(cfg: ClusterConfig) -> list[str]:
@@ -55,6 +56,32 @@ def topology_problems(cfg: ClusterConfig) -> list[str]:
         taken = "serve.port" if port == serve.port else "serve.dataParallelRpcPort"
         problems.append(
             f"supervision.metricsPort: {port} is also {taken}; the supervisor needs a port of its own on every node"
+        )
+    return problems + supervision_problems(cfg)
+
+
+def supervision_problems(cfg: ClusterConfig) -> list[str]:
+    """Settings under which the supervisors would watch, or stop, vllm where it is not."""
+    problems = []
+    sup, host, nodes = cfg.supervision, cfg.serve.host, cfg.nodes
+    if not sup.enabled:
+        return problems
+    head = nodes[0].ip
+    if len(nodes) > 1 and ":" in head and host == "0.0.0.0":
+        problems.append(
+            f"serve.host: 0.0.0.0 listens on IPv4 only, but the nodes' addresses are IPv6; the other nodes' "
+            f'supervisors watch the head at {head}: use "::"'
+        )
+    elif len(nodes) > 1 and host not in UNSPECIFIED_HOSTS and host != head:
+        problems.append(
+            f"serve.host: vllm would listen on {host} only, where the other nodes' supervisors cannot watch the "
+            f'head; use "0.0.0.0" (or "::"), or the head\'s own address {head}'
+        )
+    if cfg.container.stop_grace_seconds <= sup.stop_timeout_seconds:
+        problems.append(
+            f"container.stopGraceSeconds: {cfg.container.stop_grace_seconds}s leaves the supervisor no time to stop "
+            f"vllm (supervision.stopTimeoutSeconds is {sup.stop_timeout_seconds}s); use more than "
+            f"{sup.stop_timeout_seconds}"
         )
     return problems
 
@@ -161,7 +188,7 @@ def setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[st
                     next((k for k, v in SECRET_ENV.items() if v == name), "each node's ip and nic"),
                 )
                 problems.append(f"{camel_path('env', section)}.{name}: set from {source}; remove it here")
-    problems += extra_args_problems(cfg)
+    problems += extra_args_problems(cfg, secret_keys)
     for i, node in enumerate(cfg.nodes):
         if node.nic == AUTO_NIC and not cfg.preflight.enabled:
             problems.append(

@@ -1,44 +1,20 @@
 """The data-parallel group: the vllm containers of a stack form one group, and every node of it
-must agree with the head on what they share."""
+must agree with the head on what they share, and run one image."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from props import REMOTE_IMAGE, UNKNOWN, Argv, ContainerView, in_rank_order, is_unknown, plain, stack_views
+from core.flags import names_credential
+from core.vllm_args import load_table
+from props import REMOTE_IMAGE, Argv, ContainerView, in_rank_order, is_unknown, plain, stack_views
 
 FIX_RANKS = "set start ranks to node index x data-parallel-size-local (0, 2, ...)"
 # Reports a message about the container with that URN.
 Report = Callable[[str, str], None]
-
-
-def _image_refs(args: StackValidationArgs, views: list[ContainerView]) -> dict[str, Any]:
-    """Each vllm node's image reference, found through its RemoteImage."""
-    images = [r for r in args.resources if r.resource_type == REMOTE_IMAGE]
-    refs: dict[str, Any] = {}
-    for view in views:
-        match = next((i for i in images if i.urn in view.dependency_urns), None)
-        if match is None and view.parent_urn:
-            same = [
-                i
-                for i in images
-                if (
-                    getattr(getattr(i, "parent", None), "urn", None)
-                    or getattr(getattr(i, "opts", None), "parent", None)
-                )
-                == view.parent_urn
-            ]
-            match = same[0] if len(same) == 1 else None
-        if match is None:
-            match = next((i for i in images if i.name == f"{view.node}-image"), None)
-        if match is not None:
-            props = plain(match.props)
-            refs[view.node] = props.get("name") if isinstance(props, dict) else UNKNOWN
-    return refs
 
 
 def _ranks(start: int, local: int) -> str:
@@ -55,12 +31,16 @@ _PER_NODE_FLAGS = {
     "--data-parallel-rpc-port",
     "--host",
     "--port",
-    "--api-key",
 }
 
 
 def _model_flags(argv: Argv) -> list[tuple[str, str | None]]:
-    return [("<model>", argv.model)] + [(f, v) for f, v in argv.pairs if f not in _PER_NODE_FLAGS]
+    # A credential (--api-key, --hf-token, in any spelling) is no model setting, and its value must
+    # not reach a message: vllm-no-secrets-on-command-line reports it.
+    table = load_table()
+    return [("<model>", argv.model)] + [
+        (f, v) for f, v in argv.pairs if f not in _PER_NODE_FLAGS and not names_credential(f, table)
+    ]
 
 
 def _flag_differences(node: Argv, head: Argv) -> list[str]:
@@ -213,21 +193,12 @@ def check_ranks(group: DpGroup, report: Report) -> None:
         )
 
 
-def check_same_build(group: DpGroup, refs: dict[str, Any], report: Report) -> None:
-    """Every node runs the head's image and model flags."""
+def check_same_model_flags(group: DpGroup, report: Report) -> None:
+    """Every node serves the model with the head's flags."""
     head = group.head
-    head_ref = refs.get(head.node)
     for v in group.nodes:
         if v is head:
             continue
-        ref = refs.get(v.node)
-        if isinstance(ref, str) and isinstance(head_ref, str) and not is_unknown(ref) and not is_unknown(head_ref):
-            if ref != head_ref:
-                report(
-                    f"node {v.node}: image '{ref}' differs from '{head_ref}' on head {head.node}; every "
-                    "node of a DP group must run the same build: set image once in the stack config",
-                    v.urn,
-                )
         differences = _flag_differences(v.argv, head.argv)
         if differences:
             report(
@@ -249,12 +220,96 @@ def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolati
     check_shared_flags(group, report_violation)
     check_head_address(group, report_violation)
     check_ranks(group, report_violation)
-    check_same_build(group, _image_refs(args, known), report_violation)
+    check_same_model_flags(group, report_violation)
 
 
 DP_GROUP = StackValidationPolicy(
     name="vllm-dp-group-consistent",
-    description="All nodes form one data-parallel group: one head, shared size, port, address, image and model flags, contiguous ranks.",
+    description="All nodes form one data-parallel group: one head, shared size, port, address and model flags, contiguous ranks.",
     validate=validate_dp_group,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    """What a node's container runs, as far as it is known (None where not yet)."""
+
+    # The reference pulled: its RemoteImage's name, or a plain reference given to the container.
+    ref: str | None
+    # The id of the pulled image (`sha256:...`), which the container names as its image.
+    id: str | None
+
+    def differs(self, other: NodeImage) -> bool:
+        # The id is the build itself: one id under two references (a mirror) is one build, and two
+        # ids under one tag (re-pushed between two nodes' pulls) are two. An image pulled only at
+        # `pulumi up` has no id at preview; then two references are the only evidence.
+        if self.id and other.id:
+            return self.id != other.id
+        return bool(self.ref and other.ref) and self.ref != other.ref
+
+    def __str__(self) -> str:
+        # The short id `docker images` lists on the node.
+        short = f"id {self.id.removeprefix('sha256:')[:12]}" if self.id else ""
+        return f"{self.ref} ({short})" if self.ref and short else self.ref or short
+
+
+def _known(value: object) -> str | None:
+    return value if isinstance(value, str) and value and not is_unknown(value) else None
+
+
+def _node_image(view: ContainerView, images: list) -> NodeImage:
+    """What a container runs: the plain reference it names, or the image id it names with the
+    reference of its RemoteImage (the one it depends on, else the only one beside it in its
+    component, else the one named after its node)."""
+    given = _known(view.props.get("image"))
+    if given and not given.startswith("sha256:"):
+        return NodeImage(given, None)
+    match = next((i for i in images if i.urn in view.dependency_urns), None)
+    if match is None and view.parent_urn:
+        same = [i for i in images if _parent_urn(i) == view.parent_urn]
+        match = same[0] if len(same) == 1 else None
+    if match is None:
+        match = next((i for i in images if i.name == f"{view.node}-image"), None)
+    props = plain(match.props) if match is not None else None
+    return NodeImage(_known(props.get("name")) if isinstance(props, dict) else None, given)
+
+
+def _parent_urn(resource) -> str | None:
+    return getattr(getattr(resource, "parent", None), "urn", None) or getattr(
+        getattr(resource, "opts", None), "parent", None
+    )
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def validate_one_image(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    nodes = in_rank_order(stack_views(args))
+    resources = [r for r in args.resources if r.resource_type == REMOTE_IMAGE]
+    images = {v.node: _node_image(v, resources) for v in nodes}
+    differing = [v for v in nodes if any(images[v.node].differs(images[w.node]) for w in nodes)]
+    if not differing:
+        return
+    runs: dict[str, list[str]] = {}
+    for v in differing:
+        runs.setdefault(str(images[v.node]), []).append(v.node)
+    # On the first node that differs from the lowest-ranked one, the group's reference as for the
+    # other group checks (the head, when its command is known).
+    first = next(v for v in differing[1:] if images[v.node].differs(images[differing[0].node]))
+    report_violation(
+        f"nodes {_listed([v.node for v in differing])} of one data-parallel group run different images "
+        f"({', '.join(f'{image} on {_listed(names)}' for image, names in runs.items())}): different vllm "
+        "builds hang the group at its start-up handshake; pin image.ref in the stack config to one "
+        "@sha256: digest, so that every node pulls the same build",
+        first.urn,
+    )
+
+
+ONE_IMAGE = StackValidationPolicy(
+    name="vllm-dp-group-one-image",
+    description="Every node of the data-parallel group runs the same image (one vllm build).",
+    validate=validate_one_image,
     enforcement_level=EnforcementLevel.MANDATORY,
 )

@@ -12,7 +12,7 @@ program's pydantic too (policy/requirements.txt).
 """
 
 from access import OPEN_API, SECRET_FLAGS
-from dpgroup import DP_GROUP
+from dpgroup import DP_GROUP, ONE_IMAGE
 from isolation import HOST_ISOLATION, PRIVILEGES, SYSTEM_DIRS_READ_ONLY, SYSTEM_DIRS_WRITABLE
 from nodenet import NODE_NETWORK
 from props import CONTAINER, REMOTE_IMAGE
@@ -30,6 +30,7 @@ POLICIES = [
     W8A8_SERVE_FLAGS,
     HOST_KEY_PINNED,
     DP_GROUP,
+    ONE_IMAGE,
     OPEN_API,
     PRIVILEGES,
     SYSTEM_DIRS_WRITABLE,

@@ -129,7 +129,8 @@ def test_one_address_family_per_group():
 
 
 def test_ipv6_nodes_and_ssh_settings_make_the_docker_url():
-    raw = a2(ssh={"user": "deploy", "port": 2222})
+    # vllm listens on IPv6 with "::" (its default 0.0.0.0 is IPv4 only).
+    raw = a2(ssh={"user": "deploy", "port": 2222}, serve={"host": "::"})
     raw["nodes"][0]["ip"], raw["nodes"][1]["ip"] = "2001:db8::11", "2001:db8::12"
     cfg = load_config(raw)
     assert [cfg.docker_url(n) for n in cfg.nodes] == [

@@ -399,7 +399,7 @@ def test_every_problem_at_once_even_beside_an_invalid_node_field(nodes, expected
 
 def test_ipv6_nodes_are_accepted(tmp_path, capsys):
     nodes = [{"name": f"a2-{i}", "ip": f"2001:db8::{i + 1}", "nic": "eth0"} for i in range(2)]
-    assert_accepted_everywhere(a2(nodes=nodes), tmp_path, capsys)
+    assert_accepted_everywhere(a2(nodes=nodes, serve={"host": "::"}), tmp_path, capsys)
 
 
 SECRET = "s3cr3t-Value"
@@ -458,3 +458,152 @@ def test_a_secret_set_by_path_beside_a_bad_sibling_is_hidden_by_the_renderer(tmp
         "env.extra: expected a mapping of environment variable names (letters, digits and '_') to strings, "
         "numbers or booleans; the value is hidden because env is a secret"
     ]
+
+
+TOKEN = "hf_PlainTextT0kenValue0123456789abcd"
+KEY = "sk-PlainTextApiKey0123456789"
+HF_FIX = (
+    "keeps a credential in the stack file in plain text; remove it and set `pulumi config set --secret hfToken "
+    "<value>`: the containers get it as HF_TOKEN, which vllm reads like --hf-token"
+)
+API_FIX = (
+    "keeps a credential in the stack file in plain text; remove it and set `pulumi config set --secret apiKey "
+    "<value>`: the containers get it as VLLM_API_KEY, which vllm reads like --api-key"
+)
+CREDENTIALS_REFUSED = {
+    "token as two items": (["--hf-token", TOKEN], [f"serve.extraArgs[0]: '--hf-token' {HF_FIX}"]),
+    "token in = form": ([f"--hf-token={TOKEN}"], [f"serve.extraArgs[0]: '--hf-token=<hidden>' {HF_FIX}"]),
+    "token with underscores": (
+        [f"--hf_token={TOKEN}"],
+        [f"serve.extraArgs[0]: '--hf_token=<hidden>' (vllm reads --hf-token) {HF_FIX}"],
+    ),
+    "token abbreviated": (
+        ["--hf_tok", TOKEN],
+        [f"serve.extraArgs[0]: '--hf_tok' (vllm reads --hf-token) {HF_FIX}"],
+    ),
+    "token as JSON": ([f'--hf-token={{"token": "{TOKEN}"}}'], [f"serve.extraArgs[0]: '--hf-token=<hidden>' {HF_FIX}"]),
+    "token as a dotted JSON key": (
+        [f"--hf-token.token={TOKEN}"],
+        [f"serve.extraArgs[0]: '--hf-token.token=<hidden>' {HF_FIX}"],
+    ),
+    "token and flag in one item": ([f"--hf-token {TOKEN}"], [f"serve.extraArgs[0]: '--hf-token <hidden>' {HF_FIX}"]),
+    "token given twice": (
+        ["--hf-token", TOKEN, f"--hf-tok={TOKEN}"],
+        [
+            f"serve.extraArgs[0]: '--hf-token' {HF_FIX}",
+            f"serve.extraArgs[2]: '--hf-tok=<hidden>' (vllm reads --hf-token) {HF_FIX}",
+        ],
+    ),
+    "a stray value after the token": (
+        ["--hf-token", TOKEN, TOKEN],
+        [
+            f"serve.extraArgs[0]: '--hf-token' {HF_FIX}",
+            "serve.extraArgs[2]: vllm 0.18.0 refuses '<hidden>': unrecognized arguments: <hidden>; see "
+            "`vllm serve --help=all`",
+        ],
+    ),
+    "key as two items": (["--api-key", KEY, KEY], [f"serve.extraArgs[0]: '--api-key' {API_FIX}"]),
+    "key in = form with underscores": (
+        [f"--api_key={KEY}"],
+        [f"serve.extraArgs[0]: '--api_key=<hidden>' (vllm reads --api-key) {API_FIX}"],
+    ),
+    "key abbreviated": (
+        [f"--api-k={KEY}"],
+        [f"serve.extraArgs[0]: '--api-k=<hidden>' (vllm reads --api-key) {API_FIX}"],
+    ),
+    "token flag misspelt": (
+        [f"--hf-tokn={TOKEN}"],
+        [
+            "serve.extraArgs[0]: vllm 0.18.0 refuses '--hf-tokn=<hidden>': unrecognized arguments: "
+            "--hf-tokn=<hidden>; did you mean '--hf-token'?"
+        ],
+    ),
+    "token flag misspelt in one item": (
+        [f"--hf-tokn {TOKEN}"],
+        [
+            "serve.extraArgs[0]: '--hf-tokn <hidden>' holds a flag and its value in one item, which vllm takes as "
+            "one unknown word; write it as the items '--hf-tokn', '<hidden>'"
+        ],
+    ),
+    "key flag too short to tell": (
+        [f"--api={KEY}"],
+        [
+            "serve.extraArgs[0]: vllm 0.18.0 refuses '--api=<hidden>': ambiguous option: --api=<hidden> could "
+            "match --api-key, --api-server-count; write the whole flag"
+        ],
+    ),
+    "token inside another flag's value": (
+        [f"--max-model-len=8 --hf-token {TOKEN}"],
+        [
+            "serve.extraArgs[0]: vllm 0.18.0 refuses '--max-model-len=8 --hf-token <hidden>': argument "
+            "--max-model-len: invalid size-or-auto value: '8 --hf-token <hidden>'"
+        ],
+    ),
+    "token beside a flag set elsewhere": (
+        [f"--hf-token={TOKEN}", "--max-num-seq=3"],
+        [
+            f"serve.extraArgs[0]: '--hf-token=<hidden>' {HF_FIX}",
+            "serve.extraArgs[1]: '--max-num-seq=3' (vllm reads --max-num-seqs) sets --max-num-seqs, which is set "
+            "from serve.maxNumSeqs; set it there",
+        ],
+    ),
+    "extraArgs written as one string": (
+        f"--hf-token {TOKEN}",
+        ["serve.extraArgs: got text (not shown: it may hold a credential); input should be a valid list"],
+    ),
+    "extraArgs written as a mapping": (
+        {"--hf-token": TOKEN},
+        ["serve.extraArgs: got a mapping (not shown: it may hold a credential); input should be a valid list"],
+    ),
+    "an item written as a list": (
+        [["--hf-token", TOKEN]],
+        ["serve.extraArgs[0]: got a list (not shown: it may hold a credential); input should be a valid string"],
+    ),
+}
+
+
+def assert_refused_without_credentials(raw, expected, tmp_path, capsys, secret_keys=()):
+    """Refused with exactly `expected` by validation, the program and (reading no secrets) the
+    renderer, and neither TOKEN nor KEY in anything they print."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw, frozenset(secret_keys))
+    printed = [caught.value.problems, program_problems(raw, secret_keys)]
+    if not secret_keys:
+        printed.append(rendered_problems(raw, tmp_path, capsys))
+    assert printed == [expected] * len(printed)
+    text = str(caught.value) + "\n".join(line for problems in printed for line in problems)
+    assert TOKEN not in text and KEY not in text
+
+
+@pytest.mark.parametrize("args,expected", CREDENTIALS_REFUSED.values(), ids=CREDENTIALS_REFUSED)
+def test_a_credential_in_extra_args_is_refused_without_its_value(args, expected, tmp_path, capsys):
+    assert_refused_without_credentials(a2(serve={"extraArgs": args}), expected, tmp_path, capsys)
+
+
+def test_a_token_under_a_secret_serve_is_accepted_and_a_key_still_refused_without_its_value(tmp_path, capsys):
+    # docs/configuration.md: a key set with --secret (say serve) may hold an --hf-token.
+    load_config(a2(serve={"extraArgs": ["--hf-token", TOKEN]}), frozenset({"serve"}))
+    expected = [
+        "serve.extraArgs[0]: '--api-key=<hidden>' sets --api-key, which is set from apiKey (a secret); set it there"
+    ]
+    raw = a2(serve={"extraArgs": [f"--api-key={KEY}"]})
+    assert_refused_without_credentials(raw, expected, tmp_path, capsys, ("serve",))
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"extra": {"HF_TOKEN": TOKEN}}, "env.extra.HF_TOKEN: set from hfToken; remove it here"),
+        (
+            {"extra": f"HF_TOKEN={TOKEN}"},
+            "env.extra: got text (not shown: it may hold a credential); input should be a valid dictionary",
+        ),
+        (
+            {"multiNode": [f"HF_TOKEN={TOKEN}"]},
+            "env.multiNode: got a list (not shown: it may hold a credential); input should be a valid dictionary",
+        ),
+    ],
+    ids=["a token variable", "variables as text", "variables as a list"],
+)
+def test_a_token_in_env_is_refused_without_its_value(env, expected, tmp_path, capsys):
+    assert_refused_without_credentials(a2(env=env), [expected], tmp_path, capsys)

@@ -48,6 +48,7 @@ DEFAULT_LEVELS = {
     "vllm-w8a8-serve-flags": EnforcementLevel.MANDATORY,
     "remote-command-host-key-pinned": EnforcementLevel.ADVISORY,
     "vllm-dp-group-consistent": EnforcementLevel.MANDATORY,
+    "vllm-dp-group-one-image": EnforcementLevel.MANDATORY,
     "vllm-api-key-on-open-api": EnforcementLevel.ADVISORY,
     "vllm-container-privileges": EnforcementLevel.MANDATORY,
     "vllm-host-system-dirs-writable": EnforcementLevel.MANDATORY,
@@ -55,7 +56,12 @@ DEFAULT_LEVELS = {
     "vllm-no-secrets-on-command-line": EnforcementLevel.MANDATORY,
     "vllm-node-network-env": EnforcementLevel.MANDATORY,
 }
-STACK_POLICIES = {"vllm-dp-group-consistent", "vllm-api-key-on-open-api", "vllm-node-network-env"}
+STACK_POLICIES = {
+    "vllm-dp-group-consistent",
+    "vllm-dp-group-one-image",
+    "vllm-api-key-on-open-api",
+    "vllm-node-network-env",
+}
 
 
 def test_policies_and_default_enforcement_levels():
@@ -176,6 +182,13 @@ def _weights_at(host):
 
 
 FIX = "set start ranks to node index x data-parallel-size-local (0, 2, ...)"
+IMAGE = "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0"
+# v0.18.0 as a node pulls it after the tag was pushed again: another build under the same tag.
+REPUSHED_ID = "sha256:0f1e2d3c4b5a" + "0" * 52
+ONE_IMAGE_FIX = (
+    "different vllm builds hang the group at its start-up handshake; pin image.ref in the stack config to one "
+    "@sha256: digest, so that every node pulls the same build"
+)
 
 # (id, stack, resource, change, policy, expected message)
 VIOLATIONS = [
@@ -471,14 +484,13 @@ VIOLATIONS = [
         "and the group waits for them forever; make data-parallel-size-local x nodes equal --data-parallel-size",
     ),
     (
-        "image-differs",
+        "image-pushed-again",
         "a2",
-        "a2-1-image",
-        set_input("name", "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0"),
-        "vllm-dp-group-consistent",
-        "node a2-1: image 'm.daocloud.io/quay.io/ascend/vllm-ascend:v0.17.0' differs from "
-        "'m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0' on head a2-0; every node of a DP group must "
-        "run the same build: set image once in the stack config",
+        "a2-1-vllm",
+        set_input("image", REPUSHED_ID),
+        "vllm-dp-group-one-image",
+        f"nodes a2-0 and a2-1 of one data-parallel group run different images ({IMAGE} (id eabe4e976d71) on "
+        f"a2-0, {IMAGE} (id 0f1e2d3c4b5a) on a2-1): {ONE_IMAGE_FIX}",
     ),
     (
         "model-flag-differs",
@@ -747,7 +759,6 @@ VIOLATIONS = [
 
 # Mistakes that legitimately break a second guardrail too.
 ALSO_REPORTED = {
-    "image-latest": {"vllm-dp-group-consistent"},  # a2-1's image now differs from the head's
     "npu-idle": {"vllm-dp-group-consistent"},  # a2-1 now holds one rank: rank 3 is uncovered
     "start-rank-gap": {"vllm-npu-devices-match-parallelism"},  # 1 local rank x tp4 on 8 NPUs
     "ranks-uncovered": {"vllm-npu-devices-match-parallelism"},
@@ -767,13 +778,13 @@ def test_mutation_is_reported(case):
     g = mutate(graph(stack), resource, change)
     found = run(g)
     assert expected in messages(found, policy), messages(found, policy)
-    assert all(m.startswith("node ") for m in messages(found, policy))
+    assert all(m.startswith(("node ", "nodes ")) for m in messages(found, policy))
     others = {v.policy for v in found} - {policy}
     assert others == ALSO_REPORTED.get(case_id, set()), found
     if policy in STACK_POLICIES:
-        # Stack violations point at the node's container.
+        # Stack violations point at the node's container: the one named, or for the group the one changed.
         node = expected.split(":", 1)[0].removeprefix("node ")
-        urn = named(g, f"{node}-vllm").urn
+        urn = named(g, f"{node}-vllm" if expected.startswith("node ") else resource).urn
         assert urn in {v.urn for v in found if v.message == expected}
 
 
@@ -871,6 +882,21 @@ NEAR_MISSES = [
         lambda i: (drop_flag("--seed")(i), set_flag("--seed", "1024")(i)),
         "vllm-dp-group-consistent",
     ),
+    (
+        "image-from-a-mirror",  # another reference, the same image id: one build
+        "a2",
+        "a2-1-image",
+        set_input("name", "quay.io/ascend/vllm-ascend:v0.18.0"),
+        "vllm-dp-group-one-image",
+    ),
+    (
+        "image-id-unknown-at-preview",  # the same reference, pulled again: its id comes at `pulumi up`
+        "a2",
+        "a2-1-vllm",
+        set_input("image", UNKNOWN_STRING_VALUE),
+        "vllm-dp-group-one-image",
+    ),
+    ("image-of-a-single-node", "a3", "a3-0-vllm", set_input("image", REPUSHED_ID), "vllm-dp-group-one-image"),
     ("head-listens-privately", "a2", "a2-0-vllm", set_flag("--host", "192.0.2.11"), "vllm-api-key-on-open-api"),
     ("api-key-flag", "a2", "a2-0-vllm", set_flag("--api-key", "k"), "vllm-api-key-on-open-api"),
     ("headless-without-key", "a2", "a2-1-vllm", set_env("VLLM_API_KEY", ""), "vllm-api-key-on-open-api"),
@@ -972,6 +998,60 @@ def test_config_tightens_thresholds():
     assert messages(found, "vllm-w8a8-serve-flags") == [
         "node a3-0: --gpu-memory-utilization 0.92 is outside (0, 0.9]; the NPU runtime and HCCL buffers "
         "need the rest: set serve.gpuMemoryUtilization to e.g. 0.92"
+    ]
+
+
+# --- one data-parallel group, one image -----------------------------------------------------------
+
+
+def _new_reference_at_preview():
+    """a2-1's image changed to v0.17.0: pulled only at `pulumi up`, so its container's image id is unknown."""
+    g = mutate(graph("a2"), "a2-1-image", set_input("name", IMAGE.replace("v0.18.0", "v0.17.0")))
+    return mutate(g, "a2-1-vllm", set_input("image", UNKNOWN_STRING_VALUE))
+
+
+def test_a_new_image_reference_on_one_node_is_reported_at_preview():
+    g = _new_reference_at_preview()
+    assert [(v.policy, v.message, v.urn) for v in run(g)] == [
+        (
+            "vllm-dp-group-one-image",
+            f"nodes a2-0 and a2-1 of one data-parallel group run different images ({IMAGE} (id eabe4e976d71) on "
+            f"a2-0, {IMAGE.replace('v0.18.0', 'v0.17.0')} on a2-1): {ONE_IMAGE_FIX}",
+            named(g, "a2-1-vllm").urn,
+        )
+    ]
+
+
+def test_a_group_with_one_odd_node_is_reported_once_naming_every_node():
+    g = mutate(graph("a2", nodes=3), "a2-1-vllm", set_input("image", REPUSHED_ID))
+    assert [(v.policy, v.message, v.urn) for v in run(g)] == [
+        (
+            "vllm-dp-group-one-image",
+            f"nodes a2-0, a2-1 and a2-2 of one data-parallel group run different images ({IMAGE} (id "
+            f"eabe4e976d71) on a2-0 and a2-2, {IMAGE} (id 0f1e2d3c4b5a) on a2-1): {ONE_IMAGE_FIX}",
+            named(g, "a2-1-vllm").urn,
+        )
+    ]
+
+
+def test_the_readme_shows_the_group_image_messages():
+    readme = (POLICY_DIR / "README.md").read_text()
+    pushed_again = mutate(graph("a2"), "a2-1-vllm", set_input("image", REPUSHED_ID))
+    for g in (pushed_again, _new_reference_at_preview()):
+        [found] = run(g, only="vllm-dp-group-one-image")
+        assert f"`{found.message}`" in readme
+
+
+def test_a_credential_on_one_node_is_no_model_flag_difference():
+    token = "hf_" + "c" * 34
+    g = mutate(graph("a2"), "a2-0-vllm", set_flag("--hf_token", token))
+    assert [(v.policy, v.message) for v in run(g)] == [
+        (
+            "vllm-no-secrets-on-command-line",
+            "node a2-0: --hf_token passes a credential on the vllm serve command line, where `docker inspect`, `ps` "
+            "on the node and the Pulumi state show it in plain text; remove it and set `pulumi config set --secret "
+            "hfToken <value>`: the container gets it as HF_TOKEN, which vllm reads like --hf-token",
+        )
     ]
 
 

@@ -6,7 +6,16 @@ import json
 import pytest
 
 from core import vllm_args
-from core.flags import DERIVED_FLAGS, HEADLESS_CONFLICTS, LAYOUT_CONFLICTS, MODEL_FLAGS
+from core.flags import (
+    DERIVED_FLAGS,
+    HEADLESS_CONFLICTS,
+    LAYOUT_CONFLICTS,
+    MODEL_FLAGS,
+    SECRET_FOR_FLAG,
+    hide_credentials,
+    is_credential,
+    names_credential,
+)
 from core.models import ClusterConfig
 
 TABLE = vllm_args.load_table()
@@ -132,3 +141,56 @@ def test_sizes_read_as_vllm_reads_them(text, value):
 def test_sizes_vllm_refuses_are_refused(text):
     with pytest.raises(vllm_args.ArgError):
         vllm_args.convert(TABLE.flag("--max-num-batched-tokens"), text)
+
+
+def test_the_credential_flags_are_the_key_and_the_token_each_with_the_secret_that_replaces_it():
+    credentials = {flag.name for flag in TABLE.flags if is_credential(flag)}
+    assert credentials == {"--api-key", "--hf-token"}
+    assert {flag: SECRET_FOR_FLAG[flag] for flag in credentials} == {"--api-key": "apiKey", "--hf-token": "hfToken"}
+    # Key or token inside another word, or a number: no credential.
+    for name in ("--ssl-keyfile", "--tokenizer", "--max-num-batched-tokens", "--long-prefill-token-threshold"):
+        assert not is_credential(TABLE.flag(name))
+
+
+@pytest.mark.parametrize("arg", ["--api-key", "--hf_token", "--hf-tok=x", "--api-k", "--hf-token.a=x"])
+def test_every_spelling_of_a_credential_flag_names_it(arg):
+    assert names_credential(arg, TABLE)
+
+
+@pytest.mark.parametrize("arg", ["--ssl-keyfile", "--hf", "--hf-tokn", "hf_x", "", "--max-model-len"])
+def test_other_arguments_name_no_credential(arg):
+    assert not names_credential(arg, TABLE)
+
+
+T = "hf_S3cr3tT0kenValue"
+HIDDEN_ARGS = {
+    "two items": (["--hf-token", T, "--enforce-eager"], ["--hf-token", "<hidden>", "--enforce-eager"]),
+    "= form": ([f"--hf-token={T}"], ["--hf-token=<hidden>"]),
+    "underscores and a prefix": ([f"--hf_tok={T}", "--hf_tok", T], ["--hf_tok=<hidden>", "--hf_tok", "<hidden>"]),
+    "every key --api-key takes": (["--api-key", T, T, "-tp", "4"], ["--api-key", "<hidden>", "<hidden>", "-tp", "4"]),
+    "a dotted JSON key": (
+        [f"--hf-token.a={T}", "--hf-token.b", T],
+        ["--hf-token.a=<hidden>", "--hf-token.b", "<hidden>"],
+    ),
+    "JSON with spaces": ([f'--hf-token={{"t": "{T}"}}'], ["--hf-token=<hidden>"]),
+    "a stray value after it": (["--hf-token", T, T], ["--hf-token", "<hidden>", "<hidden>"]),
+    "one item": ([f"--hf-token {T}"], ["--hf-token <hidden>"]),
+    "inside another flag's value": ([f"--max-model-len=8 --hf-token {T}"], ["--max-model-len=8 --hf-token <hidden>"]),
+    "an unknown flag's value": ([f"--hf-tokn={T}", "--hf-tokn", T], ["--hf-tokn=<hidden>", "--hf-tokn", "<hidden>"]),
+    "an ambiguous flag's value": ([f"--hf={T}", "--api", T], ["--hf=<hidden>", "--api", "<hidden>"]),
+    "nothing else": (
+        ["--max-num-seqs 32", "--kv-cache-dtype", "fp4", "--enforce-eagr", "-O3", "--hf-token", "", "--seed=1"],
+        ["--max-num-seqs 32", "--kv-cache-dtype", "fp4", "--enforce-eagr", "-O3", "--hf-token", "", "--seed=1"],
+    ),
+}
+
+
+def _reading(args):
+    """Where each option is and what it resolves to, how many values it takes, whether it is refused."""
+    return [(g.index, g.option and g.option.option, len(g.values), bool(g.error)) for g in vllm_args.read(args, TABLE)]
+
+
+@pytest.mark.parametrize("args,shown", HIDDEN_ARGS.values(), ids=HIDDEN_ARGS)
+def test_credential_values_are_hidden_in_every_spelling_and_the_items_read_the_same(args, shown):
+    assert hide_credentials(args, TABLE) == shown
+    assert _reading(shown) == _reading(args)
