@@ -75,9 +75,7 @@ class VllmServer(pulumi.ComponentResource):
             privileged=node.privileged,
             restart=node.restart,
             must_run=True,
-            # `docker stop`, `docker restart` and a daemon shutdown give PID 1 this long too, not
-            # Docker's 10 s: the supervisor needs supervision.stopTimeoutSeconds to stop vllm.
-            stop_timeout=node.stop_grace_seconds,
+            stop_timeout=node.docker_stop_seconds,
             destroy_grace_seconds=node.stop_grace_seconds,
             labels=labels,
             opts=pulumi.ResourceOptions.merge(

@@ -27,7 +27,7 @@ from .config import (
 )
 from .connection import docker_ssh_opts, known_hosts_file, known_hosts_line, machine
 from .serve import Role, node_env, serve_argv
-from .supervision import SUPERVISOR_PATH, Upload, local_api_host, supervisor_uploads
+from .supervision import SUPERVISOR_PATH, Upload, local_api_host, supervisor_stop_seconds, supervisor_uploads
 
 # Ascend's management devices, needed besides one /dev/davinciN per NPU.
 MANAGEMENT_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
@@ -105,6 +105,9 @@ class NodePlan:
     restart: str
     privileged: bool
     stop_grace_seconds: int
+    # What `docker stop`, `docker restart` and a daemon shutdown give PID 1 (Docker's own 10 s
+    # would SIGKILL the supervisor mid-stop); None: Docker's default, without a supervisor.
+    docker_stop_seconds: int | None
     labels: tuple[tuple[str, str], ...]
     # Config keys (besides the named secrets) the user set as secrets; see `hides`.
     secret_keys: frozenset[str]
@@ -319,6 +322,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 restart=cfg.container.restart,
                 privileged=cfg.container.privileged,
                 stop_grace_seconds=cfg.container.stop_grace_seconds,
+                docker_stop_seconds=supervisor_stop_seconds(cfg),
                 labels=(),
                 secret_keys=cfg.user_secret_keys,
             )

@@ -29,7 +29,8 @@ def docker_run_argv(node: NodePlan) -> list[str]:
     """`docker run` for one node, with env passed by name so values stay in the exports above it;
     `docker create` when files must be placed into the container before it starts."""
     options = [f"--shm-size={_size(node.shm_bytes)}", "--restart", node.restart]
-    options += ["--stop-timeout", str(node.stop_grace_seconds)]
+    if node.docker_stop_seconds is not None:
+        options += ["--stop-timeout", str(node.docker_stop_seconds)]
     if node.entrypoint:
         options += ["--entrypoint", shlex.join(node.entrypoint)]
     for device in node.devices:

@@ -69,6 +69,12 @@ def supervisor_settings(cfg: ClusterConfig, index: int, group: str) -> dict:
     }
 
 
+def supervisor_stop_seconds(cfg: ClusterConfig) -> int | None:
+    """How long the supervisor needs to stop vllm: SIGTERM, stopTimeoutSeconds, then SIGKILL to
+    the whole process group and the reaping, with a margin."""
+    return cfg.supervision.stop_timeout_seconds + 10 if cfg.supervision.enabled else None
+
+
 def supervisor_uploads(cfg: ClusterConfig, index: int, group: str) -> tuple[Upload, ...]:
     """`group` is the group's fingerprint, taken over every node planned with an empty one: it
     cannot hash itself, and it already covers everything else these files hold."""
