@@ -1,16 +1,31 @@
-"""How deep the chain of resources that wait for one another is, for 2 and 32 A2 nodes, with and
-without weights staging: the engine can run in parallel whatever does not wait, so this depth, not
-the node count, bounds how many steps a first `pulumi up` takes one after another.
+"""The dependency graph as the cluster grows, for 2, 8 and 32 A2 nodes, with and without weights
+staging: how many resources and dependency edges the engine walks, how deep the chain of
+resources that wait for one another is, and how long the mocked program takes to preview.
 
-    make benchmark     (runs: PYTHONPATH=.:tests .venv/bin/python benchmarks/dependency_depth.py)
+The engine runs in parallel whatever does not wait, so the depth, not the node count, bounds how
+many steps a first `pulumi up` takes one after another; the edges are what it (and the program)
+must track, so they must grow with the nodes, not with their square.
+
+    make benchmark     (runs: PYTHONPATH=.:tests .venv/bin/python benchmarks/dependency_depth.py [--repeat N])
+
+Times are for this machine; compare runs on the same machine only.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import sys
-from functools import cache
+import time
 
 from mocked import Deployment, run_program, stack_settings
+
+SIZES = (2, 8, 32)
+WEIGHTS = (
+    ("off", None),
+    ("each node downloads", {"stage": True}),
+    ("shared directory", {"stage": True, "shared": True}),
+)
 
 
 def settings(nodes: int, weights: dict | None) -> dict:
@@ -22,30 +37,33 @@ def settings(nodes: int, weights: dict | None) -> dict:
     return raw
 
 
-def depth(deployment: Deployment) -> int:
-    """Resources on the longest chain of dependencies (components are only groupings)."""
-    custom = {r.urn: r for r in deployment.resources if r.custom}
-
-    @cache
-    def longest(urn: str) -> int:
-        deps = [d for d in custom[urn].dependencies if d in custom]
-        return 1 + max((longest(d) for d in deps), default=0)
-
-    return max(longest(urn) for urn in custom)
+def preview(raw: dict, repeat: int) -> tuple[Deployment, float]:
+    """The previewed deployment and the median wall time of its mocked program, in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        deployment = run_program(raw, stack="bench", preview=True)
+        times.append((time.perf_counter() - start) * 1000)
+        assert deployment.error is None, deployment.error
+    return deployment, statistics.median(times)
 
 
 def main() -> int:
-    print("| nodes | weights staging | resources | dependency depth |")
-    print("|---:|---|---:|---:|")
-    for nodes in (2, 32):
-        for label, weights in (
-            ("off", None),
-            ("each node downloads", {"stage": True}),
-            ("shared directory", {"stage": True, "shared": True}),
-        ):
-            deployment = run_program(settings(nodes, weights), stack="bench")
-            assert deployment.error is None, deployment.error
-            print(f"| {nodes} | {label} | {len(deployment.resources)} | {depth(deployment)} |")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print("| weights staging | measure | " + " | ".join(f"{n} nodes" for n in SIZES) + " |")
+    print("|---|---|" + "---:|" * len(SIZES))
+    for label, weights in WEIGHTS:
+        rows: dict[str, list[str]] = {"resources": [], "dependency edges": [], "dependency depth": [], "preview ms": []}
+        for nodes in SIZES:
+            deployment, ms = preview(settings(nodes, weights), args.repeat)
+            rows["resources"].append(str(len(deployment.resources)))
+            rows["dependency edges"].append(f"{deployment.dependency_edges():,}")
+            rows["dependency depth"].append(str(deployment.dependency_depth()))
+            rows["preview ms"].append(f"{ms:.0f}")
+        for measure, values in rows.items():
+            print(f"| {label} | {measure} | " + " | ".join(values) + " |")
     return 0
 
 

@@ -22,6 +22,11 @@ SSH_KEY_ENV = "SSH_PRIVATE_KEY"
 
 RETRY = "fix the node and run `pulumi up` again (a failed check is not saved, so it runs again)"
 
+# Steps of the whole group that reach no node: the NPU addresses of every node, read by every
+# node's pings; and the one step every container waits for, after every check of every node.
+NPU_IPS = "npu-ips"
+CHECKS_PASSED = "checks-passed"
+
 
 class StepFailed(Exception):
     """The step ran and its output shows a problem; the message is all the user needs."""
@@ -182,6 +187,9 @@ STEPS: dict[str, Step] = {
         ),
         _service(servicechecks.parse_accuracy, AGAIN),
     ),
+    # Nothing to run or judge: the engine starts them once every check they wait for has passed.
+    NPU_IPS: Step(lambda s: "", lambda s, out: {"npuIps": s["npuIps"]}),
+    CHECKS_PASSED: Step(lambda s: "", lambda s, out: {"checksPassed": s["checks"]}),
     # A directory a container writes as a user of its own (Prometheus's data).
     "owned-dir": Step(_owned_dir_script, _owned_dir),
     "stage-weights": Step(

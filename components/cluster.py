@@ -9,7 +9,7 @@ from core.plan import ClusterPlan, NodePlan
 
 from .host import AscendHost, write_known_hosts
 from .nodecommand import node_step
-from .preflight import ClusterPreflight, HostPreflight
+from .preflight import ClusterPreflight, HostPreflight, checks_passed
 from .secrecy import hidden
 from .server import VllmServer
 from .verification import ServiceVerification
@@ -42,8 +42,11 @@ class VllmCluster(pulumi.ComponentResource):
             else None
         )
         # A DP group only works whole: no node starts before every node's checks have passed.
+        # Containers and stagings wait for the one gate that waits for every check (not on each
+        # check themselves), and only through `depends_on`: re-running it replaces no container.
         all_checks = [c for p in self._preflight.values() for c in p.checks.values()]
         all_checks += cluster_checks.checks if cluster_checks else []
+        gate = [checks_passed(name, plan, all_checks, self)] if all_checks else []
         self._servers: dict[str, VllmServer] = {}
         head_staged: list[pulumi.Resource] = []
         for node in plan.nodes:
@@ -55,7 +58,7 @@ class VllmCluster(pulumi.ComponentResource):
                 verify = plan.weights_shared and node is not plan.head
 
                 def stage(image, node=node, verify=verify, after=head_staged):
-                    return self._stage_weights(node, "verify" if verify else "download", [*all_checks, image, *after])
+                    return self._stage_weights(node, "verify" if verify else "download", [*gate, image, *after])
 
             # No server waits for another: in data-parallel mode the head only turns ready once
             # every node's ranks have joined, so all containers must start together.
@@ -67,7 +70,7 @@ class VllmCluster(pulumi.ComponentResource):
                 # An explicit NIC is known at preview; only `nic: auto` waits for the preflight.
                 nic=checks.nic if checks is not None and node.nic == AUTO_NIC else node.nic,
                 driver=checks.driver_version if checks is not None else None,
-                after=all_checks,
+                after=gate,
                 stage=stage,
                 opts=per_node[node.name],
             )

@@ -51,18 +51,18 @@ def node_step(
 
     `secrets` (API key, tokens) reach the node's script on its standard input, never in its
     text, so neither the diff nor the log shows them (SSH servers drop unknown variables).
+    A step on no node (`nodes=[]`) runs nothing and is judged on its spec alone; with no node to
+    tell which settings are secret, its caller hides the spec itself.
     """
     names = sorted(secrets or {})
     create = pulumi.Output.from_input(spec).apply(
         lambda s: step_command(step, {**s, "nodes": [n.name for n in nodes], **({"secrets": names} if names else {})})
     )
-    create = hidden(nodes[0], create, *STEP_SOURCES)
-    environment: dict[str, pulumi.Input[str]] = {
-        "DEPLOY_PYTHON": sys.executable,
-        NODE_SSH_ENV: hidden(
-            nodes[0], json.dumps({n.name: n.ssh_connection for n in nodes}, sort_keys=True), "nodes", "ssh"
-        ),
-    }
+    connections = json.dumps({n.name: n.ssh_connection for n in nodes}, sort_keys=True)
+    if nodes:
+        create = hidden(nodes[0], create, *STEP_SOURCES)
+        connections = hidden(nodes[0], connections, "nodes", "ssh")
+    environment: dict[str, pulumi.Input[str]] = {"DEPLOY_PYTHON": sys.executable, NODE_SSH_ENV: connections}
     if ssh_private_key:
         environment[SSH_KEY_ENV] = pulumi.Output.secret(ssh_private_key)
     stdin = pulumi.Output.secret("".join(f"{secrets[n]}\n" for n in names)) if secrets else None

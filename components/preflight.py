@@ -3,7 +3,9 @@ fails `pulumi up` in seconds with a precise message instead of hanging a cluster
 
 Each check is its own resource, `<node>-check-<check>`, named like the check in its message and
 the README; it runs on its node and is judged there by `checks.steps` (see `nodecommand`). Every
-container waits for every check of every node.
+container waits for every check of every node through one gate, `<cluster>-checks-passed`, and
+every node's pings read their peers' NPU addresses from one step, `<cluster>-npu-ips`: each waits
+for one resource, not for one per check or per peer, so the graph grows with the nodes.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import pulumi
 import pulumi_command as command
 
 from checks import devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping
+from checks.steps import CHECKS_PASSED, NPU_IPS
 from core.config import AUTO_NIC
 from core.plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
 
 from .nodecommand import node_step, report
+from .secrecy import STEP_SOURCES, hidden
 
 # Each check's resource was once named after its tool; the aliases keep existing stacks' resources
 # (no replacement, no second run) across that rename.
@@ -102,14 +106,21 @@ class ClusterPreflight(pulumi.ComponentResource):
     ):
         super().__init__("deepseek-r1-ascend:index:ClusterPreflight", name, None, opts)
         head = plan.head
+        # Every node's NPU addresses meet in one resource, and each node's pings wait for it alone:
+        # waiting for each peer's network check instead grows the graph with the square of the nodes.
+        everyone = pulumi.Output.all(**{n: host.npu_ips for n, host in hosts.items()})
+        npu_ips = report(
+            _on_no_node(f"{name}-npu-ips", NPU_IPS, plan, everyone.apply(lambda ips: {"npuIps": ips}), self)
+        ).apply(lambda r: r["npuIps"])
         self.checks = []
         for node in plan.nodes:
             # Queried afresh on this node and the head together: fixing either side clears it.
             pair = [head] if node is head else [head, node]
             self.checks.append(_check(self, plan, node, hccn.TLS_CHECK, {"npus": node.npus}, on=pair))
-            peers = {peer: host.npu_ips for peer, host in hosts.items() if peer != node.name}
-            targets = pulumi.Output.all(**peers).apply(
-                lambda ips, node=node: {"targets": _ping_targets(plan, node, ips)}
+            targets = npu_ips.apply(
+                lambda ips, node=node: {
+                    "targets": _ping_targets(plan, node, {peer: v for peer, v in ips.items() if peer != node.name})
+                }
             )
             self.checks.append(_check(self, plan, node, ping.CHECK, targets))
         self.register_outputs({})
@@ -120,3 +131,34 @@ def _ping_targets(plan: ClusterPlan, node: NodePlan, peer_ips: dict[str, dict[st
     same_index = plan.preflight.ping_pairs == "same-index"
     targets = ping.ping_targets(node.npus, peers, same_index_only=same_index)
     return [[t.local_npu, t.peer_node, t.peer_npu, t.peer_ip] for t in targets]
+
+
+def checks_passed(
+    name: str, plan: ClusterPlan, checks: list[command.local.Command], parent: pulumi.Resource
+) -> command.local.Command:
+    """The resource `<name>-checks-passed`, created once every one of `checks` has passed: what must
+    wait for all of them waits for it alone, so the graph grows with the nodes, not with their
+    square. Its report is how many checks passed."""
+    return _on_no_node(f"{name}-checks-passed", CHECKS_PASSED, plan, {"checks": len(checks)}, parent, depends_on=checks)
+
+
+def _on_no_node(
+    name: str,
+    step: str,
+    plan: ClusterPlan,
+    spec: pulumi.Input[dict],
+    parent: pulumi.Resource,
+    depends_on: list[pulumi.Resource] | None = None,
+) -> command.local.Command:
+    """A step of the whole group that reaches no node, judged on its spec alone."""
+    return node_step(
+        name,
+        step,
+        # No node tells it which settings are secret: it is as secret as the checks it follows.
+        hidden(plan.head, spec, *STEP_SOURCES),
+        [],
+        ssh_private_key=None,
+        # Like the checks: it runs again right after them, when the group is about to be replaced.
+        triggers=[plan.group_fingerprint],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+    )

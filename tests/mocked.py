@@ -11,10 +11,12 @@ import atexit
 import hashlib
 import json
 import runpy
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -29,7 +31,7 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from checks.steps import StepFailed
+from checks.steps import STEPS, StepFailed
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "deepseek-r1-ascend"
@@ -83,6 +85,21 @@ class Deployment:
     def by_urn(self, urn: str) -> Resource:
         return next(r for r in self.resources if r.urn == urn)
 
+    def dependency_edges(self) -> int:
+        """Dependencies as the engine gets them: one per resource that a resource waits for."""
+        return sum(len(r.dependencies) for r in self.resources)
+
+    def dependency_depth(self) -> int:
+        """Resources on the longest chain of dependencies (components are only groupings): how many
+        steps the engine, which runs in parallel whatever does not wait, takes one after another."""
+        custom = {r.urn: r for r in self.resources if r.custom}
+
+        @cache
+        def longest(urn: str) -> int:
+            return 1 + max((longest(d) for d in custom[urn].dependencies if d in custom), default=0)
+
+        return max(longest(urn) for urn in custom)
+
 
 COMMANDS = ("command:remote:Command", "command:local:Command")
 
@@ -95,11 +112,23 @@ def image_id(name: str) -> str:
     return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
 
 
+class _Hosts(FakeHosts):
+    """FakeHosts, and a step on no node (the NPU addresses, the checks gate) reported as
+    `python -m checks` reports it: judged on its spec alone, with nothing for any host to answer."""
+
+    def run(self, name: str, create: str) -> str:
+        argv = shlex.split(create)
+        spec = json.loads(argv[4])
+        if spec["nodes"]:
+            return super().run(name, create)
+        return json.dumps(STEPS[argv[3]].judge(spec, {}), sort_keys=True)
+
+
 def healthy_hosts(config: dict, overrides: dict[str, str] | None = None) -> FakeHosts:
     """The nodes of `config` as healthy hosts answer, except the commands named in `overrides`."""
     npus = 16 if config.get("profile") == "atlas-800-a3" else 8
     nodes = config.get("nodes") if isinstance(config.get("nodes"), list) else []
-    return FakeHosts(nodes, npus, overrides)
+    return _Hosts(nodes, npus, overrides)
 
 
 def first_up(hosts: FakeHosts, deployment: Deployment) -> Respond:

@@ -271,3 +271,55 @@ def test_a_key_set_as_a_secret_keeps_everything_derived_from_it_secret():
     assert carrying > 2
     assert {"nodes", "endpoint", "smokeTest"} <= deployment.secret_outputs
     assert "hf_s3cr3t" in " ".join(deployment.named("a2-0-vllm").inputs["command"])
+
+
+# --- the dependency graph as the cluster grows ------------------------------------------------------
+
+GATE = "deepseek-r1-checks-passed"
+
+
+def a2_nodes(count: int) -> dict:
+    raw = stack_settings("a2")
+    raw["nodes"] = [{"name": f"n{i}", "ip": f"192.0.2.{20 + i}", "nic": "eth0"} for i in range(count)]
+    raw["serve"] = {"dataParallelSize": 2 * count}
+    raw["weights"] = {"stage": True}
+    return raw
+
+
+@pytest.fixture(scope="module")
+def sized():
+    """Previews of 2 and 32 A2 nodes, staging their weights, by node count."""
+    return {count: run_program(a2_nodes(count), stack="big", preview=True) for count in (2, 32)}
+
+
+def checks_of(deployment) -> set[str]:
+    return {r.urn for r in deployment.resources if "-check-" in r.name}
+
+
+@pytest.mark.parametrize("count", [2, 32])
+def test_the_gate_waits_for_every_check_of_every_node(sized, count):
+    deployment = sized[count]
+    assert deployment.error is None
+    checks = checks_of(deployment)
+    assert len(checks) == 11 * count
+    assert set(deployment.named(GATE).dependencies) == checks
+
+
+@pytest.mark.parametrize("count", [2, 32])
+def test_containers_and_stagings_wait_for_the_gate_not_for_each_check(sized, count):
+    deployment = sized[count]
+    gate, checks = deployment.named(GATE).urn, checks_of(deployment)
+    for i in range(count):
+        container, stage = deployment.named(f"n{i}-vllm"), deployment.named(f"n{i}-stage-weights")
+        assert gate in container.dependencies and gate in stage.dependencies
+        assert not checks & set(stage.dependencies)
+        # Only the check whose report it reads: its driver version becomes the container's label.
+        assert checks & set(container.dependencies) == {deployment.named(f"n{i}-check-driver-files").urn}
+
+
+def test_the_dependency_graph_grows_with_the_nodes_not_their_square(sized):
+    small, large = sized[2], sized[32]
+    # 16 times the nodes: the edges grow about as much, not 256 times.
+    assert large.dependency_edges() <= 20 * small.dependency_edges()
+    # And nothing waits for more steps one after another on a larger cluster.
+    assert large.dependency_depth() == small.dependency_depth()

@@ -14,6 +14,8 @@ from mocked import healthy_hosts, stack_settings
 from components.nodecommand import REPLAY
 
 CHECK_SUFFIXES = ("-check-", "-readiness", "-smoke-test")
+# The one step every container waits for, after every check of every node.
+GATE = "deepseek-r1-checks-passed"
 
 
 class Site:
@@ -53,6 +55,8 @@ def test_a_failed_check_clears_once_the_host_is_fixed():
     assert failed.error.stderr.startswith(
         "node a2-1: check weights-disk: expected at least 50 GiB free in /root/.cache"
     )
+    # The gate never passes, so no container starts.
+    assert GATE not in failed.created
     assert not any(name.endswith("-vllm") for name in failed.created)
     del site.hosts.overrides["a2-1-check-weights-disk"]
     site.scripts.clear()
@@ -63,7 +67,7 @@ def test_a_failed_check_clears_once_the_host_is_fixed():
     passed = {n for n in failed.created if "-check-" in n} - {"a2-1-check-weights-disk"}
     retried = {n for n in site.contacted() if "-check-" in n}
     assert "a2-1-check-weights-disk" in retried and passed and not retried & passed
-    assert {"a2-0-vllm", "a2-1-vllm", "deepseek-r1-readiness", "deepseek-r1-smoke-test"} <= set(retry.created)
+    assert {GATE, "a2-0-vllm", "a2-1-vllm", "deepseek-r1-readiness", "deepseek-r1-smoke-test"} <= set(retry.created)
     assert engine.up(config).steps == []
 
 
@@ -108,9 +112,21 @@ def test_one_serve_flag_replaces_the_group_and_reruns_its_checks_and_verificatio
     assert {"a2-0-vllm", "a2-1-vllm"} <= set(run.replaced)
     checks = {f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in ("npu-health", "npu-idle", "npu-ping", "npu-tls")}
     assert checks | {"deepseek-r1-readiness", "deepseek-r1-smoke-test"} <= set(site.contacted())
-    # Checks pass before the old containers go: a failing host keeps the running group.
+    # Every check passes, then the gate, before the old containers go: a failing host keeps the
+    # running group (below).
     order = [name for _, name in run.steps]
-    assert order.index("a2-0-check-npu-health") < order.index("a2-0-vllm")
+    last_check = max(i for i, name in enumerate(order) if "-check-" in name)
+    assert last_check < order.index(GATE) < min(order.index("a2-0-vllm"), order.index("a2-1-vllm"))
+
+
+def test_a_check_failing_on_a_group_change_keeps_the_running_group():
+    engine, site, config = deployed()
+    site.hosts.overrides["a2-1-check-npu-health"] = fixture("npu_smi/a2_alarm.txt")
+    run = engine.up(config | {"serve": {"maxNumSeqs": 32}})
+    assert run.failed == ["a2-1-check-npu-health"]
+    # The gate never passes again, so no container is stopped, replaced or started.
+    assert GATE not in {name for _, name in run.steps}
+    assert not any(name.endswith("-vllm") for _, name in run.steps)
 
 
 def test_a_benchmark_setting_reruns_only_the_benchmark():

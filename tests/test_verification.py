@@ -2,7 +2,9 @@
 
 import copy
 import json
+import os
 import shlex
+import subprocess
 
 import pytest
 from fakehosts import hccn_output
@@ -23,6 +25,11 @@ HOST_CHECKS = [
     "weights-disk",
     "nic-ip",
 ]
+# Every check of a node of a group; the gate every container and staging waits for.
+CHECKS = HOST_CHECKS + ["npu-network", "npu-tls", "npu-ping"]
+GATE = "deepseek-r1-checks-passed"
+# Where every node's NPU addresses meet, for every node's pings.
+NPU_IPS = "deepseek-r1-npu-ips"
 RETRY = "; fix the node and run `pulumi up` again (a failed check is not saved, so it runs again)"
 
 
@@ -46,16 +53,14 @@ def env_of(container):
 
 
 def test_every_node_is_checked_and_the_npu_network_across_nodes(a2):
-    expected = [
-        f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in HOST_CHECKS + ["npu-network", "npu-tls", "npu-ping"]
-    ]
-    assert names(a2) == sorted(expected + ["deepseek-r1-readiness", "deepseek-r1-smoke-test"])
+    expected = [f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in CHECKS]
+    assert names(a2) == sorted(expected + [NPU_IPS, GATE, "deepseek-r1-readiness", "deepseek-r1-smoke-test"])
 
 
 def test_a_single_node_has_no_cross_node_checks():
     a3 = run_program(stack_settings("a3"), stack="a3")
     assert names(a3) == sorted(
-        [f"a3-0-check-{c}" for c in HOST_CHECKS] + ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
+        [f"a3-0-check-{c}" for c in HOST_CHECKS] + [GATE, "deepseek-r1-readiness", "deepseek-r1-smoke-test"]
     )
 
 
@@ -114,17 +119,54 @@ def test_host_keys_are_pinned_and_private_keys_secret():
     )
 
 
-def test_containers_wait_for_their_checks_and_the_cross_node_checks(a2):
+def test_containers_wait_for_every_check_of_every_node_through_the_gate(a2):
+    checks = {a2.named(f"{n}-check-{c}").urn for n in ("a2-0", "a2-1") for c in CHECKS}
+    gate = a2.named(GATE)
+    assert set(gate.dependencies) == checks
     for node in ("a2-0", "a2-1"):
-        deps = set(a2.named(f"{node}-vllm").dependencies)
-        assert {a2.named(f"{node}-check-{c}").urn for c in HOST_CHECKS + ["npu-network"]} <= deps
-        for peer in ("a2-0", "a2-1"):
-            assert {a2.named(f"{peer}-check-{c}").urn for c in ("npu-tls", "npu-ping")} <= deps
+        assert gate.urn in a2.named(f"{node}-vllm").dependencies
+
+
+def test_the_gate_runs_on_no_node_and_reports_how_many_checks_passed(a2):
+    gate = a2.named(GATE)
+    assert spec_of(gate) == ("checks-passed", {"checks": 22, "nodes": []})
+    # Run for real as pulumi-command runs it: nothing reaches a node, the count is its report.
+    done = subprocess.run(
+        ["/bin/sh", "-c", gate.inputs["create"]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **gate.inputs["environment"]},
+        cwd=gate.inputs["dir"],
+        check=True,
+    )
+    assert json.loads(done.stdout) == {"checksPassed": 22}
+    assert json.loads(gate.inputs["environment"]["NODE_SSH"]) == {}
+    # Like the checks, it passes again only when they do: when the group is about to be replaced.
+    assert gate.inputs["triggers"] == [gate.inputs["create"], a2.named("a2-0-vllm").replacement_trigger]
+    assert gate.inputs["update"] == 'printf "%s" "$PULUMI_COMMAND_STDOUT"'
+
+
+def test_the_gate_stays_secret_when_a_setting_it_follows_is():
+    deployment = run_program(settings(serve={"maxNumSeqs": 32}), stack="a2", secret_keys=("serve",))
+    assert {"create", "triggers"} <= deployment.named(GATE).secret_inputs
 
 
 def test_each_npu_pings_the_same_npu_on_the_other_node(a2):
     _, spec = spec_of(a2.named("a2-0-check-npu-ping"))
     assert spec["targets"] == [[i, "a2-1", i, f"10.20.1.{11 + i}"] for i in range(8)]
+
+
+def test_pings_read_every_nodes_npu_addresses_from_one_step_on_no_node(a2):
+    npu_ips = a2.named(NPU_IPS)
+    assert set(npu_ips.dependencies) == {a2.named(f"{n}-check-npu-network").urn for n in ("a2-0", "a2-1")}
+    _, spec = spec_of(npu_ips)
+    assert spec == {
+        "npuIps": {f"a2-{n}": {str(i): f"10.20.{n}.{11 + i}" for i in range(8)} for n in (0, 1)},
+        "nodes": [],
+    }
+    for node in ("a2-0", "a2-1"):
+        # One dependency each, not one per peer: the graph grows with the nodes, not their square.
+        assert a2.named(f"{node}-check-npu-ping").dependencies == [npu_ips.urn]
 
 
 def test_every_npu_pair_is_pinged_on_request():
@@ -290,6 +332,7 @@ def test_api_key_reaches_verification_as_a_secret_environment():
 
 def test_preflight_can_be_turned_off():
     deployment = run_program(settings(preflight={"enabled": False}), stack="a2")
+    # No checks, so no gate either.
     assert names(deployment) == ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
     labels = {item["label"] for item in deployment.named("a2-0-vllm").inputs["labels"]}
     assert "deepseek-r1-ascend.driver" not in labels
@@ -315,7 +358,7 @@ def test_weights_are_staged_on_every_node_at_once_before_its_container():
         assert (stage.inputs["stdin"], "stdin" in stage.secret_inputs) == ("ms-1\n", True)
         assert stage.urn in deployment.named(f"{node}-vllm").dependencies
         # Only once every node's checks have passed, and with the image the node pulled.
-        assert deployment.named("a2-1-check-weights-disk").urn in stage.dependencies
+        assert deployment.named(GATE).urn in stage.dependencies
         assert deployment.named(f"{node}-image").urn in stage.dependencies
     # Separate weights directories: no node waits for another's download.
     assert deployment.named("a2-0-stage-weights").urn not in deployment.named("a2-1-stage-weights").dependencies
