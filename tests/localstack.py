@@ -3,8 +3,10 @@ test reads back (health, logs, the supervisors' metrics). Used by tests/integrat
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -77,3 +79,59 @@ def wait_for(predicate, timeout: float, what: str):
             return
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def api_server_pid(container: str) -> int:
+    """The host PID of a node's `vllm serve` process (the API server; on a headless node its
+    process manager): the child of the container's init (the supervisor) that leads its own
+    process group. Its VLLM::EngineCore_DP<rank> processes are its children; orphaned ones (their
+    `vllm serve` SIGKILLed) become the init's children too, but lead no group."""
+    init = sh(f"docker inspect -f '{{{{.State.Pid}}}}' {container}").stdout.strip()
+    found = []
+    for child in open(f"/proc/{init}/task/{init}/children").read().split():
+        try:
+            state, _ppid, group = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[:3]
+        except OSError:
+            continue
+        if state != "Z" and group == child:
+            found.append(int(child))
+    assert len(found) == 1, found
+    return found[0]
+
+
+class Traffic:
+    """Clients sending completions to the head from background threads, each request with a short
+    timeout (a client that gives up aborts its request), until the block ends."""
+
+    def __init__(self, plan, clients: int = 3, max_tokens: int = 1000, timeout: float = 4.0):
+        self.url = f"{plan.head_local_url}/v1/completions"
+        self.body = json.dumps({"model": plan.served_model_name, "prompt": "Tell me", "max_tokens": max_tokens})
+        self.clients, self.timeout = clients, timeout
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.completed = self.failed = 0
+
+    def _client(self) -> None:
+        while not self.stop.is_set():
+            request = urllib.request.Request(
+                self.url, data=self.body.encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    response.read()
+                self.completed += 1
+            except OSError:
+                self.failed += 1
+                self.stop.wait(0.2)
+
+    def __enter__(self) -> Traffic:
+        for i in range(self.clients):
+            thread = threading.Thread(target=self._client, name=f"traffic-{i}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(self.timeout + 5)

@@ -62,8 +62,8 @@ def _install_signal_handlers():
     signal.signal(signal.SIGINT, handler)
 
 
-def serve(args) -> int:
-    from vllm_sim import checks, dp, headless
+def serve(args) -> int:  # noqa: C901 (the API server's whole life cycle)
+    from vllm_sim import checks, dp, engine_core, faults, headless
     from vllm_sim.server import ApiServer, Engine, make_handler
 
     if args.data_parallel_size_local is None:
@@ -75,6 +75,7 @@ def serve(args) -> int:
         f"local={args.data_parallel_size_local} start_rank={args.data_parallel_start_rank} "
         f"tp={args.tensor_parallel_size})"
     )
+    cores = engine_core.CORES
     try:
         checks.check_config(args)
         npus = checks.check_devices(args)
@@ -86,22 +87,47 @@ def serve(args) -> int:
             f"TP_SOCKET_IFNAME={os.environ['TP_SOCKET_IFNAME']}"
         )
         load_s = float(os.environ.get("VLLM_SIM_LOAD_SECONDS", "2"))
+        modes = faults.run_modes()
+        hccl_timeout = faults.hccl_exec_timeout()
+        dev_dir = os.environ.get("VLLM_SIM_DEV_DIR", "/dev")
 
         if args.headless:
-            stop = threading.Event()
-            log(f"loading model weights (simulated, {load_s:g}s)")
-            time.sleep(load_s)
+            # Like vllm's headless process manager: start the engine cores, then only wait on them.
+            cores.start(args, npus, dev_dir, body=lambda: headless.run_headless(args, ip, load_s))
+            faults.install_triggers(cores.forward)
             try:
-                return headless.run_headless(args, ip, stop)
+                core = cores.wait_any()
             finally:
-                stop.set()
+                cores.stop()
+            if core.exit_code:
+                error(f"engine core proc {core.name} died (exit code {core.exit_code}); shutting down")
+                return 1
+            return 0
 
+        # Fork the engine cores before any thread exists.
+        cores.start(args, npus, dev_dir)
         listen = args.data_parallel_address or ip or "0.0.0.0"
         head = dp.DPHead(args, listen)
         head.start()
         loaded = threading.Event()
         ready = threading.Event()
-        engine = Engine(args, health_fn=lambda: ready.is_set() and not head.lost)
+        engine = Engine(
+            args,
+            health_fn=lambda: ready.is_set() and not head.lost,
+            head=head,
+            hccl_timeout=hccl_timeout,
+            fresh_gauge="fresh-running-gauge" in modes,
+        )
+
+        def engine_died(core):
+            if core.exit_code == 0:
+                # Stopped by SIGTERM or SIGINT along with the rest of the process group.
+                log(f"engine core proc {core.name} shut down; shutting down")
+                engine_core.die(0)
+            error(f"Engine core proc {core.name} died unexpectedly (exit code {core.exit_code}), shutting down client.")
+            engine_core.die(1)
+
+        cores.watch(engine_died)
 
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         ApiServer.address_family = family
@@ -135,6 +161,8 @@ def serve(args) -> int:
     except Fatal as e:
         error(str(e))
         return e.code
+    finally:
+        cores.stop()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -10,27 +10,25 @@ data-parallel-rpc-port).
                    or {"type": "reject", "error": "..."} (then closes)
   both directions  {"type": "heartbeat"} every HEARTBEAT_INTERVAL seconds
   head -> joiners  {"type": "ready", "dp_size": N} once all ranks are covered
+  head -> joiners  {"type": "step", "n": N}: the collective of engine step N (`steps`)
+  joiner -> head   {"type": "step_done", "n": N}: this rank took part in it
+  head -> joiners  {"type": "idle"}: no more steps until new work (the end of a wave)
 
-A connection that drops, or is silent for HEARTBEAT_TIMEOUT seconds, loses its
-ranks for good: the head's /health turns 503 and stays so (vllm does not
-recover a lost DP rank); a headless node that loses its head exits non-zero.
-
-Real vllm has also been seen to fail other ways; VLLM_SIM_MODE (a comma list)
-picks them per run:
-  head-exits-on-lost-rank   the head exits 1 when it loses a rank (its engine
-                            core dies and takes the API server with it)
-  headless-waits-for-head   a headless node whose head is gone waits forever
-In every mode SIGUSR1 makes a rank hang: the process stays, heartbeats and
-HTTP answers stop, and SIGTERM is ignored (only SIGKILL ends it).
+A connection that drops loses its ranks for good: the head's /health turns 503 and stays so
+(vllm does not recover a lost DP rank); a headless node that loses its head exits non-zero.
+A connection that stays open but goes silent (a hung rank) is noticed by nobody, as in real
+vllm (no heartbeat between DP ranks; /health stays 200, vllm #39863): only a collective that
+times out (HCCL_EXEC_TIMEOUT, see `steps`) ends it. VLLM_SIM_MODE picks other behaviours
+(`faults`), heartbeat-timeout among them: a peer silent for HEARTBEAT_TIMEOUT seconds is lost.
 """
 
 import json
-import os
-import signal
 import socket
 import threading
 import time
 
+from vllm_sim import engine_core
+from vllm_sim.faults import install_triggers, run_modes, stall_if_hung
 from vllm_sim.log import Fatal, error, log
 
 HEARTBEAT_INTERVAL = 1.0
@@ -44,34 +42,6 @@ SHARED_SETTINGS = {
     "enable_expert_parallel": "--enable-expert-parallel",
     "max_model_len": "--max-model-len",
 }
-
-
-MODES = ("head-exits-on-lost-rank", "headless-waits-for-head")
-HUNG = threading.Event()
-
-
-def run_modes() -> set[str]:
-    modes = {m.strip() for m in os.environ.get("VLLM_SIM_MODE", "").split(",") if m.strip()}
-    unknown = sorted(modes - set(MODES))
-    if unknown:
-        raise Fatal(f"unknown VLLM_SIM_MODE {', '.join(unknown)}; known: {', '.join(MODES)}")
-    return modes
-
-
-def install_hang_trigger() -> None:
-    """SIGUSR1 hangs this rank, as a stuck collective or a wedged driver call would."""
-
-    def hang(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        HUNG.set()
-        log("hanging (SIGUSR1): heartbeats and HTTP answers stop; only SIGKILL ends this process")
-
-    signal.signal(signal.SIGUSR1, hang)
-
-
-def stall_if_hung() -> None:
-    if HUNG.is_set():
-        threading.Event().wait()
 
 
 def hello_from_args(args) -> dict:
@@ -118,12 +88,30 @@ class LineReader:
         return json.loads(line.decode())
 
 
+class PeerConn:
+    """A joined headless node: its connection, its ranks, the last engine step it finished."""
+
+    def __init__(self, sock: socket.socket, address: str, first: int, count: int):
+        self.sock, self.address = sock, address
+        self.send_lock = threading.Lock()
+        self.ranks = rank_str(first, count)
+        self.acked = 0
+        self.alive = True
+
+    def send(self, obj: dict) -> None:
+        try:
+            send(self.sock, self.send_lock, obj)
+        except OSError:
+            pass
+
+
 class DPHead:
     """The head's view of the cluster: which ranks are covered and alive."""
 
     def __init__(self, args, listen_host: str):
         self.args = args
         self.dp_size = args.data_parallel_size
+        self.first_rank = args.data_parallel_start_rank
         self.local_hello = hello_from_args(args)
         self.listen_host = listen_host
         self.port = args.data_parallel_rpc_port
@@ -133,11 +121,15 @@ class DPHead:
         self.owners = {r: "head" for r in range(first, first + args.data_parallel_size_local)}
         self.lost = []  # descriptions of lost rank ranges
         self.all_joined = threading.Event()
-        self.conns = []  # (sock, send_lock)
+        self.peers: list[PeerConn] = []  # every peer that joined, lost ones too
+        # Notified when a peer finishes an engine step (or is lost).
+        self.ack_cond = threading.Condition()
         self.stopping = False
         self.server_sock = None
-        self.exit_on_lost_rank = "head-exits-on-lost-rank" in run_modes()
-        install_hang_trigger()
+        modes = run_modes()
+        self.exit_on_lost_rank = "head-exits-on-lost-rank" in modes
+        self.silence_is_loss = "heartbeat-timeout" in modes
+        install_triggers(engine_core.CORES.forward)
         if len(self.owners) == self.dp_size:
             self.all_joined.set()
 
@@ -145,6 +137,11 @@ class DPHead:
     @property
     def healthy(self) -> bool:
         return self.all_joined.is_set() and not self.lost
+
+    def step_peers(self) -> list[PeerConn]:
+        """The remote ranks every engine step's collective needs, reachable or not."""
+        with self.lock:
+            return list(self.peers)
 
     def start(self) -> None:
         if self.all_joined.is_set():
@@ -175,9 +172,9 @@ class DPHead:
                 self.server_sock.close()
             except OSError:
                 pass
-        for sock, _ in list(self.conns):
+        for peer in self.step_peers():
             try:
-                sock.close()
+                peer.sock.close()
             except OSError:
                 pass
 
@@ -223,11 +220,11 @@ class DPHead:
                 )
         return first, count
 
-    def _handle(self, sock: socket.socket, peer: str) -> None:  # noqa: C901 (one branch per handshake message)
+    def _handle(self, sock: socket.socket, address: str) -> None:  # noqa: C901 (one branch per handshake message)
         send_lock = threading.Lock()
         reader = LineReader(sock)
         sock.settimeout(HEARTBEAT_TIMEOUT)
-        joined = None
+        peer = None
         try:
             try:
                 hello = reader.read()
@@ -239,55 +236,63 @@ class DPHead:
             try:
                 first, count = self._check_hello(hello)
             except ValueError as e:
-                error(f"rejected data-parallel peer {peer}: {e}")
+                error(f"rejected data-parallel peer {address}: {e}")
                 try:
                     send(sock, send_lock, {"type": "reject", "error": str(e)})
                 except OSError:
                     pass
                 sock.close()
                 return
-            desc = f"{peer}"
             with self.lock:
                 # re-check under the lock against a concurrent joiner
                 if any(r in self.owners for r in range(first, first + count)):
                     msg = f"ranks {rank_str(first, count)} overlap already joined ranks"
-                    error(f"rejected data-parallel peer {peer}: {msg}")
+                    error(f"rejected data-parallel peer {address}: {msg}")
                     send(sock, send_lock, {"type": "reject", "error": msg})
                     sock.close()
                     return
                 for r in range(first, first + count):
-                    self.owners[r] = desc
-                joined = (first, count)
-                self.conns.append((sock, send_lock))
+                    self.owners[r] = address
+                peer = PeerConn(sock, address, first, count)
+                peer.send_lock = send_lock
+                self.peers.append(peer)
                 complete = len(self.owners) == self.dp_size
             send(sock, send_lock, {"type": "welcome", "ranks": [first, first + count - 1]})
-            log(f"rank {rank_str(first, count)} joined from {peer}")
-            threading.Thread(target=self._heartbeat_loop, args=(sock, send_lock), daemon=True).start()
+            log(f"rank {rank_str(first, count)} joined from {address}")
+            threading.Thread(target=self._heartbeat_loop, args=(peer,), daemon=True).start()
             if complete:
                 self.all_joined.set()
                 log(f"data-parallel ranks 0-{self.dp_size - 1} all present")
                 self.broadcast({"type": "ready", "dp_size": self.dp_size})
-            # keep reading heartbeats until the peer goes away
+            # keep reading heartbeats and step acknowledgements until the peer goes away
             while not self.stopping:
-                msg = reader.read()
+                try:
+                    msg = reader.read()
+                except TimeoutError:
+                    if self.silence_is_loss:
+                        raise
+                    continue  # silence is not loss: real vllm watches no heartbeat
                 if msg is None:
                     raise OSError("connection closed")
+                if msg.get("type") == "step_done":
+                    with self.ack_cond:
+                        peer.acked = max(peer.acked, int(msg.get("n", 0)))
+                        self.ack_cond.notify_all()
         except (OSError, ValueError) as e:
-            if self.stopping or joined is None:
+            if self.stopping or peer is None:
                 return
-            first, count = joined
             reason = "heartbeat timeout" if isinstance(e, socket.timeout) else str(e)
             with self.lock:
-                self.lost.append(rank_str(first, count))
-                self.conns = [c for c in self.conns if c[0] is not sock]
+                self.lost.append(peer.ranks)
+            with self.ack_cond:
+                peer.alive = False
+                self.ack_cond.notify_all()
             stall_if_hung()
             if self.exit_on_lost_rank:
-                error(
-                    f"data-parallel rank {rank_str(first, count)} from {peer} lost ({reason}); engine core died, exiting"
-                )
-                os._exit(1)
+                error(f"data-parallel rank {peer.ranks} from {address} lost ({reason}); engine core died, exiting")
+                engine_core.die(1)
             error(
-                f"data-parallel rank {rank_str(first, count)} from {peer} lost ({reason}); "
+                f"data-parallel rank {peer.ranks} from {address} lost ({reason}); "
                 "engine unhealthy, /health now returns 503"
             )
         finally:
@@ -296,18 +301,16 @@ class DPHead:
             except OSError:
                 pass
 
-    def _heartbeat_loop(self, sock, send_lock) -> None:
-        while not self.stopping:
+    def _heartbeat_loop(self, peer: PeerConn) -> None:
+        while not self.stopping and peer.alive:
             time.sleep(HEARTBEAT_INTERVAL)
             stall_if_hung()
             try:
-                send(sock, send_lock, {"type": "heartbeat"})
+                send(peer.sock, peer.send_lock, {"type": "heartbeat"})
             except OSError:
                 return
 
     def broadcast(self, obj: dict) -> None:
-        for sock, send_lock in list(self.conns):
-            try:
-                send(sock, send_lock, obj)
-            except OSError:
-                pass
+        for peer in self.step_peers():
+            if peer.alive:
+                peer.send(obj)

@@ -113,6 +113,10 @@ class Metrics:
         self.queue = Histogram(E2E_BUCKETS)
         self.kv_cache_tokens = kv_cache_tokens
         self.kv_used = 0
+        # The scheduler's gauges as the last finished engine step published them (see `steps`).
+        self.shown_running = 0
+        self.shown_waiting = 0
+        self.shown_kv_used = 0
         self.preemptions = 0
         # MTP: tokens drafted per decode step (0 without --speculative-config) and the share accepted.
         self.spec_tokens = spec_tokens
@@ -129,9 +133,27 @@ class Metrics:
             self._hold_kv(prompt_tokens)
 
     def token(self, gap: float) -> None:
+        """The client got a token `gap` seconds after the previous one."""
         with self.lock:
             self.itl.observe(gap)
-            self._hold_kv(1)
+
+    def generated(self, prompt_tokens: int = 0) -> None:
+        """An engine step made one token of a request; with `prompt_tokens`, its first (the step
+        that finished its prefill). Counted per step, as vllm's counters are."""
+        with self.lock:
+            self.generation_tokens += 1
+            if prompt_tokens:
+                self.prompt_tokens += prompt_tokens
+            else:
+                self._hold_kv(1)
+
+    def publish(self, running: int | None = None) -> None:
+        """An engine step finished: the scheduler's gauges as it leaves them (`running`: the
+        step's batch, when it differs from the requests still known)."""
+        with self.lock:
+            self.shown_running = self.running if running is None else running
+            self.shown_waiting = self.waiting
+            self.shown_kv_used = self.kv_used
 
     def _hold_kv(self, tokens: int) -> None:
         if self.kv_used + tokens > self.kv_cache_tokens:
@@ -146,9 +168,8 @@ class Metrics:
             self.kv_used -= prompt_tokens + max(0, generated - 1)
 
     def finished(self, prompt_tokens, gen_tokens, ttft, e2e, reason="length"):
+        """The request's last token reached the client (its tokens were counted per step)."""
         with self.lock:
-            self.prompt_tokens += prompt_tokens
-            self.generation_tokens += gen_tokens
             self.success[reason] = self.success.get(reason, 0) + 1
             self.ttft.observe(ttft)
             self.e2e.observe(e2e)
@@ -182,19 +203,19 @@ class Metrics:
                 "vllm:num_requests_running",
                 "gauge",
                 "Number of requests in model execution batches.",
-                [f"vllm:num_requests_running{{{lbl}}} {_fmt(self.running)}"],
+                [f"vllm:num_requests_running{{{lbl}}} {_fmt(self.shown_running)}"],
             )
             metric(
                 "vllm:num_requests_waiting",
                 "gauge",
                 "Number of requests waiting to be processed.",
-                [f"vllm:num_requests_waiting{{{lbl}}} {_fmt(self.waiting)}"],
+                [f"vllm:num_requests_waiting{{{lbl}}} {_fmt(self.shown_waiting)}"],
             )
             metric(
                 "vllm:kv_cache_usage_perc",
                 "gauge",
                 "KV-cache usage. 1 means 100 percent usage.",
-                [f"vllm:kv_cache_usage_perc{{{lbl}}} {_fmt(min(1.0, self.kv_used / self.kv_cache_tokens))}"],
+                [f"vllm:kv_cache_usage_perc{{{lbl}}} {_fmt(min(1.0, self.shown_kv_used / self.kv_cache_tokens))}"],
             )
             metric(
                 "vllm:prompt_tokens_total",
@@ -247,16 +268,31 @@ class Metrics:
 _IMPORTED_AT = time.time()
 
 
+def _boot_time() -> float:
+    with open("/proc/stat") as f:
+        return float(next(int(line.split()[1]) for line in f if line.startswith("btime ")))
+
+
+def _start_ticks() -> int:
+    with open("/proc/self/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
 def _process_start_time() -> float:
     """As prometheus_client derives it: the start in clock ticks after boot, plus the boot time."""
     try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+        return _boot_time() + _start_ticks() / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return _IMPORTED_AT
+
+
+# Read once, as prometheus_client reads the boot time once: the kernel's btime is the wall clock
+# minus the uptime, so it moves when the clock is stepped, and the start time must not.
+_START_TIME = _process_start_time()
+
+
+def process_start_time() -> float:
+    return _START_TIME
 
 
 def process_metrics() -> list[tuple[str, str, str, float]]:
@@ -274,7 +310,7 @@ def process_metrics() -> list[tuple[str, str, str, float]]:
             "process_start_time_seconds",
             "gauge",
             "Start time of the process since unix epoch in seconds.",
-            _process_start_time(),
+            process_start_time(),
         ),
         (
             "process_cpu_seconds_total",

@@ -2,15 +2,18 @@
 
 import json
 import os
+import select
+import socket
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from vllm_sim import textgen
-from vllm_sim.dp import stall_if_hung
+from vllm_sim.faults import stall_if_hung
 from vllm_sim.log import log
 from vllm_sim.metrics import Metrics
+from vllm_sim.steps import ClientGone, Seq, StepLoop
 
 DEFAULT_MAX_MODEL_LEN = 163840  # DeepSeek-R1's max_position_embeddings
 DEFAULT_MAX_TOKENS = 16
@@ -25,7 +28,7 @@ class ApiError(Exception):
 class Engine:
     """What the HTTP layer needs: model identity, health, generation, metrics."""
 
-    def __init__(self, args, health_fn):
+    def __init__(self, args, health_fn, head=None, hccl_timeout: float = 1836.0, fresh_gauge: bool = False):
         self.model = args.model
         # vllm answers to the first served name (the others are aliases).
         self.served_name = args.served_model_name[0] if args.served_model_name else args.model
@@ -44,7 +47,9 @@ class Engine:
             spec_tokens=int(spec.get("num_speculative_tokens", 0)),
         )
         self.slots = threading.Semaphore(max_num_seqs)
-        self.tpot = float(os.environ.get("VLLM_SIM_TPOT_MS", "2")) / 1000.0
+        # The engine's steps, a collective with the DP peers of `head` (dp.DPHead) each.
+        tpot = float(os.environ.get("VLLM_SIM_TPOT_MS", "2")) / 1000.0
+        self.steps = StepLoop(self.metrics, head, tpot, hccl_timeout, fresh_gauge)
         self.prefill_per_tok = float(os.environ.get("VLLM_SIM_PREFILL_US_PER_TOKEN", "20")) / 1e6
         self.ttft_base = float(os.environ.get("VLLM_SIM_TTFT_BASE_MS", "5")) / 1000.0
 
@@ -106,33 +111,51 @@ class Engine:
             "include_usage": bool(stream_opts.get("include_usage")),
         }
 
-    def generate(self, req: dict):
-        """Yield tokens with simulated latency; records metrics at the end."""
+    def generate(self, req: dict, gone=lambda: False):
+        """Yield tokens as the engine's steps make them (`steps.StepLoop`); `gone()` says the
+        client left, which aborts the request (steps.ClientGone)."""
         m = self.metrics
         start = time.monotonic()
         with m.lock:
             m.waiting += 1
         self.slots.acquire()
         m.admitted(req["n_prompt"], time.monotonic() - start)
-        ttft, generated = None, 0
+        seq = Seq(req["n_prompt"], req["max_tokens"])
+        ttft, yielded = 0.0, 0
         try:
             tokens = textgen.generate_tokens(req["prompt"], req["max_tokens"], req["seed"])
+            # The prefill's compute, before the request's first decode step.
             time.sleep(self.ttft_base + req["n_prompt"] * self.prefill_per_tok)
-            last = time.monotonic()
-            for tok in tokens:
-                if generated:
-                    time.sleep(self.tpot)
+            self.steps.join(seq)
+            last, checked = None, time.monotonic()
+            while yielded < len(tokens):
+                if time.monotonic() - checked > 0.1:
+                    checked = time.monotonic()
+                    if gone():
+                        raise ClientGone()
+                have = self.steps.wait(seq, yielded, gone)
+                for tok in tokens[yielded:have]:
                     now = time.monotonic()
-                    m.token(now - last)
+                    if last is None:
+                        ttft = now - start
+                    else:
+                        m.token(now - last)
                     last = now
-                else:
-                    ttft = time.monotonic() - start
-                generated += 1
-                yield tok
+                    yielded += 1
+                    yield tok
         finally:
-            m.released(req["n_prompt"], generated)
+            self.steps.abort(seq)  # a no-op once the engine finished it
             self.slots.release()
-        m.finished(req["n_prompt"], req["max_tokens"], ttft or 0.0, time.monotonic() - start)
+        m.finished(req["n_prompt"], req["max_tokens"], ttft, time.monotonic() - start)
+
+
+def client_gone(sock) -> bool:
+    """Whether the client closed its connection (vllm aborts the request then, streaming or not)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
@@ -265,8 +288,16 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
                 "total_tokens": req["n_prompt"] + req["max_tokens"],
             }
 
+        def _gone(self) -> bool:
+            return client_gone(self.connection)
+
         def _complete(self, req):
-            text = "".join(engine.generate(req))
+            try:
+                text = "".join(engine.generate(req, self._gone))
+            except ClientGone:
+                log(f"Aborted request {self._ids(req)[0]}.")
+                self.close_connection = True
+                return
             rid, created = self._ids(req)
             if req["chat"]:
                 choice = {
@@ -318,7 +349,7 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
 
             try:
                 n = req["max_tokens"]
-                for i, tok in enumerate(engine.generate(req)):
+                for i, tok in enumerate(engine.generate(req, self._gone)):
                     send(json.dumps(chunk(tok, "length" if i == n - 1 else None, i == 0)))
                 if req["include_usage"]:
                     send(
@@ -334,8 +365,8 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
                         )
                     )
                 send("[DONE]")
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            except (BrokenPipeError, ConnectionResetError, ClientGone):
+                log(f"Aborted request {rid}.")
 
     return Handler
 
