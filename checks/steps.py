@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 
 from core.models import Accuracy, Benchmark
 
-from . import devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping, servicechecks
+from . import devices, disk, docker, driver_files, group_view, hccn, nic, npu_holders, npu_smi, ping, servicechecks
 from .common import CheckResult, quote
 
 # The runner's environment (see __main__): each node's SSH connection, and the key to log in with.
@@ -170,6 +170,12 @@ STEPS: dict[str, Step] = {
             s["url"], s["servedName"], s["timeoutSeconds"], s["intervalSeconds"], s["container"], s["stack"]
         ),
         _service(servicechecks.ready_after_seconds, f"see the log lines below; {AGAIN}"),
+    ),
+    group_view.CHECK: Step(
+        lambda s: group_view.group_view_command(s["url"], s["waitSeconds"]),
+        lambda s, out: _verdict(
+            group_view.judge_group_view(s["node"], _one(out), s["head"], s["apiPort"], s["peers"], s["metricsPort"])
+        ),
     ),
     "smoke-test": Step(
         lambda s: servicechecks.smoke_command(s["url"], s["request"]),

@@ -1,6 +1,7 @@
 """After the containers: prove the service works, on the head node.
 
-Readiness waits (bounded) for /health and the model listing; the smoke test sends the tutorial's
+Readiness waits (bounded) for /health and the model listing; then every node's supervisor must
+see the head's API and its peers (`checks/group_view.py`); the smoke test sends the tutorial's
 request; the benchmark and the accuracy run happen on demand. Each is a step judged inside its
 own resource (see `nodecommand`): a failure fails that resource and runs again on the next
 `pulumi up`. All re-run when a container is replaced; the benchmark and the accuracy run also
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import pulumi
 
-from checks import servicechecks
-from core.plan import ClusterPlan
+from checks import group_view, servicechecks
+from core.plan import ClusterPlan, NodePlan
 
 from .nodecommand import node_step, report
 
@@ -64,6 +65,17 @@ class ServiceVerification(pulumi.ComponentResource):
         )
         outputs: dict[str, pulumi.Output] = {"readyAfterSeconds": report(readiness).apply(lambda r: r["result"])}
         last = readiness
+        for node, container_id in zip(plan.nodes, container_ids, strict=True) if node_supervised(plan) else ():
+            node_step(
+                f"{node.name}-{group_view.CHECK}",
+                group_view.CHECK,
+                group_view_spec(plan, node),
+                [node],
+                ssh_private_key=plan.ssh_private_key,
+                # The group is replaced as a whole: the node's own container tells, with one edge.
+                triggers=[container_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[readiness]),
+            )
 
         if v.smoke_test:
             smoke = on_head("smoke-test", {"url": url, "request": plan.smoke_request}, [last])
@@ -92,3 +104,20 @@ class ServiceVerification(pulumi.ComponentResource):
 
         self.outputs = outputs
         self.register_outputs(outputs)
+
+
+def node_supervised(plan: ClusterPlan) -> bool:
+    return plan.head.supervisor_url is not None
+
+
+def group_view_spec(plan: ClusterPlan, node: NodePlan) -> dict:
+    return {
+        "node": node.name,
+        "url": f"{node.supervisor_url}/metrics",
+        "head": plan.head.ip,
+        "apiPort": plan.port,
+        "peers": {n.name: n.ip for n in plan.nodes if n is not node},
+        "metricsPort": node.supervisor_port,
+        # The supervisors learn that the group serves at their next poll.
+        "waitSeconds": 30,
+    }

@@ -12,7 +12,9 @@ import shlex
 
 from hoststubs import fixture
 
+from checks import group_view
 from checks.steps import STEPS, node_script
+from supervision.supervisor import State, metrics_text
 
 CHECK = re.compile(r"^(?P<node>.+)-check-(?P<check>[a-z-]+)$")
 
@@ -112,6 +114,10 @@ class FakeHosts:
             return "ready after 412s\n"
         if name.endswith("-smoke-test"):
             return smoke_output()
+        if name.endswith(f"-{group_view.CHECK}"):
+            node = name.removesuffix(f"-{group_view.CHECK}")
+            peers = {peer: True for peer in self.nodes if peer != node}
+            return metrics_text(State(served=True, phase="serving"), vllm_up=True, head_healthy=True, peers_up=peers)
         if name.endswith("-benchmark"):
             return json.dumps(BENCHMARK_RESULT)
         if name.endswith("-accuracy"):

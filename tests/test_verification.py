@@ -54,13 +54,15 @@ def env_of(container):
 
 def test_every_node_is_checked_and_the_npu_network_across_nodes(a2):
     expected = [f"{n}-check-{c}" for n in ("a2-0", "a2-1") for c in CHECKS]
-    assert names(a2) == sorted(expected + [NPU_IPS, GATE, "deepseek-r1-readiness", "deepseek-r1-smoke-test"])
+    verification = ["a2-0-group-view", "a2-1-group-view", "deepseek-r1-readiness", "deepseek-r1-smoke-test"]
+    assert names(a2) == sorted(expected + [NPU_IPS, GATE, *verification])
 
 
 def test_a_single_node_has_no_cross_node_checks():
     a3 = run_program(stack_settings("a3"), stack="a3")
     assert names(a3) == sorted(
-        [f"a3-0-check-{c}" for c in HOST_CHECKS] + [GATE, "deepseek-r1-readiness", "deepseek-r1-smoke-test"]
+        [f"a3-0-check-{c}" for c in HOST_CHECKS]
+        + [GATE, "a3-0-group-view", "deepseek-r1-readiness", "deepseek-r1-smoke-test"]
     )
 
 
@@ -333,7 +335,12 @@ def test_api_key_reaches_verification_as_a_secret_environment():
 def test_preflight_can_be_turned_off():
     deployment = run_program(settings(preflight={"enabled": False}), stack="a2")
     # No checks, so no gate either.
-    assert names(deployment) == ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
+    assert names(deployment) == [
+        "a2-0-group-view",
+        "a2-1-group-view",
+        "deepseek-r1-readiness",
+        "deepseek-r1-smoke-test",
+    ]
     labels = {item["label"] for item in deployment.named("a2-0-vllm").inputs["labels"]}
     assert "deepseek-r1-ascend.driver" not in labels
 
@@ -381,6 +388,26 @@ def test_a_local_engine_runs_its_commands_locally():
     for i, node in enumerate(raw["nodes"]):
         node.update(dockerHost="unix:///var/run/docker.sock", containerName=f"vllm-{i}", hostRoot=f"/srv/sim-{i}")
     deployment = run_program(raw, stack="a2")
-    assert names(deployment, LOCAL) == ["deepseek-r1-readiness", "deepseek-r1-smoke-test"]
+    assert names(deployment, LOCAL) == [
+        "a2-0-group-view",
+        "a2-1-group-view",
+        "deepseek-r1-readiness",
+        "deepseek-r1-smoke-test",
+    ]
     # No SSH at all: the steps run on this machine, like its Docker engine.
     assert json.loads(deployment.named("deepseek-r1-readiness").inputs["environment"]["NODE_SSH"]) == {"a2-0": None}
+
+
+def test_every_node_s_supervisor_must_see_the_head_and_its_peers_once_the_group_serves(a2):
+    readiness = a2.named("deepseek-r1-readiness")
+    for node, peer, ip in (("a2-0", "a2-1", "192.0.2.12"), ("a2-1", "a2-0", "192.0.2.11")):
+        view = a2.named(f"{node}-group-view")
+        assert readiness.urn in view.dependencies
+        # Re-run when the group is replaced (its own container), with one edge, not one per node.
+        assert [d for d in view.dependencies if d.endswith("-vllm")] == [a2.named(f"{node}-vllm").urn]
+        assert spec_of(view)[1]["peers"] == {peer: ip}
+
+
+def test_without_supervision_nothing_watches_so_nothing_is_checked():
+    deployment = run_program(settings(supervision={"enabled": False}), stack="a2")
+    assert not [r for r in deployment.resources if r.name.endswith("-group-view")]
