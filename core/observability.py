@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, PEER_UP, RESTART_CAPPED, VLLM_UP
 
 from .dashboard import DATASOURCE_UID, dashboard
 from .models import ClusterConfig
@@ -179,6 +179,15 @@ def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
             "critical",
             "{{ $labels.stack }}: the supervisor on {{ $labels.node }} stopped restarting the group",
             "Restarts reached their cap; the group stays down until someone fixes the cause and restarts it.",
+        ),
+        _rule(
+            "SupervisorPeerUnreachable",
+            f"{PEER_UP} == 0",
+            a.not_serving_minutes,
+            "critical",
+            "{{ $labels.stack }}: the supervisor on {{ $labels.node }} cannot reach {{ $labels.peer }}'s",
+            "A node is down, or supervision.metricsPort is blocked between the nodes: a group restart waits "
+            "for every peer, so the group cannot heal until they see each other again.",
         ),
         _rule(
             "TtftP99High",

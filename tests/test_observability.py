@@ -26,6 +26,7 @@ from supervision.supervisor import (
     GROUP_RESTARTS,
     GROUP_SERVED,
     HEAD_HEALTHY,
+    PEER_UP,
     RESTART_CAPPED,
     VLLM_UP,
     State,
@@ -227,7 +228,7 @@ def test_generated_config_and_rules_pass_promtool_check(promtool, tmp_path, expo
     config, _ = prometheus_files(tmp_path, **({"npuExporter": {"image": EXPORTER}} if exporter else {}))
     result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {12 if exporter else 9} rules found" in result.stdout
+    assert f"SUCCESS: {13 if exporter else 10} rules found" in result.stdout
 
 
 def rule_test(promtool, tmp_path, tests: str, **observability) -> subprocess.CompletedProcess:
@@ -301,12 +302,13 @@ def test_not_serving_without_supervisors_follows_the_scrape(promtool, tmp_path):
 
 
 def test_the_rules_and_the_dashboard_use_the_series_the_supervisor_exports():
-    exported = set(re.findall(r"^(deepseek_supervisor_\w+) ", metrics_text(State(), True, True), re.M))
+    text = metrics_text(State(), True, True, peers_up={"a2-1": True})
+    exported = set(re.findall(r"^(deepseek_supervisor_\w+)[ {]", text, re.M))
     _, obs = planned(settings())
     rules = uploads(obs.prometheus)["/etc/prometheus/rules.yml"]
     dashboard, _ = board(npu_exporter=False)
     used = set(re.findall(r"deepseek_supervisor_\w+", rules + json.dumps(dashboard)))
-    assert {GROUP_SERVED, HEAD_HEALTHY, VLLM_UP, RESTART_CAPPED, GROUP_RESTARTS} <= used
+    assert {GROUP_SERVED, HEAD_HEALTHY, VLLM_UP, RESTART_CAPPED, GROUP_RESTARTS, PEER_UP} <= used
     assert used <= exported
 
 
@@ -490,3 +492,31 @@ def test_the_registry_is_checked_like_the_vllm_image_registry():
         "observability.registry: 'https://mirror.example' has a URL scheme, which Docker references do not take; "
         "use 'mirror.example'"
     ]
+
+
+def test_a_peer_the_supervisor_cannot_reach_alerts_after_the_not_serving_window(promtool, tmp_path):
+    series = {f'{PEER_UP}{{job="supervisor",{HEADLESS},peer="a2-0"}}': "1 0 0 0 0 0"}
+    firing = {
+        "exp_labels": {
+            "severity": "critical",
+            "job": "supervisor",
+            "stack": "a2",
+            "node": "a2-1",
+            "role": "headless",
+            "ranks": "2-3",
+            "peer": "a2-0",
+        },
+        "exp_annotations": {
+            "summary": "a2: the supervisor on a2-1 cannot reach a2-0's",
+            "description": "A node is down, or supervision.metricsPort is blocked between the nodes: a group "
+            "restart waits for every peer, so the group cannot heal until they see each other again.",
+        },
+    }
+    evals = [
+        {"eval_time": "2m", "alertname": "SupervisorPeerUnreachable", "exp_alerts": []},
+        {"eval_time": "4m", "alertname": "SupervisorPeerUnreachable", "exp_alerts": [firing]},
+    ]
+    inputs = [{"series": name, "values": values} for name, values in series.items()]
+    tests = yaml.safe_dump([{"interval": "1m", "input_series": inputs, "alert_rule_test": evals}], width=200)
+    result = rule_test(promtool, tmp_path, tests)
+    assert result.returncode == 0, result.stdout + result.stderr
