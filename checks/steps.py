@@ -119,17 +119,50 @@ def _staged(output: str) -> str:
 AGAIN = "run `pulumi up` again once fixed"
 
 
+# Written into a directory the owned-dir step created, before handing it over: proof, on a rerun
+# after an interrupted one, that the root-owned empty directory is the step's own.
+OWNED_DIR_MARKER = ".deepseek-r1-ascend-owned-dir"
+_REFUSED = "refused: "
+
+
 def _owned_dir_script(spec: dict) -> str:
-    path, owner = quote(spec["path"]), int(spec["owner"])
-    return f"{{ mkdir -p {path} && chown {owner}:{owner} {path} && echo ready; }} 2>&1"
+    """Create the directory and give it to `owner`, or refuse: the step never hands over a
+    directory it did not create. It passes again (idempotent) when the directory is already the
+    owner's, and finishes an interrupted run when the directory is its own: owned by the user the
+    step runs as and holding nothing but the marker. Anything else that exists is refused: a
+    symbolic link, a file, anyone else's directory, an empty one the step did not write."""
+    path, owner, marker = quote(spec["path"]), int(spec["owner"]), quote(OWNED_DIR_MARKER)
+    note = quote(f"created by the deepseek-r1-ascend owned-dir step for uid {owner}")
+    lines = [
+        f"p={path}; o={owner}; m={marker}",
+        "uid() { ls -ldn -- \"$p\" | awk '{ print $3 }'; }",
+        f'if [ -L "$p" ]; then echo "{_REFUSED}it is a symbolic link"',
+        'elif [ ! -e "$p" ]; then',
+        '  mkdir -p -- "$(dirname -- "$p")" && mkdir -- "$p" && echo ' + note + ' > "$p/$m" &&',
+        '  chown -h -- "$o:$o" "$p" && echo ready',
+        f'elif [ ! -d "$p" ]; then echo "{_REFUSED}it exists and is not a directory"',
+        'elif [ "$(uid)" = "$o" ]; then echo ready',
+        'elif [ "$(uid)" = "$(id -u)" ] && [ "$(ls -A -- "$p")" = "$m" ]; then chown -h -- "$o:$o" "$p" && echo ready',
+        f'else echo "{_REFUSED}it already exists, owned by uid $(uid), and this step did not create it"',
+        "fi",
+    ]
+    return "{ " + "\n".join(lines) + "\n} 2>&1"
 
 
 def _owned_dir(spec: dict, outputs: dict[str, str]) -> dict:
     output = _one(outputs).strip()
-    if output.splitlines()[-1:] != ["ready"]:
-        seen = " ".join(output.split())[:200] or "no output"
-        raise StepFailed(f"node {spec['node']}: cannot create {spec['path']} owned by {spec['owner']}: {seen}; {AGAIN}")
-    return {"path": spec["path"]}
+    last = output.splitlines()[-1] if output else ""
+    if last == "ready":
+        return {"path": spec["path"]}
+    node, path, owner = spec["node"], spec["path"], spec["owner"]
+    if last.startswith(_REFUSED):
+        raise StepFailed(
+            f"node {node}: will not make {path} uid {owner}'s: {last.removeprefix(_REFUSED)}; this step only "
+            f"hands over a directory it creates itself: name a path that does not exist yet, or, if this "
+            f"directory is meant for it, run `chown {owner}:{owner} {quote(path)}` on the node yourself; {AGAIN}"
+        )
+    seen = " ".join(output.split())[:200] or "no output"
+    raise StepFailed(f"node {node}: cannot create {path} owned by {owner}: {seen}; {AGAIN}")
 
 
 STEPS: dict[str, Step] = {

@@ -30,6 +30,8 @@ class Observability(pulumi.ComponentResource):
         super().__init__("deepseek-r1-ascend:index:Observability", name, None, opts)
         node = find_node(plan, obs.node)
         # Docker would create a missing bind-mount source owned by root, which Prometheus cannot write.
+        # The step hands over only a directory it creates itself (checks/steps.py), and validation
+        # keeps every host system directory out of dataDir (core/observability_settings.py).
         data = node_step(
             f"{name}-prometheus-data",
             "owned-dir",

@@ -19,20 +19,19 @@ from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, P
 
 from .dashboard import DATASOURCE_UID, dashboard
 from .models import ClusterConfig
+from .observability_settings import PROMETHEUS_UID as PROMETHEUS_UID  # for the component and the dry run
 from .observability_settings import Alerts
 from .plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
-from .supervision import Upload
+from .supervision import UNSPECIFIED_HOSTS, Upload
 
 ObsRole = Literal["prometheus", "grafana", "npu-exporter"]
-# The one container that runs privileged: the policy pack allows it for this role running this
-# program only.
+# The one container that runs privileged; the policy pack allows it only for an image the site
+# names in its config (privilegedImages).
 NPU_EXPORTER_ROLE = "npu-exporter"
 NPU_EXPORTER_PROGRAM = "npu-exporter"
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_DATA = "/prometheus"
-# The prom/prometheus image runs as nobody; its data directory on the host must be theirs.
-PROMETHEUS_UID = 65534
 # They keep running across reboots, and stay stopped when an operator stops them.
 OBS_RESTART = "unless-stopped"
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
@@ -82,8 +81,10 @@ def _ranks(node: NodePlan) -> str:
     return f"{node.ranks.start}-{node.ranks.stop - 1}"
 
 
-def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None) -> tuple[Target, ...]:
-    """Every endpoint to scrape, labelled with the stack and the node's place in the group.
+def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None, api_host: str | None = None) -> tuple[Target, ...]:
+    """Every endpoint to scrape, labelled with the stack and the node's place in the group, each at
+    the address its server listens on: vllm at `api_host` (serve.host when it names one address,
+    else the head's ip), the supervisors and npu-exporters at their node's ip.
 
     Only the head serves vllm's /metrics: headless nodes run no API server.
     """
@@ -92,7 +93,7 @@ def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None) -> tuple[Ta
         return (("stack", plan.stack), ("node", node.name), ("role", node.role), ("ranks", _ranks(node)))
 
     head = plan.head
-    targets = [Target("vllm", f"{url_host(head.ip)}:{plan.port}", labels(head))]
+    targets = [Target("vllm", f"{url_host(api_host or head.ip)}:{plan.port}", labels(head))]
     targets += [
         Target("supervisor", f"{url_host(n.ip)}:{n.supervisor_port}", labels(n))
         for n in plan.nodes
@@ -286,8 +287,12 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
         return None
     host = next((n for n in plan.nodes if n.name == obs.node), plan.head)
     exporter_port = obs.npu_exporter.port if obs.npu_exporter.image else None
-    targets = scrape_targets(plan, exporter_port)
-    prometheus_url = f"http://{url_host(host.ip)}:{obs.prometheus.port}"
+    api_host = None if cfg.serve.host in UNSPECIFIED_HOSTS else cfg.serve.host
+    targets = scrape_targets(plan, exporter_port, api_host)
+    # Prometheus and Grafana listen on one address of their node, never on every interface; the
+    # URLs (outputs, Grafana's datasource) are that address, which Grafana reaches on the same host.
+    listen = obs.listen_address or host.ip
+    prometheus_url = f"http://{url_host(listen)}:{obs.prometheus.port}"
     p = obs.prometheus
     containers = [
         ObsContainer(
@@ -299,7 +304,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 f"--config.file={PROMETHEUS_CONFIG_DIR}/prometheus.yml",
                 f"--storage.tsdb.path={PROMETHEUS_DATA}",
                 f"--storage.tsdb.retention.time={p.retention_days}d",
-                f"--web.listen-address=:{p.port}",
+                f"--web.listen-address={url_host(listen)}:{p.port}",
             ),
             env=(),
             secret_env=frozenset(),
@@ -316,7 +321,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
     ]
     grafana_url = None
     if obs.grafana.enabled:
-        grafana_url = f"http://{url_host(host.ip)}:{obs.grafana.port}"
+        grafana_url = f"http://{url_host(listen)}:{obs.grafana.port}"
         board = dashboard(plan.stack, npu_exporter=exporter_port is not None)
         containers.append(
             ObsContainer(
@@ -326,6 +331,8 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 image=obs.image_ref(obs.grafana.image),
                 argv=(),
                 env=(
+                    # A bare address (Grafana joins it with the port itself).
+                    ("GF_SERVER_HTTP_ADDR", listen),
                     ("GF_SERVER_HTTP_PORT", str(obs.grafana.port)),
                     ("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", DASHBOARD_FILE),
                     (GRAFANA_PASSWORD_ENV, cfg.grafana_admin_password or ""),
@@ -348,7 +355,8 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 node=n.name,
                 name=f"{n.container_name}-npu-exporter",
                 image=obs.image_ref(obs.npu_exporter.image),
-                argv=(NPU_EXPORTER_PROGRAM, f"-port={exporter_port}", "-ip=0.0.0.0", "-updateTime=5"),
+                # On the node's own address, where Prometheus scrapes it (see scrape_targets).
+                argv=(NPU_EXPORTER_PROGRAM, f"-port={exporter_port}", f"-ip={n.ip}", "-updateTime=5"),
                 env=(),
                 secret_env=frozenset(),
                 # The driver read-only, as vllm gets it; the chips themselves through privileged mode.

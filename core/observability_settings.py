@@ -5,6 +5,9 @@ Apart from models.py because none of it reaches the vllm containers (see observa
 
 from __future__ import annotations
 
+import ipaddress
+import posixpath
+
 from pydantic import Field, field_validator
 
 from .defaults import PROJECT
@@ -19,11 +22,94 @@ def _pinned_image(v: str | None) -> str | None:
     return v
 
 
+# Trees of the host system: no directory in them, however deep, is data a container may own.
+# /root holds root's keys and shell start-up files, /tmp and /var/tmp are writable by every user
+# (a path there can be swapped for a link between two commands), the rest are programs,
+# configuration, devices, kernel interfaces and the container engines' own state.
+SYSTEM_TREES = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+    "/sbin", "/sys", "/tmp", "/usr", "/var/lib/containerd", "/var/lib/docker", "/var/run", "/var/spool",
+    "/var/tmp",
+)  # fmt: skip
+# Roots whose subdirectories belong to others (users, packages, services, mounted disks): the
+# root itself and each directory directly under it are refused, a directory deeper down is a
+# deployment's own (the default /var/lib/deepseek-r1-ascend/prometheus).
+SHARED_ROOTS = ("/home", "/media", "/mnt", "/opt", "/srv", "/var")
+DATA_DIR_EXAMPLE = f"/var/lib/{PROJECT}/prometheus"
+# The prom/prometheus image runs as nobody; its data directory on the host must be theirs.
+PROMETHEUS_UID = 65534
+
+
+def _inside(tree: str, path: str) -> bool:
+    return path == tree or path.startswith(tree + "/")
+
+
+def system_tree(path: str) -> str | None:
+    """The SYSTEM_TREES tree a normalized absolute `path` is or lies in."""
+    return next((t for t in SYSTEM_TREES if _inside(t, path)), None)
+
+
+def system_directory(path: str) -> bool:
+    """Whether a normalized absolute `path` is the host's rather than a deployment's own: `/` and
+    every top-level directory, everything in SYSTEM_TREES, and the directories directly under
+    SHARED_ROOTS."""
+    return system_tree(path) is not None or path.count("/") <= 1 or posixpath.dirname(path) in SHARED_ROOTS
+
+
+def owned_dir_path(v: str, owner: str) -> str:
+    """A directory that `pulumi up` creates and hands to `owner`: absolute, written plainly, and
+    none of the host's own (that would hand the system to that user)."""
+    v = absolute_path(v)
+    parts = v.split("/")
+    # absolute_path refuses these already; the denylist below must never be walked around.
+    if any(part in (".", "..") for part in parts) or any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError(f"{v!r} is not a plain path; use one such as {DATA_DIR_EXAMPLE}")
+    if posixpath.normpath(v) != v or v.startswith("//"):
+        plain = "/" + "/".join(part for part in parts if part)
+        raise ValueError(f"'{v}' has a repeated or trailing '/'; write it as {plain}")
+    tree = system_tree(v)
+    if system_directory(v):
+        where = (
+            f"is {'' if tree == v else 'inside '}{tree}, a host system tree"
+            if tree
+            else "is a host system directory (/, a top-level directory, or one directly under "
+            + ", ".join(SHARED_ROOTS[:-1])
+            + f" or {SHARED_ROOTS[-1]})"
+        )
+        raise ValueError(
+            f"'{v}' {where}: pulumi up hands this directory to {owner}, who must own nothing of the host's; "
+            f"use a directory of this deployment's own, such as {DATA_DIR_EXAMPLE}"
+        )
+    return v
+
+
+def listen_address(v: str | None) -> str | None:
+    """One address of the node to listen on: not every interface, not an IPv6 scope."""
+    if v is None:
+        return None
+    try:
+        address = ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError(
+            f"'{v}' is not an IP address; use the observability node's own address (the default), "
+            "a management address of that node, or 127.0.0.1"
+        ) from None
+    if "%" in v:
+        raise ValueError(f"'{v}' has an IPv6 scope ID; use an address without '%'")
+    if address.is_unspecified:
+        raise ValueError(
+            f"{v} listens on every interface of the node; use the observability node's own address "
+            "(the default), a management address of that node, or 127.0.0.1"
+        )
+    return str(address)
+
+
 class Prometheus(Section):
     image: str = "prom/prometheus:v2.53.4"
     port: int = Field(default=9090, ge=1, le=65535)
     # On the Prometheus node; bind-mounted so the series survive a replaced container.
-    data_dir: str = f"/var/lib/{PROJECT}/prometheus"
+    # Made Prometheus' (uid 65534) before it starts, so never a system directory: see owned_dir_path.
+    data_dir: str = DATA_DIR_EXAMPLE
     # vllm's example stack scrapes every 5 s.
     scrape_interval_seconds: int = Field(default=5, ge=1, le=300)
     retention_days: int = Field(default=15, ge=1)
@@ -36,7 +122,7 @@ class Prometheus(Section):
     @field_validator("data_dir")
     @classmethod
     def _data_dir(cls, v: str) -> str:
-        return absolute_path(v)
+        return owned_dir_path(v, f"Prometheus' user (uid {PROMETHEUS_UID})")
 
 
 class Grafana(Section):
@@ -83,11 +169,19 @@ class Observability(Section):
     enabled: bool = False
     # The node Prometheus and Grafana run on (a name from nodes); the head by default.
     node: str | None = None
+    # Where Prometheus and Grafana listen on that node; its nodes[].ip by default. npu-exporter
+    # listens on each node's nodes[].ip, where Prometheus scrapes it.
+    listen_address: str | None = None
     registry: str = "m.daocloud.io/docker.io"
     prometheus: Prometheus = Prometheus()
     grafana: Grafana = Grafana()
     npu_exporter: NpuExporter = NpuExporter()
     alerts: Alerts = Alerts()
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen_address(cls, v: str | None) -> str | None:
+        return listen_address(v)
 
     @field_validator("registry")
     @classmethod

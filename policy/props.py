@@ -33,6 +33,7 @@ from pulumi_policy.proxy import (
 from core.plan import NODE_LABEL, ROLE_LABEL, Role
 
 CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 LOCAL_COMMAND = "command:local:Command"
 REMOTE_COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote", "command:remote:CopyFile")
@@ -165,19 +166,62 @@ class Argv:
             return None
 
 
-def serve_args(command: list) -> list[str] | None:
-    """The tokens after `vllm serve` in a container's argv, also behind a wrapper (an entrypoint
-    script, `sh -c "exec vllm serve ..."`); None when it runs no `vllm serve`."""
-    tokens = [t if isinstance(t, str) else "" for t in command]
+# Modules that serve vllm's API with `python -m MODULE <serve arguments>`; any other vllm module
+# serves with a `serve` subcommand (`python -m vllm.entrypoints.cli.main serve ...`).
+_SERVER_MODULES = ("vllm.entrypoints.openai.api_server", "vllm.entrypoints.api_server")
+
+
+def _module_serve_start(tokens: list[str], i: int) -> int | None:
+    """Where the serve arguments start when tokens[i] is `-m` (or `-mMODULE`) naming vllm."""
+    token = tokens[i]
+    if token == "-m":
+        module, after = (tokens[i + 1] if i + 1 < len(tokens) else ""), i + 2
+    elif token.startswith("-m") and not token.startswith("--"):
+        module, after = token[2:], i + 1
+    else:
+        return None
+    if module in _SERVER_MODULES:
+        return after
+    if (module == "vllm" or module.startswith("vllm.")) and tokens[after : after + 1] == ["serve"]:
+        return after + 1
+    return None
+
+
+def serve_start(tokens: list[str]) -> int | None:
+    """The index of the first argument after `vllm serve` in an argv (also after an `env` or
+    interpreter prefix: `env K=V vllm serve`, `python3 -m vllm.entrypoints.openai.api_server`,
+    `python -m vllm.entrypoints.cli.main serve`); None when it runs no vllm server itself."""
     for i, token in enumerate(tokens):
         if posixpath.basename(token) == "vllm" and tokens[i + 1 : i + 2] == ["serve"]:
-            return tokens[i + 2 :]
+            return i + 2
+        start = _module_serve_start(tokens, i)
+        if start is not None:
+            return start
+    return None
+
+
+def shell_words(line: str) -> list[str] | None:
+    """A shell command line as its words (`;`, `&&`, `|` apart); None when it does not parse."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return None
+
+
+def serve_args(command: list) -> list[str] | None:
+    """The tokens after `vllm serve` in a container's argv, also behind a wrapper (an entrypoint
+    script, `env K=V`, `python -m vllm...`, `sh -c "exec vllm serve ..."`); None when it runs no
+    vllm server."""
+    tokens = [t if isinstance(t, str) else "" for t in command]
+    start = serve_start(tokens)
+    if start is not None:
+        return tokens[start:]
     for token in tokens:
         if " " in token:  # a whole shell command line
-            try:
-                found = serve_args(shlex.split(token))
-            except ValueError:
-                continue
+            words = shell_words(token)
+            found = serve_args(words) if words is not None else None
             if found is not None:
                 return found
     return None
@@ -200,6 +244,14 @@ class ContainerView:
     # The address in the container's Docker provider host (ssh://user@ADDRESS, tcp://ADDRESS:port);
     # None for a local socket or an unknown provider.
     docker_address: str | None = None
+
+    @property
+    def who(self) -> str:
+        """How a message names it: `node a2-0` for a node's vllm container, `node a2-0
+        (a2-0-prometheus)` for another container on the node."""
+        if self.name in (self.node, f"{self.node}-vllm"):
+            return f"node {self.node}"
+        return f"node {self.node} ({self.name})"
 
     @property
     def is_vllm(self) -> bool:
@@ -253,7 +305,7 @@ class ContainerView:
         return self.envs.get(key)
 
 
-def _labels(value: Any) -> dict:
+def labels_of(value: Any) -> dict:
     labels = {}
     for item in as_list(value) or []:
         if isinstance(item, dict) and isinstance(item.get("label"), str):
@@ -282,18 +334,28 @@ def node_name(resource_name: str, labels: dict, suffix: str) -> str:
     return resource_name[: -len(suffix)] if suffix and resource_name.endswith(suffix) else resource_name
 
 
+def _known_list(value: Any) -> Any:
+    """The list, None when absent, UNKNOWN when it or an item is not known yet."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or any(is_unknown(t) for t in value):
+        return UNKNOWN
+    return value
+
+
 def _command(props: dict) -> Any:
-    """The container's argv (entrypoint + command), UNKNOWN when its command is not known."""
-    command = props.get("command")
-    if not isinstance(command, list) or any(is_unknown(t) for t in command):
-        return UNKNOWN if command is not None else None
-    entrypoint = props.get("entrypoints")
-    if isinstance(entrypoint, list) and not any(is_unknown(t) for t in entrypoint):
-        return entrypoint + command
-    return command
+    """The container's argv (entrypoint + command, either alone), UNKNOWN when its command is
+    not known, None when it sets neither (the image's own)."""
+    command, entrypoint = _known_list(props.get("command")), _known_list(props.get("entrypoints"))
+    if is_unknown(command):
+        return UNKNOWN
+    if entrypoint is None or is_unknown(entrypoint):
+        # An entrypoint not known yet: the command is what is known of the argv.
+        return command if command is not None or entrypoint is None else UNKNOWN
+    return entrypoint + (command or [])
 
 
-def _docker_address(provider: Any) -> str | None:
+def docker_address(provider: Any) -> str | None:
     props = plain(getattr(provider, "props", None))
     host = props.get("host") if isinstance(props, dict) else None
     if not isinstance(host, str) or is_unknown(host):
@@ -318,7 +380,7 @@ def container_view(
         props = {}
     command = _command(props)
     args = serve_args(command) if isinstance(command, list) else None
-    labels = _labels(props.get("labels"))
+    labels = labels_of(props.get("labels"))
     return ContainerView(
         urn=urn,
         name=name,
@@ -330,7 +392,7 @@ def container_view(
         labels=labels,
         parent_urn=parent_urn,
         dependency_urns=tuple(dependency_urns),
-        docker_address=_docker_address(provider),
+        docker_address=docker_address(provider),
     )
 
 

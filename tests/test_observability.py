@@ -15,11 +15,13 @@ import pytest
 import yaml
 from mocked import PROJECT_DIR, run_program, stack_settings
 from policy_harness import graph_of, mutate, run
+from pydantic import BaseModel
 
-from checks.steps import node_script
 from core import render as dry_run
 from core.config import ConfigError, load_config
 from core.dashboard import DATASOURCE_UID, NO_EXPORTER
+from core.deployment import plan_deployment
+from core.models import ClusterConfig
 from core.observability import DASHBOARD_FILE, plan_observability
 from core.plan import plan_cluster
 from supervision.supervisor import (
@@ -139,7 +141,8 @@ def test_prometheus_and_grafana_run_on_the_chosen_node_from_the_mirror():
         "prometheus": ("a2-1", "m.daocloud.io/docker.io/prom/prometheus:v2.53.4"),
         "grafana": ("a2-1", "m.daocloud.io/docker.io/grafana/grafana:11.6.0"),
     }
-    assert "--web.listen-address=:19090" in obs.prometheus.argv
+    # On that node's own address, not on every interface.
+    assert "--web.listen-address=192.0.2.12:19090" in obs.prometheus.argv
     datasource = yaml.safe_load(uploads(obs.containers[1])["/etc/grafana/provisioning/datasources/prometheus.yaml"])
     assert datasource["datasources"][0]["url"] == "http://192.0.2.12:19090"
 
@@ -436,54 +439,54 @@ def test_outputs_give_the_urls_and_the_password_stays_secret():
         "/etc/prometheus/prometheus.yml",
         "/etc/prometheus/rules.yml",
     ]
-    # The data directory is made Prometheus' before the container starts.
+    # The data directory is made Prometheus' before the container starts (see test_owned_dir.py).
     prepare = deployed.named("observability-prometheus-data")
     step, spec = shlex.split(prepare.inputs["create"])[3:5]
-    assert node_script(step, json.loads(spec)) == (
-        "{ mkdir -p /var/lib/deepseek-r1-ascend/prometheus && chown 65534:65534 /var/lib/deepseek-r1-ascend/prometheus"
-        " && echo ready; } 2>&1"
-    )
+    assert step == "owned-dir"
+    assert {k: json.loads(spec)[k] for k in ("node", "path", "owner")} == {
+        "node": "a2-0",
+        "path": "/var/lib/deepseek-r1-ascend/prometheus",
+        "owner": 65534,
+    }
     assert prepare.urn in prometheus.dependencies
 
 
 # --- the policy pack ----------------------------------------------------------------------------
 
 
-def test_the_policy_pack_allows_privileged_mode_to_the_npu_exporter_only():
+def test_the_policy_pack_allows_privileged_mode_only_to_the_exporter_image_it_names():
     settings_ = settings(npuExporter={"image": EXPORTER})
     settings_["apiKey"] = "policy-key"
     for node in settings_["nodes"]:
         node["hostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPolicyTestHostKey"
     deployed = run_program(settings_, stack="a2", secret_keys=("grafanaAdminPassword", "apiKey"))
     graph = graph_of(deployed)
-    assert run(graph) == []
+    refused = "the container runs privileged, which hands it every host device and capability"
+    # The exporter reads every NPU through the driver's management interfaces: a site names its
+    # pinned image in the pack config, or the pack refuses it.
+    found = run(graph, only="vllm-container-host-isolation")
+    assert [v.message.split("; ")[0] for v in found] == [
+        f"node {n} ({n}-npu-exporter): {refused}" for n in ("a2-0", "a2-1")
+    ]
+    exporter_id = deployed.named("a2-0-npu-exporter").inputs["image"]
+    allowed = {"vllm-container-host-isolation": {"privilegedImages": {exporter_id: "reads every NPU"}}}
+    assert run(graph, config=allowed) == []
 
     def privileged(inputs):
         inputs["privileged"] = True
 
-    def as_exporter(inputs):
-        privileged(inputs)
-        for label in inputs["labels"]:
-            if label["label"] == "deepseek-r1-ascend.role":
-                label["value"] = "npu-exporter"
-
-    refused = "the container runs privileged, which hands it every host device and capability"
-    for name, change, node in (
-        ("a2-0-prometheus", privileged, "a2-0"),
-        # The label alone is not enough: the exception is for the exporter's program.
-        ("a2-0-grafana", as_exporter, "a2-0"),
-        # A vllm container labelled as the exporter is still a vllm container.
-        ("a2-1-vllm", as_exporter, "a2-1"),
-    ):
-        found = run(mutate(graph, name, change), only="vllm-container-host-isolation")
-        assert [v.message.split("; ")[0] for v in found] == [f"node {node}: {refused}"], name
+    for name, label in (("a2-0-prometheus", "node a2-0 (a2-0-prometheus)"), ("a2-1-vllm", "node a2-1")):
+        found = run(mutate(graph, name, privileged), only="vllm-container-host-isolation", config=allowed)
+        assert [v.message.split("; ")[0] for v in found] == [f"{label}: {refused}"], name
 
     def socket(inputs):
         inputs["volumes"].append({"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"})
 
     # Privileged mode is the whole exception: the exporter's mounts are checked like any other.
-    found = run(mutate(graph, "a2-1-npu-exporter", socket), only="vllm-container-host-isolation")
-    assert [v.message.split(",")[0] for v in found] == ["node a2-1: /var/run/docker.sock is mounted"]
+    found = run(mutate(graph, "a2-1-npu-exporter", socket), only="vllm-container-host-isolation", config=allowed)
+    assert [v.message.split(",")[0] for v in found] == [
+        "node a2-1 (a2-1-npu-exporter): /var/run/docker.sock is mounted"
+    ]
 
 
 def test_the_registry_is_checked_like_the_vllm_image_registry():
@@ -520,3 +523,233 @@ def test_a_peer_the_supervisor_cannot_reach_alerts_after_the_not_serving_window(
     tests = yaml.safe_dump([{"interval": "1m", "input_series": inputs, "alert_rule_test": evals}], width=200)
     result = rule_test(promtool, tmp_path, tests)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- paths that cannot hurt the host ------------------------------------------------------------
+
+SUGGESTED = "use a directory of this deployment's own, such as /var/lib/deepseek-r1-ascend/prometheus"
+HANDED = "pulumi up hands this directory to Prometheus' user (uid 65534), who must own nothing of the host's"
+SHALLOW = (
+    "is a host system directory (/, a top-level directory, or one directly under /home, /media, /mnt, /opt, /srv "
+    "or /var)"
+)
+
+
+@pytest.mark.parametrize(
+    "path, where",
+    [
+        ("/", SHALLOW),
+        ("/etc", "is /etc, a host system tree"),
+        ("/etc/prometheus", "is inside /etc, a host system tree"),
+        ("/usr/local/bin", "is inside /usr, a host system tree"),
+        ("/root/.ssh", "is inside /root, a host system tree"),
+        ("/boot/grub", "is inside /boot, a host system tree"),
+        ("/lib64", "is /lib64, a host system tree"),
+        ("/proc/1", "is inside /proc, a host system tree"),
+        ("/sys/fs/cgroup", "is inside /sys, a host system tree"),
+        ("/dev/shm/prometheus", "is inside /dev, a host system tree"),
+        ("/run/prometheus", "is inside /run, a host system tree"),
+        ("/tmp/prometheus", "is inside /tmp, a host system tree"),
+        ("/var/lib/docker/volumes/prometheus", "is inside /var/lib/docker, a host system tree"),
+        ("/var/spool/cron", "is inside /var/spool, a host system tree"),
+        ("/var", SHALLOW),
+        ("/var/lib", SHALLOW),
+        ("/var/log", SHALLOW),
+        ("/home", SHALLOW),
+        ("/home/alice", SHALLOW),
+        ("/opt/prometheus", SHALLOW),
+        ("/srv/data", SHALLOW),
+        ("/data", SHALLOW),
+    ],
+)
+def test_a_system_directory_is_refused_as_prometheus_data(path, where):
+    assert problems(settings(prometheus={"dataDir": path})) == [
+        f"observability.prometheus.dataDir: '{path}' {where}: {HANDED}; {SUGGESTED}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "path, plain",
+    [
+        ("/var/lib/prometheus/", "/var/lib/prometheus"),
+        ("/var//lib/prometheus", "/var/lib/prometheus"),
+        ("//etc", "/etc"),
+    ],
+)
+def test_a_data_directory_is_written_plainly(path, plain):
+    assert problems(settings(prometheus={"dataDir": path})) == [
+        f"observability.prometheus.dataDir: '{path}' has a repeated or trailing '/'; write it as {plain}"
+    ]
+
+
+@pytest.mark.parametrize("path", ["/var/lib/../../etc", "/var/lib/./x/..", "/var/lib/x\nprometheus", "var/lib/x"])
+def test_a_data_directory_that_is_no_plain_absolute_path_is_refused(path):
+    # Else the denylist could be walked around: /var/lib/../../etc is /etc. The wording is that of
+    # every path key's (core/section.py).
+    (problem,) = problems(settings(prometheus={"dataDir": path}))
+    assert problem.startswith(f"observability.prometheus.dataDir: {path!r} ")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/lib/deepseek-r1-ascend/prometheus",
+        "/var/lib/prometheus",
+        "/data/prometheus",
+        "/srv/monitoring/prometheus",
+        "/home/ops/prometheus",
+        "/mnt/disk1/prometheus",
+    ],
+)
+def test_a_directory_of_the_deployments_own_is_accepted(path):
+    _, obs = planned(settings(prometheus={"dataDir": path}))
+    assert obs.prometheus_data_dir == path
+    assert [m.host_path for m in obs.prometheus.mounts] == [path]
+
+
+def test_the_shipped_stacks_data_directories_pass():
+    for stack in ("a2", "a3", "local"):
+        raw = stack_settings(stack)
+        raw.setdefault("observability", {})["enabled"] = True
+        raw["observability"].setdefault("grafana", {})["enabled"] = False
+        cfg = load_config(raw)
+        assert plan_observability(cfg, plan_cluster(cfg, stack)).prometheus_data_dir.startswith("/var/lib/")
+
+
+# --- where each server listens -------------------------------------------------------------------
+
+
+def listens(obs) -> dict[tuple[str, str], str]:
+    """(role, node) -> the address and port each observability container listens on."""
+    found = {}
+    for c in obs.containers:
+        if c.role == "prometheus":
+            (flag,) = [a for a in c.argv if a.startswith("--web.listen-address=")]
+            found[c.role, c.node] = flag.split("=", 1)[1]
+        elif c.role == "grafana":
+            env = dict(c.env)
+            found[c.role, c.node] = f"{env['GF_SERVER_HTTP_ADDR']}:{env['GF_SERVER_HTTP_PORT']}"
+        else:
+            args = dict(a.lstrip("-").split("=", 1) for a in c.argv[1:])
+            found[c.role, c.node] = f"{args['ip']}:{args['port']}"
+    return found
+
+
+def test_every_server_listens_on_its_nodes_address_not_on_every_interface():
+    _, obs = planned(settings(npuExporter={"image": EXPORTER}))
+    assert listens(obs) == {
+        ("prometheus", "a2-0"): "192.0.2.11:9090",
+        ("grafana", "a2-0"): "192.0.2.11:3000",
+        ("npu-exporter", "a2-0"): "192.0.2.11:8082",
+        ("npu-exporter", "a2-1"): "192.0.2.12:8082",
+    }
+    for c in obs.containers:
+        assert not any("0.0.0.0" in a or "=:" in a for a in c.argv + tuple(v for _, v in c.env)), c.role
+    # Prometheus scrapes each exporter where it listens.
+    exporters = {t.address for t in obs.targets if t.job == "npu-exporter"}
+    assert exporters == {v for (role, _), v in listens(obs).items() if role == "npu-exporter"}
+
+
+def test_prometheus_and_grafana_listen_on_the_chosen_address_and_the_urls_follow():
+    _, obs = planned(settings(listenAddress="127.0.0.1", npuExporter={"image": EXPORTER}))
+    assert listens(obs)["prometheus", "a2-0"] == "127.0.0.1:9090"
+    assert listens(obs)["grafana", "a2-0"] == "127.0.0.1:3000"
+    # The exporters stay on their nodes' addresses: Prometheus scrapes them from another node.
+    assert listens(obs)["npu-exporter", "a2-1"] == "192.0.2.12:8082"
+    assert (obs.prometheus_url, obs.grafana_url) == ("http://127.0.0.1:9090", "http://127.0.0.1:3000")
+    grafana = next(c for c in obs.containers if c.role == "grafana")
+    datasource = yaml.safe_load(uploads(grafana)["/etc/grafana/provisioning/datasources/prometheus.yaml"])
+    assert datasource["datasources"][0]["url"] == "http://127.0.0.1:9090"
+
+
+def test_an_ipv6_listen_address_is_bracketed_where_a_port_follows():
+    _, obs = planned(settings(listenAddress="2001:DB8::99"))
+    assert listens(obs)["prometheus", "a2-0"] == "[2001:db8::99]:9090"
+    # Grafana joins its address and port itself.
+    assert listens(obs)["grafana", "a2-0"] == "2001:db8::99:3000"
+    assert obs.prometheus_url == "http://[2001:db8::99]:9090"
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        (
+            "0.0.0.0",
+            "0.0.0.0 listens on every interface of the node; use the observability node's own address (the "
+            "default), a management address of that node, or 127.0.0.1",
+        ),
+        (
+            "::",
+            ":: listens on every interface of the node; use the observability node's own address (the "
+            "default), a management address of that node, or 127.0.0.1",
+        ),
+        ("fe80::1%eth0", "'fe80::1%eth0' has an IPv6 scope ID; use an address without '%'"),
+        (
+            "prometheus.example",
+            "'prometheus.example' is not an IP address; use the observability node's own address (the default), "
+            "a management address of that node, or 127.0.0.1",
+        ),
+    ],
+)
+def test_a_listen_address_is_one_address(address, message):
+    assert problems(settings(listenAddress=address)) == [f"observability.listenAddress: {message}"]
+
+
+def test_vllm_is_scraped_where_it_listens():
+    raw = settings("a3")
+    raw["serve"] = {"host": "127.0.0.1"}
+    _, obs = planned(raw, "a3")
+    assert [t.address for t in obs.targets if t.job == "vllm"] == ["127.0.0.1:8000"]
+    _, obs = planned(settings("a3"), "a3")  # every interface: the head's own address
+    assert [t.address for t in obs.targets if t.job == "vllm"] == [f"{stack_settings('a3')['nodes'][0]['ip']}:8000"]
+
+
+def test_the_local_stack_listens_on_its_loopback_addresses():
+    cfg = load_config(stack_settings("local"))
+    obs = plan_observability(cfg, plan_cluster(cfg, "local"))
+    assert listens(obs) == {("prometheus", "sim-0"): "127.0.0.1:9090"}
+    assert obs.prometheus_url == "http://127.0.0.1:9090"
+    assert {t.address for t in obs.targets} == {"127.0.0.1:8000", "127.0.0.1:9401", "127.0.0.2:9401"}
+
+
+def test_the_deployed_and_rendered_containers_listen_on_the_chosen_addresses():
+    raw = settings(npuExporter={"image": EXPORTER})
+    deployed = run_program(raw, stack="a2", secret_keys=("grafanaAdminPassword",))
+    assert deployed.error is None
+    assert "--web.listen-address=192.0.2.11:9090" in deployed.named("a2-0-prometheus").inputs["command"]
+    assert "GF_SERVER_HTTP_ADDR=192.0.2.11" in deployed.named("a2-0-grafana").inputs["envs"]
+    assert "-ip=192.0.2.12" in deployed.named("a2-1-npu-exporter").inputs["command"]
+    config = yaml.safe_load(
+        next(
+            u["content"]
+            for u in deployed.named("a2-0-prometheus").inputs["uploads"]
+            if u["file"].endswith("prometheus.yml")
+        )
+    )
+    scraped = {t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert "192.0.2.12:8082" in scraped and not any(t.startswith(("0.0.0.0", ":")) for t in scraped)
+    rendered = dry_run.render(plan_deployment(load_config(raw, frozenset({"grafanaAdminPassword"})), "a2"))
+    assert "--web.listen-address=192.0.2.11:9090" in rendered and "-ip=192.0.2.12" in rendered
+    assert "GF_SERVER_HTTP_ADDR=192.0.2.11" in rendered
+
+
+def _port_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Every `port` and `...Port` key of the configuration, as a stack file spells it."""
+    keys = set()
+    for field in model.model_fields.values():
+        key = prefix + field.alias
+        inner = getattr(field.annotation, "__args__", (field.annotation,))
+        section = next((t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if section is not None:
+            keys |= _port_keys(section, key + ".")
+        elif field.alias == "port" or field.alias.endswith("Port"):
+            keys.add(key)
+    return keys
+
+
+def test_the_security_page_names_every_port_the_stack_opens():
+    keys = _port_keys(ClusterConfig)
+    assert {"serve.port", "serve.dataParallelRpcPort", "supervision.metricsPort", "ssh.port"} <= keys
+    assert {"observability.prometheus.port", "observability.grafana.port", "observability.npuExporter.port"} <= keys
+    page = (PROJECT_DIR / "docs" / "security.md").read_text()
+    assert {k for k in keys if f"`{k}`" not in page} == set()

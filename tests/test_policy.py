@@ -185,6 +185,10 @@ FIX = "set start ranks to node index x data-parallel-size-local (0, 2, ...)"
 IMAGE = "m.daocloud.io/quay.io/ascend/vllm-ascend:v0.18.0"
 # v0.18.0 as a node pulls it after the tag was pushed again: another build under the same tag.
 REPUSHED_ID = "sha256:0f1e2d3c4b5a" + "0" * 52
+WEIGHTS_FIX = (
+    "set model.weightsDir to a directory of its own outside the host system directories (e.g. /data/models), "
+    f"or leave it at its default {WEIGHTS_MOUNT}"
+)
 ONE_IMAGE_FIX = (
     "different vllm builds hang the group at its start-up handshake; pin image.ref in the stack config to one "
     "@sha256: digest, so that every node pulls the same build"
@@ -597,8 +601,16 @@ VIOLATIONS = [
         _weights_at("/usr"),
         "vllm-host-system-dirs-writable",
         f"node a2-1: host system directory /usr is mounted writable at {WEIGHTS_MOUNT}, so the serving "
-        "container can change the host itself; remove that volume, or give it readOnly: true if the container "
-        "must read it",
+        f"container can change the host itself; {WEIGHTS_FIX}",
+    ),
+    (
+        "weights-below-root",  # only the tutorial's /root/.cache is the weights directory's exception
+        "a3",
+        "a3-0-vllm",
+        _weights_at("/root/weights"),
+        "vllm-host-system-dirs-writable",
+        f"node a3-0: /root/weights (in host system directory /root) is mounted writable at {WEIGHTS_MOUNT}, so "
+        f"the serving container can change the host itself; {WEIGHTS_FIX}",
     ),
     (
         "etc-read-only",
@@ -924,7 +936,14 @@ NEAR_MISSES = [
         "vllm-host-system-dirs-writable",
     ),
     ("data-below-home", "a2", "a2-1-vllm", add_volume("/home/ai/cache", "/cache", True), "vllm-host-system-dirs"),
-    ("weights-below-root", "a3", "a3-0-vllm", _weights_at("/root/weights"), "vllm-host-system-dirs-writable"),
+    (
+        "weights-below-root-cache",
+        "a3",
+        "a3-0-vllm",
+        _weights_at(f"{WEIGHTS_MOUNT}/modelscope"),
+        "vllm-host-system-dirs-writable",
+    ),
+    ("weights-on-a-data-disk", "a2", "a2-1-vllm", _weights_at("/data/models"), "vllm-host-system-dirs-writable"),
     (
         "driver-below-host-root",
         "a2",

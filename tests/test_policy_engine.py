@@ -79,6 +79,8 @@ def test_analyzer_info_lists_policies_levels_and_config_schema():
     assert schemas["vllm-shm-size"]["properties"]["minShmMiB"]["default"] == 1024
     assert schemas["vllm-w8a8-serve-flags"]["properties"]["maxGpuMemoryUtilization"]["default"] == 0.95
     assert schemas["vllm-container-privileges"]["properties"]["allowedCapabilities"]["default"] == {}
+    assert schemas["vllm-container-privileges"]["properties"]["hostUsernsReason"]["default"] == ""
+    assert schemas["vllm-container-host-isolation"]["properties"]["privilegedImages"]["default"] == {}
 
 
 def test_shipped_graph_has_no_diagnostics(a2):
@@ -145,3 +147,18 @@ def test_unknown_values_do_not_stop_a_policy(a2):
     found = _analyze_all(_servicer(), broken)
     assert {d.policyName for d in found} == {"vllm-dp-group-consistent"}
     assert any("--data-parallel-start-rank 1 overlaps ranks 0-1 of node a2-0" in d.message for d in found)
+
+
+def test_a_privileged_image_comes_from_the_pack_config(a2):
+    # A container beside the nodes (an exporter) that must run privileged: allowed by its image id.
+    image_id = "sha256:" + "5e" * 32
+    exporter = copy.deepcopy(next(n for n in a2 if n.name == "a2-0-vllm"))
+    exporter.name, exporter.urn = "a2-0-exporter", exporter.urn.replace("a2-0-vllm", "a2-0-exporter")
+    exporter.inputs = {"image": image_id, "command": ["npu-exporter"], "privileged": True}
+    graph = [*a2, exporter]
+    found = _analyze_all(_servicer(), graph)
+    assert [d.policyName for d in found] == ["vllm-container-host-isolation"]
+    assert "privilegedImages" in found[0].message
+    allowed = {image_id: "reads every chip through the driver"}
+    servicer = _configured("vllm-container-host-isolation", proto.MANDATORY, privilegedImages=allowed)
+    assert _analyze_all(servicer, graph) == []

@@ -22,7 +22,7 @@ from policy_harness import (
 )
 from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE
 
-from core.plan import ROLE_LABEL, STACK_LABEL
+from core.plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL
 
 PRIVILEGES = "vllm-container-privileges"
 
@@ -61,31 +61,70 @@ def _other_container(name: str, inputs: dict) -> Node:
     return Node(policies.CONTAINER, name, urn, inputs)
 
 
-def test_containers_that_are_not_vllm_are_not_serving_containers():
-    # What an observability stack adds beside the nodes: privileged-ish exporters reading host
-    # directories, and a dashboard with a token on its command line.
-    exporter = {
-        "image": "quay.io/prometheus/node-exporter:v1.8.2",
-        "command": ["--path.rootfs=/host"],
-        "capabilities": {"adds": ["SYS_TIME"]},
-        "pidMode": "host",
-        "volumes": [{"hostPath": "/proc", "containerPath": "/host/proc", "readOnly": True}],
-        "labels": [{"label": STACK_LABEL, "value": "a2"}, {"label": ROLE_LABEL, "value": "exporter"}],
-    }
+def test_containers_that_are_not_vllm_are_checked_too():
+    # What an observability stack adds beside the nodes: exporters reading host directories with a
+    # capability and the host's PID namespace, and a dashboard with a token on its command line.
+    # Isolation and credentials do not depend on what a container runs: each is reported, worded
+    # for a container that is not vllm's (the fix says what it needs, not what vllm needs).
+    def exporter(node: str, command) -> dict:
+        return {
+            "image": "quay.io/prometheus/node-exporter:v1.8.2",
+            "command": command,
+            "capabilities": {"adds": ["SYS_TIME"]},
+            "pidMode": "host",
+            "volumes": [{"hostPath": "/proc", "containerPath": "/host/proc", "readOnly": True}],
+            "labels": [
+                {"label": STACK_LABEL, "value": "a2"},
+                {"label": NODE_LABEL, "value": node},
+                {"label": ROLE_LABEL, "value": "exporter"},
+            ],
+        }
+
     dashboard = {
         "image": "grafana/grafana:11.2.0",
         "command": ["grafana", "server", "--api-key", "glsa_0123456789abcdef"],
         "mounts": [{"type": "bind", "source": "/var/lib/grafana", "target": "/var/lib/grafana"}],
         "envs": ["HCCL_IF_IP=192.0.2.11"],
     }
-    # At preview an added container's command may be unknown: its label still says what it is.
-    unknown = {**exporter, "command": UNKNOWN_ARRAY_VALUE}
     g = graph("a2") + [
-        _other_container("a2-0-node-exporter", exporter),
+        _other_container("a2-0-node-exporter", exporter("a2-0", ["--path.rootfs=/host"])),
         _other_container("grafana", dashboard),
-        _other_container("a2-1-node-exporter", unknown),
+        # At preview an added container's command may be unknown: it is checked all the same.
+        _other_container("a2-1-node-exporter", exporter("a2-1", UNKNOWN_ARRAY_VALUE)),
     ]
-    assert run(g) == []
+    found = sorted((v.policy, v.message) for v in run(g))
+    expected = []
+    for node in ("a2-0", "a2-1"):
+        who = f"node {node} ({node}-node-exporter)"
+        expected += [
+            (
+                PRIVILEGES,
+                f"{who}: capabilities.adds SYS_TIME gives the container a host privilege beyond Docker's defaults; "
+                'remove it, or state why in the pack config: "vllm-container-privileges": {"allowedCapabilities": '
+                '{"SYS_TIME": "<reason>"}}',
+            ),
+            (
+                PRIVILEGES,
+                f"{who}: pidMode 'host' puts the container in the host's PID namespace, so it can see, trace and "
+                "signal every process on the host; remove pidMode, or state why in the pack config: "
+                '"vllm-container-privileges": {"hostPidReason": "<reason>"}',
+            ),
+            (
+                "vllm-host-system-dirs",
+                f"{who}: host system directory /proc is mounted read-only at /host/proc, which shows the container "
+                "the host's files (configuration, keys, other services' state); remove that volume, or mount only "
+                "the files it needs from outside the system directories",
+            ),
+        ]
+    expected.append(
+        (
+            "vllm-no-secrets-on-command-line",
+            "node grafana: --api-key passes a credential on the container's command line, where `docker inspect`, "
+            "`ps` on the node and the Pulumi state show it in plain text; remove it and hand the value to the "
+            "container in a secret environment variable (its envs, as a Pulumi secret) or in a file it reads",
+        )
+    )
+    assert found == sorted(expected)
 
 
 def _wrapped(inputs):
