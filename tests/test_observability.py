@@ -465,7 +465,7 @@ def test_the_policy_pack_allows_privileged_mode_only_to_the_exporter_image_it_na
     # The exporter reads every NPU through the driver's management interfaces: a site names its
     # pinned image in the pack config, or the pack refuses it.
     found = run(graph, only="vllm-container-host-isolation")
-    assert [v.message.split("; ")[0] for v in found] == [
+    assert sorted(v.message.split("; ")[0] for v in found) == [
         f"node {n} ({n}-npu-exporter): {refused}" for n in ("a2-0", "a2-1")
     ]
     exporter_id = deployed.named("a2-0-npu-exporter").inputs["image"]
