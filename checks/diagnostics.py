@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from core.plan import NodePlan, under_root
-from supervision.supervisor import GENERATION, GROUP_RESTARTS, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+from supervision.protocol import GENERATION, GROUP_RESTARTS, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
 
 from .driver_files import driver_files_command, parse_driver_files
 from .hccn import DEFAULT_HCCN_TOOL, hccn_command, judge_npu_network

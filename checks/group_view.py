@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from supervision.supervisor import HEAD_HEALTHY, PEER_UP
+from supervision.protocol import HEAD_HEALTHY, PEER_UP
 
 from .common import CheckResult
 

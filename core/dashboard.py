@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+from supervision.protocol import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
 
 # The provisioned datasource's uid; the dashboard refers to it, never to a name a user can rename.
 DATASOURCE_UID = "deepseek-prometheus"

@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from supervision.supervisor import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, PEER_UP, RESTART_CAPPED, VLLM_UP
+from supervision.protocol import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, PEER_UP, RESTART_CAPPED, VLLM_UP
 
 from .dashboard import DATASOURCE_UID, dashboard
 from .models import ClusterConfig

@@ -1,8 +1,9 @@
 """Group supervision in the plan: the files placed into every node's container and its entrypoint.
 
-The container's command stays the `vllm serve` argv; the entrypoint in front of it is
-supervision/supervisor.py (see its docstring for the design), which reads its node's settings
-from a JSON file placed next to it.
+The container's command stays the `vllm serve` argv; the entrypoint in front of it is the
+supervisor (supervision/supervisor.py, see its docstring for the design): the package
+`supervision` and its launcher are placed into the container, with the node's settings as a
+JSON file beside them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervision.supervisor import SETTINGS_FILE
+from supervision.protocol import SETTINGS_FILE
 
 from .models import ClusterConfig
 
@@ -19,8 +20,17 @@ from .models import ClusterConfig
 UNSPECIFIED_HOSTS = ("0.0.0.0", "::")
 
 SUPERVISOR_DIR = str(Path(SETTINGS_FILE).parent)
-SUPERVISOR_PATH = f"{SUPERVISOR_DIR}/supervisor.py"
-SUPERVISOR_SOURCE = (Path(__file__).resolve().parent.parent / "supervision" / "supervisor.py").read_text()
+# The launcher (the package's __main__.py) is the entrypoint; the package sits beside it (a
+# namespace package: it needs no __init__.py).
+SUPERVISOR_PATH = f"{SUPERVISOR_DIR}/supervise"
+_PACKAGE = Path(__file__).resolve().parent.parent / "supervision"
+SUPERVISOR_FILES = {
+    SUPERVISOR_PATH: (_PACKAGE / "__main__.py").read_text(),
+    **{
+        f"{SUPERVISOR_DIR}/supervision/{name}": (_PACKAGE / name).read_text()
+        for name in ("protocol.py", "supervisor.py")
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -81,4 +91,5 @@ def supervisor_uploads(cfg: ClusterConfig, index: int, group: str) -> tuple[Uplo
     if not cfg.supervision.enabled:
         return ()
     settings = json.dumps(supervisor_settings(cfg, index, group), indent=1, sort_keys=True) + "\n"
-    return (Upload(SUPERVISOR_PATH, SUPERVISOR_SOURCE, True), Upload(SETTINGS_FILE, settings, False))
+    code = tuple(Upload(path, content, path == SUPERVISOR_PATH) for path, content in SUPERVISOR_FILES.items())
+    return (*code, Upload(SETTINGS_FILE, settings, False))

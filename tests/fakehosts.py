@@ -14,7 +14,7 @@ from hoststubs import fixture
 
 from checks import group_view
 from checks.steps import STEPS, node_script
-from supervision.supervisor import State, metrics_text
+from supervision.protocol import State, metrics_text
 
 CHECK = re.compile(r"^(?P<node>.+)-check-(?P<check>[a-z-]+)$")
 

@@ -24,7 +24,7 @@ from core.deployment import plan_deployment
 from core.models import ClusterConfig
 from core.observability import DASHBOARD_FILE, plan_observability
 from core.plan import plan_cluster
-from supervision.supervisor import (
+from supervision.protocol import (
     GROUP_RESTARTS,
     GROUP_SERVED,
     HEAD_HEALTHY,

@@ -9,7 +9,8 @@ from mocked import run_program, stack_settings
 from core.config import load_config
 from core.plan import plan_cluster
 from core.supervision import SUPERVISOR_PATH
-from supervision.supervisor import (
+from supervision.protocol import (
+    SETTINGS_FILE,
     Observation,
     Peer,
     Restart,
@@ -335,9 +336,15 @@ def test_the_plan_places_the_supervisor_in_front_of_the_unchanged_argv(a2_raw):
     assert worker.entrypoint == (SUPERVISOR_PATH,)
     assert worker.argv[:2] == ("vllm", "serve")
     assert worker.supervisor_url == "http://192.0.2.12:9401"
-    settings = Settings.from_json(worker.uploads[1].content)
+    settings = Settings.from_json(worker.uploads[-1].content)
     assert settings == replace(SETTINGS, poll_seconds=2, group=plan.group_fingerprint)
-    assert [u.executable for u in worker.uploads] == [True, False]
+    # The launcher runs the package placed beside it; the settings come last.
+    assert [(u.path, u.executable) for u in worker.uploads] == [
+        ("/opt/deepseek-r1-ascend/supervise", True),
+        ("/opt/deepseek-r1-ascend/supervision/protocol.py", False),
+        ("/opt/deepseek-r1-ascend/supervision/supervisor.py", False),
+        (SETTINGS_FILE, False),
+    ]
 
 
 def test_the_group_epoch_replaces_the_whole_group(a2_raw):
@@ -345,7 +352,7 @@ def test_the_group_epoch_replaces_the_whole_group(a2_raw):
     after = plan_cluster(load_config({**a2_raw, "supervision": {"groupEpoch": 1}}), "a2")
     assert before.group_fingerprint != after.group_fingerprint
     assert [n.argv for n in before.nodes] == [n.argv for n in after.nodes]
-    assert json.loads(after.nodes[0].uploads[1].content)["group_epoch"] == 1
+    assert json.loads(after.nodes[0].uploads[-1].content)["group_epoch"] == 1
 
 
 def test_without_supervision_the_container_runs_vllm_itself(a2_raw):
@@ -366,7 +373,7 @@ def test_the_metrics_port_must_be_its_own(a2_raw):
 def test_stall_seconds_is_a_positive_whole_number(a2_raw):
     from core.config import ConfigError
 
-    assert json.loads(plan_cluster(load_config(a2_raw), "a2").nodes[0].uploads[1].content)["stall_seconds"] == 300
+    assert json.loads(plan_cluster(load_config(a2_raw), "a2").nodes[0].uploads[-1].content)["stall_seconds"] == 300
     with pytest.raises(ConfigError) as error:
         load_config({**a2_raw, "supervision": {"stallSeconds": 0}})
     assert str(error.value).endswith("supervision.stallSeconds: got 0; input should be greater than or equal to 1")
@@ -418,7 +425,7 @@ def test_settings_under_which_the_supervisors_cannot_watch_or_stop_vllm_are_refu
 @pytest.mark.parametrize("host", ["192.0.2.11", "::"])
 def test_the_head_is_watched_where_vllm_listens(a2_raw, host):
     plan = plan_cluster(load_config({**a2_raw, "serve": {"host": host}}), "a2")
-    head, other = (Settings.from_json(n.uploads[1].content) for n in plan.nodes)
+    head, other = (Settings.from_json(n.uploads[-1].content) for n in plan.nodes)
     assert head.head_url == f"http://{plan.listen_host}:8000"
     assert other.head_url == "http://192.0.2.11:8000"
 
@@ -434,4 +441,4 @@ def test_a_single_node_watches_its_own_vllm_wherever_it_listens():
         "serve": {"host": "127.0.0.1"},
     }
     plan = plan_cluster(load_config(raw), "a3")
-    assert Settings.from_json(plan.nodes[0].uploads[1].content).head_url == "http://127.0.0.1:8000"
+    assert Settings.from_json(plan.nodes[0].uploads[-1].content).head_url == "http://127.0.0.1:8000"

@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 from test_supervisor import SETTINGS
 
-from supervision.supervisor import State, Supervisor
+from supervision.protocol import State
+from supervision.supervisor import Supervisor
 
 PR_SET_CHILD_SUBREAPER = 36
 

@@ -9,7 +9,7 @@ from checks import diagnostics
 from checks.diagnostics import NodeReport, collect_command, split_sections, summary
 from core.config import load_config
 from core.plan import plan_cluster
-from supervision.supervisor import State, metrics_text
+from supervision.protocol import State, metrics_text
 
 
 def local_plan(root, supervision=True):

@@ -5,7 +5,7 @@ import os
 from hoststubs import run_sh, stub
 
 from checks.group_view import group_view_command, judge_group_view
-from supervision.supervisor import State, metrics_text
+from supervision.protocol import State, metrics_text
 
 SERVING = State(served=True, phase="serving")
 PEERS = {"a2-0": "192.0.2.11", "a2-2": "192.0.2.13"}

@@ -33,7 +33,7 @@ from core.defaults import SUPERVISION_METRICS_PORT
 from core.plan import plan_cluster
 from core.stack import stack_file
 from core.supervision import SUPERVISOR_DIR
-from supervision.supervisor import GENERATION, GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+from supervision.protocol import GENERATION, GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
 
 # The simulated weight load (VLLM_SIM_LOAD_SECONDS): bounds are multiples of it.
 LOAD_S = 3
