@@ -11,13 +11,21 @@ Environment (resource inputs that change no step's outcome, so changing them re-
 `NODE_SSH` maps each node to its SSH connection (`host`, `user`, `port`, `hostKey`, `opts`) or to
 null for the local engine; `SSH_PRIVATE_KEY` is the key to log in with (else the agent or the
 user's own keys). Standard input carries the step's secrets, one per line, to the node.
+
+`ssh` reads a key only from a file, so `SSH_PRIVATE_KEY` is written for the step's life to a file
+only this user can read, in a directory of its own on /dev/shm (memory) where there is one. The
+step removes it on every way out it can see: success, failure, SIGTERM, SIGINT, SIGHUP. SIGKILL
+leaves it behind, and the next step of this user removes it (its directory names the dead process).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,29 +37,89 @@ from .steps import NODE_SSH_ENV, SSH_KEY_ENV, STEPS, StepFailed, node_script
 SSH_FAILED = 255
 # How a long step (readiness) reports its progress while it waits.
 PROGRESS = "waiting for "
+# A step's working directory (the SSH key, a node's pinned host key): named after the process
+# that made it, so a later step can tell one left behind by a killed process from a running one's.
+WORKDIR_PREFIX = "deepseek-r1-ascend-"
+_WORKDIR = re.compile(rf"{re.escape(WORKDIR_PREFIX)}(\d+)-[^/]+")
+# The signals a cancelled `pulumi up` (or Ctrl-C) sends: each unwinds the step, which removes
+# its working directory, key included. SIGKILL cannot be caught: the next step sweeps up after it.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Every ssh of a step: never a prompt, never a host key trusted on first use.
+_STRICT = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+
+
+def workdir_base() -> str:
+    """Where steps keep their working directories: /dev/shm (memory, never a disk) when this
+    machine has it, else the temporary directory."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return str(shm)
+    return tempfile.gettempdir()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_workdirs(base: str) -> list[str]:
+    """Remove this user's step directories whose process is gone (a step killed with SIGKILL)."""
+    removed = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _WORKDIR.fullmatch(entry.name)
+        try:
+            mine = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+        except OSError:
+            continue
+        if match and mine and not _alive(int(match.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create `path` readable by this user only from the first byte on (never another file's
+    content through a link)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def ssh_argv(connection: dict, workdir: Path, private_key: str | None) -> list[str]:
-    """This machine's `ssh` with the Docker provider's options for the node (they come first, and
-    ssh keeps the first value it reads), never prompting; pinned to the node's hostKey."""
+    """This machine's `ssh`, never prompting and always checking the host key strictly (against
+    the node's hostKey when pinned, else the user's own known_hosts: never trust on first use),
+    then the Docker provider's options for the node. ssh keeps the first value it reads for an
+    option, so neither those nor the site's sshOpts can loosen these."""
     opts = list(connection.get("opts") or [])
-    argv = ["ssh", "-T", *opts, "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=30"]
+    # The Docker provider's options for an ssh:// host start with these already.
+    strict = [] if opts[: len(_STRICT)] == _STRICT else _STRICT
+    argv = ["ssh", "-T", *strict, *opts]
+    argv += ["-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=30"]
     if connection.get("hostKey") and not any(o.startswith("UserKnownHostsFile=") for o in opts):
         # A node whose Docker is not reached over SSH has no known_hosts file of the stack's.
         known = workdir / "known_hosts"
         host = connection["host"] if connection["port"] == 22 else f"[{connection['host']}]:{connection['port']}"
         known.write_text(f"{host} {connection['hostKey']}\n")
-        argv += ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
+        argv += ["-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"]
     if private_key:
         identity = workdir / "id"
-        identity.write_text(private_key if private_key.endswith("\n") else private_key + "\n")
-        identity.chmod(0o600)
+        _write_private(identity, private_key if private_key.endswith("\n") else private_key + "\n")
         argv += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
     return argv + ["-p", str(connection["port"]), "-l", connection["user"]]
 
 
 def run_on(node: str, connection: dict | None, script: str, stdin: bytes) -> str:
-    with tempfile.TemporaryDirectory(prefix="deepseek-r1-ascend-") as workdir:
+    prefix = f"{WORKDIR_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=workdir_base()) as workdir:
         if connection is None:
             argv = ["/bin/sh", "-c", script]
         else:
@@ -59,16 +127,22 @@ def run_on(node: str, connection: dict | None, script: str, stdin: bytes) -> str
             argv += ["--", connection["host"], "sh -c " + shlex.quote(script)]
         with tempfile.TemporaryFile() as errors:
             done = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
-            done.stdin.write(stdin)
-            done.stdin.close()
-            lines = []
-            for raw in done.stdout:
-                line = raw.decode(errors="replace")
-                lines.append(line)
-                if line.startswith(PROGRESS):
-                    # A long wait's progress reaches the console while it runs.
-                    print(line, end="", file=sys.stderr, flush=True)
-            code = done.wait()
+            try:
+                done.stdin.write(stdin)
+                done.stdin.close()
+                lines = []
+                for raw in done.stdout:
+                    line = raw.decode(errors="replace")
+                    lines.append(line)
+                    if line.startswith(PROGRESS):
+                        # A long wait's progress reaches the console while it runs.
+                        print(line, end="", file=sys.stderr, flush=True)
+                code = done.wait()
+            finally:
+                # Stopped by a signal: the node's command goes with the step.
+                if done.poll() is None:
+                    done.kill()
+                    done.wait()
             errors.seek(0)
             stderr = errors.read().decode(errors="replace")
     stdout = "".join(lines)
@@ -84,7 +158,13 @@ def run_on(node: str, connection: dict | None, script: str, stdin: bytes) -> str
     return stdout
 
 
+def _stop(signum: int, _frame) -> None:
+    # Unwinds like an exception, so every `with` block cleans up (the SSH key above all).
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    sweep_stale_workdirs(workdir_base())
     name, spec = argv[0], json.loads(argv[1])
     step = STEPS[name]
     connections = json.loads(os.environ.get(NODE_SSH_ENV) or "{}")
@@ -101,4 +181,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _stop)
     sys.exit(main(sys.argv[1:]))

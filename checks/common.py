@@ -63,13 +63,14 @@ def quote(value: str) -> str:
     return shlex.quote(value)
 
 
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._:@+-]+$")
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9._:@+-]+")
 
 
 def token(value: str, what: str) -> str:
     """Values echoed into section headers must be single safe tokens."""
     value = str(value)
-    if not _SAFE_TOKEN.match(value):
+    # The whole value: `re.match` with `$` would let a trailing newline through.
+    if not _SAFE_TOKEN.fullmatch(value):
         raise ValueError(f"{what} must be a single token of [A-Za-z0-9._:@+-], got {value!r}")
     return value
 

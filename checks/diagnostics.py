@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from core.plan import NodePlan, under_root
 from supervision.protocol import GENERATION, GROUP_RESTARTS, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
 
+from .common import quote
 from .driver_files import driver_files_command, parse_driver_files
 from .hccn import DEFAULT_HCCN_TOOL, hccn_command, judge_npu_network
 from .npu_smi import judge_npu_smi, npu_smi_command
@@ -44,7 +45,8 @@ def collect_command(node: NodePlan, log_lines: int = 200) -> str:
         "hccn": hccn_command(node.npus, under_root(node.host_root, DEFAULT_HCCN_TOOL)),
         "driver": driver_files_command((), node.driver_version_file),
     }
-    lines = [f'PATH="{path}:$PATH"; export PATH']
+    # Quoted as one word: hostRoot is data, never shell (`"$PATH"` is the only expansion here).
+    lines = [f'PATH={quote(path)}:"$PATH"; export PATH']
     for section in SECTIONS:
         lines += [f"echo {shlex.quote(_MARK + section)}", f"{{ {commands[section]}; }} || true"]
     return "\n".join(lines) + "\n"

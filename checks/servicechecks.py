@@ -2,7 +2,9 @@
 
 Readiness, the smoke request, the benchmark, the accuracy run and weights staging all run on a
 node (over SSH, or locally for a local engine). Commands read secrets from their environment
-(`VLLM_API_KEY`, tokens), never from their own text, so command lines and logs stay clean.
+(`VLLM_API_KEY`, tokens), never from their own text, and hand them on by name (`docker exec -e
+NAME`) or on a standard input (curl's `-H @-`), never as an argument: command lines and logs
+stay clean, and no other user of the node reads a secret in `ps`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,22 @@ from dataclasses import dataclass
 
 from core.config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
 
-# Adds the API key header to curl's arguments when the command runs with VLLM_API_KEY set.
-_CURL_AUTH = '[ -n "${VLLM_API_KEY:-}" ] && set -- "$@" -H "Authorization: Bearer $VLLM_API_KEY"'
+# `api <curl arguments>`: curl with the API key's header when the command runs with VLLM_API_KEY
+# set. The header reaches curl on its standard input (`-H @-`, curl 7.55+) from a here-document,
+# which the shell expands itself: the key is on no process's command line (`ps` shows every one).
+_API = "\n".join(
+    [
+        "api() {",
+        '  if [ -n "${VLLM_API_KEY:-}" ]; then',
+        '    curl -H @- "$@" <<EOF',
+        "Authorization: Bearer ${VLLM_API_KEY}",
+        "EOF",
+        "  else",
+        '    curl "$@"',
+        "  fi",
+        "}",
+    ]
+)
 # vllm's bench and lm_eval's API models read the key as OPENAI_API_KEY; `docker exec -e` passes it on.
 _OPENAI_KEY = 'OPENAI_API_KEY="${VLLM_API_KEY:-}"; export OPENAI_API_KEY'
 
@@ -43,12 +59,12 @@ def readiness_command(
     waiting = shlex.quote(f"waiting for {base_url} to serve {served_name}:")
     return "\n".join(
         [
+            _API,
             "set -- -fsS --max-time 10",
-            _CURL_AUTH,
             "start=$(date +%s)",
             "report=60",
             "while :; do",
-            f'  if curl "$@" -o /dev/null {health} 2>/dev/null && curl "$@" {models} 2>/dev/null | grep -q {listed}; then',
+            f'  if api "$@" -o /dev/null {health} 2>/dev/null && api "$@" {models} 2>/dev/null | grep -q {listed}; then',
             '    echo "ready after $(( $(date +%s) - start ))s"; exit 0',
             "  fi",
             "  waited=$(( $(date +%s) - start ))",
@@ -85,9 +101,9 @@ def smoke_command(base_url: str, request: dict) -> str:
     body = shlex.quote(json.dumps(request))
     return "\n".join(
         [
+            _API,
             "set -- -sS --max-time 600 -H 'Content-Type: application/json'",
-            _CURL_AUTH,
-            f"curl \"$@\" -w '\\n%{{http_code}} %{{time_total}}\\n' -d {body} {shlex.quote(base_url + '/v1/completions')}",
+            f"api \"$@\" -w '\\n%{{http_code}} %{{time_total}}\\n' -d {body} {shlex.quote(base_url + '/v1/completions')}",
         ]
     )
 

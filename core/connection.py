@@ -7,13 +7,22 @@ steps and the providers, and must never replace the group, so the fingerprint re
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .config import PROJECT
 
+# The checkout the program runs from (the directory of Pulumi.yaml). Two checkouts on one machine
+# with a stack of the same name (two sites' `prod`) must never overwrite each other's pins.
+CHECKOUT = Path(__file__).resolve().parent.parent
 
-def known_hosts_file(stack: str) -> str:
-    return f"~/.ssh/{PROJECT}-{stack}.known_hosts"
+
+def known_hosts_file(stack: str, checkout: Path = CHECKOUT) -> str:
+    """The stack's pinned host keys, per project checkout and stack: `~/.ssh/deepseek-r1-ascend-
+    <stack>-<8 hex digits naming the checkout>.known_hosts`."""
+    tag = hashlib.sha256(str(checkout).encode()).hexdigest()[:8]
+    return f"~/.ssh/{PROJECT}-{stack}-{tag}.known_hosts"
 
 
 def known_hosts_line(docker_host: str, host_key: str | None) -> str | None:

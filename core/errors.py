@@ -112,15 +112,31 @@ def _kind(value: Any) -> str:
     return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
+# What some keys hold, beyond their type: the rules across keys that a value must also meet. An
+# error about a key under a secret shows only this (the rule's own words would quote the value).
+_SHAPES = {
+    ("nodes", "name"): "a node name unique across nodes (1-40 lowercase letters, digits and '-')",
+    ("nodes", "ip"): "the IP address of the node's NIC, unique across nodes and of the same family as nodes[0].ip",
+    ("nodes", "containerName"): "a container name unique on its Docker host",
+    ("nodes", "hostRoot"): "an absolute path, unique on its Docker host",
+    ("nodes", "renamedFrom"): "the former name of this node, which no node has any more",
+    ("serve", "extraArgs"): "vllm serve arguments vllm accepts, one flag or value per item, none that the config "
+    "sets itself (docs/configuration.md) and no credential (use the apiKey and hfToken secrets)",
+}
+
+
 def _shape(loc: tuple) -> str:
     """What a key holds, in words, from its type (for errors that must not show the value)."""
+    keys = tuple(part for part in loc if isinstance(part, str))
+    if keys[:1] == ("env",):
+        return "a mapping of environment variable names (letters, digits and '_') to strings, numbers or booleans"
+    if keys[:2] in _SHAPES:
+        return _SHAPES[keys[:2]]
     model = _section(loc)
     name = next((p for p in reversed(loc) if isinstance(p, str)), None)
     field = next((f for f in model.model_fields.values() if f.alias == name), None) if model else None
     if field is None:
         return "a value of the documented form"
-    if model.__name__ == "Env":
-        return "a mapping of environment variable names (letters, digits and '_') to strings, numbers or booleans"
     return _type_words(field.annotation, f"a valid {name}")
 
 
@@ -136,15 +152,31 @@ def _type_words(annotation: Any, scalar: str) -> str:
 
 
 def hide_secret_values(problem: str, raw: dict[str, Any], secret_keys: frozenset[str]) -> str:
-    """A problem about a key under a secret, with every value under that secret masked (the rules
-    across keys quote values, e.g. a duplicate address)."""
+    """A problem about a key under a secret, without any fragment of the secret's value.
+
+    Under a key the user set with `--secret` (say `serve` or `nodes`), the message is the key's path
+    and the shape it expects, nothing else: a rule's own words quote what they found (a flag and
+    its value, an address), and no masking can tell every fragment of a value apart. Under a named
+    secret (apiKey, ...), whose rules quote no value, every value under it is masked all the same.
+    """
     top = re.split(r"[.\[:]", problem, maxsplit=1)[0]
     if top not in secret_keys and top not in SECRET_KEYS:
         return problem
     head, _, text = problem.partition(": ")
+    hidden = f"the value is hidden because {top} is a secret"
+    if top not in SECRET_KEYS:
+        if hidden in text:
+            # Already only the shape (a pydantic error, see `describe`).
+            return problem
+        return f"{head}: expected {_shape(_path_loc(head))}; {hidden} (and so is the rest of this problem, which would quote it)"
     for value in sorted(set(_leaves(raw.get(top))), key=len, reverse=True):
         text = re.sub(rf"(?<![\w.:-]){re.escape(value)}(?![\w.:-])", "<hidden>", text)
     return f"{head}: {text}"
+
+
+def _path_loc(path: str) -> tuple:
+    """`nodes[1].ip` as the location pydantic would give: ('nodes', 1, 'ip')."""
+    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", path))
 
 
 def _leaves(value: Any):

@@ -1,8 +1,10 @@
 """vllm serve flags: which ones the config models, which the plan derives, and what extraArgs may add.
 
 serve.extraArgs is read the way vllm 0.18.0's parser reads it (vllm_args.py), so a spelling vllm
-accepts cannot slip past these rules, and one it refuses is refused here. No message quotes a
-credential given there: validation reads the items with those values already hidden.
+accepts cannot slip past these rules, and one it refuses is refused here. A credential flag is
+refused there always, even when `serve` is a Pulumi secret: the container's command line is read
+by every local user of the node (`ps`, `docker inspect`), whatever Pulumi encrypts. No message
+quotes a credential given there: validation reads the items with those values already hidden.
 """
 
 from __future__ import annotations
@@ -145,18 +147,19 @@ def _flag_keys() -> dict[str, str]:
 
 def extra_args_problems(cfg: ClusterConfig, secret_keys: frozenset[str] = frozenset()) -> list[str]:
     """serve.extraArgs items vllm would refuse, that override a modelled or derived flag, or that
-    keep a credential in plain text (unless `serve` is a Pulumi secret)."""
+    put a credential on the command line (`serve` being a Pulumi secret or not: `secret_keys`
+    changes nothing here, errors.py hides the messages of a secret `serve`)."""
     table = vllm_args.load_table()
     problems = []
     for given in vllm_args.read(hide_credentials(cfg.serve.extra_args, table), table):
-        problem = None if "serve" in secret_keys else _plain_credential(given, table)
+        problem = _credential(given, table)
         problem = problem or (_refused(given, table) if given.error else _conflict(given, len(cfg.nodes) > 1))
         if problem:
             problems.append(f"serve.extraArgs[{given.index}]: {problem}")
     return problems
 
 
-def _plain_credential(given: vllm_args.Given, table: vllm_args.Table) -> str | None:
+def _credential(given: vllm_args.Given, table: vllm_args.Table) -> str | None:
     """A credential flag given a value: as two items, as `--flag=value`, or as one item `'--flag value'`."""
     if given.option is not None:
         flag, passed = given.option.flag, any(given.values)
@@ -165,11 +168,16 @@ def _plain_credential(given: vllm_args.Given, table: vllm_args.Table) -> str | N
         flag, passed = _flag(first, table), bool(rest)
     if flag is None or not passed or not is_credential(flag):
         return None
-    key = SECRET_FOR_FLAG[flag.name]
-    return (
-        f"{_named(given)} keeps a credential in the stack file in plain text; remove it and set "
-        f"`pulumi config set --secret {key} <value>`: the containers get it as {SECRET_ENV[key]}, which vllm "
+    key = SECRET_FOR_FLAG.get(flag.name)
+    instead = (
+        f"set `pulumi config set --secret {key} <value>`: the containers get it as {SECRET_ENV[key]}, which vllm "
         f"reads like {flag.name}"
+        if key
+        else "put the variable vllm reads it from in env.extra, set with `pulumi config set --secret`"
+    )
+    return (
+        f"{_named(given)} puts a credential on vllm's command line, which every user of the node reads "
+        f"(`ps`, `docker inspect`), even when serve is a secret; remove it and {instead}"
     )
 
 

@@ -34,11 +34,38 @@ from .images import image_reference_problem, registry_problem, repository_proble
 from .observability_settings import Observability
 from .section import Section as _Section
 from .section import absolute_path as _absolute_path
+from .section import no_control_characters as _no_control_characters
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-_NIC = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # Linux IFNAMSIZ allows 15 characters
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.IGNORECASE)
+# Every pattern here is matched against the WHOLE value (`fullmatch`): `re.match` with `$` would
+# accept a trailing newline, which a shell then reads as the start of a new command.
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+_NIC = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")  # Linux IFNAMSIZ allows 15 characters
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIZE = re.compile(r"(\d+)([kmg]?)b?", re.IGNORECASE)
+# A POSIX user name (the portable filename characters, not starting with '-'), as useradd takes it.
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+_HOST_KEY = re.compile(r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+")
+# A DNS name or a bracketed IPv6 address (no scope ID), as a Docker URL names its host.
+_DNS_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+_URL_HOST = rf"(?:{_DNS_NAME}|\[[0-9A-Fa-f:.]+\])"
+_DOCKER_HOSTS = {
+    "ssh": re.compile(rf"ssh://(?:{_USER.pattern}@)?{_URL_HOST}(?::[0-9]{{1,5}})?"),
+    "unix": re.compile(r"unix:///[A-Za-z0-9._+@/-]*"),
+    "npipe": re.compile(r"npipe://[A-Za-z0-9._/\\-]+"),
+}
+_DOCKER_HOST_FORMS = "ssh://user@host[:port] or unix:///path/to/docker.sock"
+
+
+def _ip_address(v: str, use: str, what: str = "an IP address") -> str:
+    """An IP address in its normal form, or ValueError saying what to `use` instead. An IPv6
+    scope ID (`fe80::1%eth0`) is refused: Python accepts any text after the '%', shell code
+    included, and a link-local address cannot carry the group's traffic anyway."""
+    if "%" in v:
+        raise ValueError(f"{v!r} has an IPv6 scope ID, which is not supported; {use}, without '%...'")
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ValueError(f"{v!r} is not {what}; {use}") from None
 
 
 class Node(_Section):
@@ -58,9 +85,9 @@ class Node(_Section):
     @field_validator("name", "renamed_from")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and not _NAME.match(v):
+        if v is not None and not _NAME.fullmatch(v):
             raise ValueError(
-                f"'{v}' is not a valid node name; use 1-40 lowercase letters, digits and '-', "
+                f"{v!r} is not a valid node name; use 1-40 lowercase letters, digits and '-', "
                 "starting and ending with a letter or digit"
             )
         return v
@@ -68,19 +95,14 @@ class Node(_Section):
     @field_validator("ip")
     @classmethod
     def _ip(cls, v: str) -> str:
-        try:
-            return str(ipaddress.ip_address(v))
-        except ValueError:
-            raise ValueError(
-                f"'{v}' is not an IP address; use the address of the node's NIC, e.g. 192.0.2.10"
-            ) from None
+        return _ip_address(v, "use the address of the node's NIC, e.g. 192.0.2.10")
 
     @field_validator("nic")
     @classmethod
     def _nic(cls, v: str) -> str:
-        if v != AUTO_NIC and not _NIC.match(v):
+        if v != AUTO_NIC and not _NIC.fullmatch(v):
             raise ValueError(
-                f"'{v}' is not a network interface name; use the name `ip -o addr` shows for the "
+                f"{v!r} is not a network interface name; use the name `ip -o addr` shows for the "
                 "node's IP (at most 15 characters, e.g. enp189s0f0), or auto to discover it"
             )
         return v
@@ -88,7 +110,7 @@ class Node(_Section):
     @field_validator("host_key")
     @classmethod
     def _host_key(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+$", v.strip()):
+        if v is not None and not _HOST_KEY.fullmatch(v.strip()):
             raise ValueError(
                 "is not an SSH public host key; use the key type and base64 text `ssh-keyscan <ip>` prints, "
                 "e.g. ssh-ed25519 AAAAC3Nza..."
@@ -98,15 +120,33 @@ class Node(_Section):
     @field_validator("docker_host")
     @classmethod
     def _docker_host(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^(ssh|tcp|unix|npipe)://\S+$", v):
-            raise ValueError(f"'{v}' is not a Docker host; use ssh://user@host, tcp://host:2376 or unix:///path")
+        if v is None:
+            return v
+        scheme = v.split("://", 1)[0]
+        if scheme == "tcp":
+            # The program hands the Docker provider no TLS material: a tcp:// engine would be the
+            # node's root-equivalent Docker API, unauthenticated and in clear text on the network.
+            raise ValueError(
+                f"{v!r} reaches Docker over plain TCP, without TLS: anyone on that network would own the node; "
+                f"use {_DOCKER_HOST_FORMS} (ssh is pinned to nodes[i].hostKey)"
+            )
+        pattern = _DOCKER_HOSTS.get(scheme)
+        if pattern is None or not pattern.fullmatch(v):
+            raise ValueError(f"{v!r} is not a Docker host; use {_DOCKER_HOST_FORMS}")
+        return v
+
+    @field_validator("ssh_opts")
+    @classmethod
+    def _ssh_opts(cls, v: list[str]) -> list[str]:
+        for item in v:
+            _no_control_characters(item)
         return v
 
     @field_validator("container_name")
     @classmethod
     def _container_name(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", v):
-            raise ValueError(f"'{v}' is not a valid container name; use letters, digits, '_', '.', '-'")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"{v!r} is not a valid container name; use letters, digits, '_', '.', '-'")
         return v
 
     @field_validator("host_root")
@@ -160,6 +200,11 @@ class Model(_Section):
     def _weights_dir(cls, v: str) -> str:
         return _absolute_path(v)
 
+    @field_validator("name", "served_name")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _no_control_characters(v)
+
 
 JsonArg = str | dict[str, Any]
 
@@ -187,10 +232,12 @@ class Serve(_Section):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        try:
-            return str(ipaddress.ip_address(v))
-        except ValueError:
-            raise ValueError(f"'{v}' is not an IP address to listen on; use 0.0.0.0 or a node address") from None
+        return _ip_address(v, "use 0.0.0.0 or a node address", "an IP address to listen on")
+
+    @field_validator("quantization")
+    @classmethod
+    def _quantization(cls, v: str) -> str:
+        return _no_control_characters(v)
 
     @field_validator("speculative_config", "compilation_config")
     @classmethod
@@ -211,8 +258,8 @@ def _env_values(v: Any) -> dict[str, str | None]:
         return v
     out: dict[str, str | None] = {}
     for key, value in v.items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
-            raise ValueError(f"'{key}' is not an environment variable name; use letters, digits and '_'")
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            raise ValueError(f"{key!r} is not an environment variable name; use letters, digits and '_'")
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, (int, float)):
@@ -252,16 +299,16 @@ class Container(_Section):
     @field_validator("shm_size")
     @classmethod
     def _shm_size(cls, v: str) -> str:
-        match = _SIZE.match(str(v))
+        match = _SIZE.fullmatch(str(v))
         if not match:
-            raise ValueError(f"'{v}' is not a size; use a Docker size such as 1g or 2048m")
+            raise ValueError(f"{v!r} is not a size; use a Docker size such as 1g or 2048m")
         if _bytes(*match.groups()) < MIN_SHM_BYTES:
             raise ValueError(f"{v} is below the 1g the tutorial uses; a smaller /dev/shm crashes vllm's EngineCore")
         return str(v)
 
     @property
     def shm_bytes(self) -> int:
-        return _bytes(*_SIZE.match(self.shm_size).groups())
+        return _bytes(*_SIZE.fullmatch(self.shm_size).groups())
 
 
 def _bytes(number: str, unit: str) -> int:
@@ -273,6 +320,16 @@ class Ssh(_Section):
 
     user: str = "root"
     port: int = Field(default=22, ge=1, le=65535)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not _USER.fullmatch(v):
+            raise ValueError(
+                f"{v!r} is not a user name; use the POSIX form: letters, digits, '_', '.' and '-', "
+                "not starting with '-' or a digit, at most 32 characters (e.g. root)"
+            )
+        return v
 
 
 class Preflight(_Section):
@@ -305,6 +362,11 @@ class Benchmark(_Section):
     # Inside the container, below WEIGHTS_MOUNT: results persist in model.weightsDir.
     result_dir: str = f"{WEIGHTS_MOUNT}/benchmarks"
 
+    @field_validator("result_dir")
+    @classmethod
+    def _result_dir(cls, v: str) -> str:
+        return _absolute_path(v)
+
 
 class Accuracy(_Section):
     """lm_eval against the head's completions API (the image must provide lm_eval)."""
@@ -317,6 +379,16 @@ class Accuracy(_Section):
     # Appended to lm_eval's --model_args.
     model_args: str = ""
     output_dir: str = f"{WEIGHTS_MOUNT}/accuracy"
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, v: str) -> str:
+        return _absolute_path(v)
+
+    @field_validator("tasks", "tokenizer", "model_args")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        return v if v is None else _no_control_characters(v)
 
 
 class Weights(_Section):

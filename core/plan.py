@@ -228,9 +228,13 @@ class ClusterPlan:
         }
 
     def smoke_curl(self, with_api_key: bool) -> str:
-        auth = ' -H "Authorization: Bearer $VLLM_API_KEY"' if with_api_key else ""
-        body = json.dumps(self.smoke_request)
-        return f"curl -sS {self.endpoint}/completions -H 'Content-Type: application/json'{auth} -d {shlex.quote(body)}"
+        """The tutorial's request as a command to paste or pipe to `sh`, every value quoted. The
+        API key's header reaches curl on its standard input (`-H @-`), from a here-document the
+        shell itself expands, so the key is on no command line (`ps` shows every one)."""
+        url = shlex.quote(f"{self.endpoint}/completions")
+        body = shlex.quote(json.dumps(self.smoke_request))
+        command = f"curl -sS {url} -H 'Content-Type: application/json' -d {body}"
+        return f"{command} -H @- <<EOF\nAuthorization: Bearer $VLLM_API_KEY\nEOF" if with_api_key else command
 
 
 def url_host(ip: str) -> str:

@@ -5,6 +5,7 @@ them from the environment of whoever runs it.
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from .config import AUTO_NIC
@@ -23,6 +24,7 @@ def _size(num_bytes: int) -> str:
 
 # Ends the here-documents that carry the files placed into the container.
 _EOF = "DEEPSEEK_R1_ASCEND_FILE"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def docker_run_argv(node: NodePlan) -> list[str]:
@@ -68,12 +70,20 @@ def _continued(argv: list[str], start_new_line) -> str:
     return " \\\n  ".join(lines)
 
 
+def _comment(text: str) -> str:
+    """A `#` comment line: a line break in it would end the comment and start a command, so every
+    control character becomes '?' (validation refuses them already; this holds without it)."""
+    return "# " + _CONTROL.sub("?", text)
+
+
 def node_script(plan: ClusterPlan, node: NodePlan) -> str:
     ranks = f"{node.ranks.start}-{node.ranks.stop - 1}"
     lines = [
         "#!/bin/sh",
-        f"# {plan.stack} / {node.name} ({node.role}): data-parallel ranks {ranks} of "
-        f"{len(plan.nodes) * node.dp_local}, Docker host {node.docker_host}",
+        _comment(
+            f"{plan.stack} / {node.name} ({node.role}): data-parallel ranks {ranks} of "
+            f"{len(plan.nodes) * node.dp_local}, Docker host {node.docker_host}"
+        ),
         "set -eu",
     ]
     if node.nic == AUTO_NIC:
@@ -81,7 +91,8 @@ def node_script(plan: ClusterPlan, node: NodePlan) -> str:
         lines.append(
             f'nic_name=$(ip -o addr show | awk -v ip={shlex.quote(node.ip)} \'$4 ~ "^" ip "/" {{print $2; exit}}\')'
         )
-        lines.append(f'[ -n "$nic_name" ] || {{ echo "no interface holds {node.ip}" >&2; exit 1; }}')
+        missing = shlex.quote(f"no interface holds {node.ip}")
+        lines.append(f'[ -n "$nic_name" ] || {{ echo {missing} >&2; exit 1; }}')
     for name, value in node.env:
         if node.nic == AUTO_NIC and name in NIC_ENV:
             lines.append(f'export {name}="$nic_name"')
@@ -105,6 +116,8 @@ def _placed(container: str, uploads: tuple[Upload, ...]) -> list[str]:
         return []
     lines = ["files=$(mktemp -d)"]
     for upload in uploads:
+        if _EOF in upload.content.splitlines():
+            raise ValueError(f"{upload.path} holds the line {_EOF}, which would end its here-document early")
         lines.append(f'mkdir -p "$files"{shlex.quote(upload.path.rsplit("/", 1)[0])}')
         lines.append(f"cat > \"$files\"{shlex.quote(upload.path)} <<'{_EOF}'\n{upload.content.rstrip()}\n{_EOF}")
         if upload.executable:
@@ -114,7 +127,7 @@ def _placed(container: str, uploads: tuple[Upload, ...]) -> list[str]:
 
 
 def observability_script(deployment: Deployment, c: ObsContainer) -> str:
-    lines = ["#!/bin/sh", f"# {deployment.cluster.stack} / {c.node}: {c.role} (observability)", "set -eu"]
+    lines = ["#!/bin/sh", _comment(f"{deployment.cluster.stack} / {c.node}: {c.role} (observability)"), "set -eu"]
     if c.role == "prometheus":
         # As `pulumi up` does before the container: Prometheus runs as this user and writes here.
         path = shlex.quote(deployment.observability.prometheus_data_dir)

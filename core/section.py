@@ -1,9 +1,19 @@
-"""What every section of the stack configuration shares: strict camelCase keys, absolute paths."""
+"""What every section of the stack configuration shares: strict camelCase keys, absolute paths,
+and text without control characters."""
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+# A host or container path: it becomes a `docker -v host:container` argument, a `mkdir`, a
+# `PATH=` entry, so ':' (Docker's separator), blanks, quotes and every other shell metacharacter
+# are refused along with control characters. Matched against the whole value.
+_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+# C0 controls (line breaks, tab, NUL, ESC ...), DEL and the C1 controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Section(BaseModel):
@@ -11,7 +21,24 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
 
 
+def no_control_characters(value: str) -> str:
+    """Text that goes into a command line or a script's comment: a line break there would start
+    a new command, an escape sequence would rewrite the terminal."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"holds the control character {found.group()!r} (a line break, tab or other); remove it")
+    return value
+
+
 def absolute_path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"'{value}' is not an absolute path; use a path starting with /")
+        raise ValueError(f"{value!r} is not an absolute path; use a path starting with /")
+    if not _PATH.fullmatch(value):
+        bad = sorted({c for c in value if not _PATH.fullmatch("/" + c)})
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(
+            f"{value!r} holds {shown}; use a path of letters, digits and '.', '_', '+', '@', '-', '/' only"
+        )
+    if any(part in (".", "..") for part in value.split("/")):
+        raise ValueError(f"{value!r} has a '.' or '..' component; use the path it stands for")
     return value

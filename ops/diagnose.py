@@ -4,16 +4,19 @@
 
 Reads Pulumi.<stack>.yaml (no Pulumi CLI needed) and runs checks/diagnostics.py's collection on
 every node at once: over your own `ssh` and keys to `<ssh.user>@<ip>`, with the options the
-Docker provider and the check steps use (batch mode, pinned to the node's hostKey), or locally for nodes on this machine's Docker (the local stack).
+Docker provider and the check steps use (batch mode, strict host key checking, pinned to the
+node's hostKey, whose file it writes from the stack as `pulumi up` does), or locally for nodes on
+this machine's Docker (the local stack).
 Writes `diagnostics-<stack>-<UTC time>.tar.gz` (one file per node and section, plus the
-summary) and prints the summary. Send the archive with a report: HCCL's first error is often on
-the node that did not report it.
+summary), readable by you only (mode 0600), and prints the summary. Send the archive with a
+report: HCCL's first error is often on the node that did not report it.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from checks.__main__ import ssh_argv
 from checks.diagnostics import NodeReport, collect_command, split_sections, summary
+from components.host import write_known_hosts
 from core.plan import NodePlan
 from core.stack import StackFileError, plan_from_stack_file
 
@@ -51,13 +55,19 @@ def collect(node: NodePlan, log_lines: int) -> NodeReport:
 
 
 def write_archive(path: Path, reports: list[NodeReport], text: str) -> None:
+    """The archive, readable by this user only (it holds log lines, addresses and supervisor
+    state): created with mode 0600 whatever the umask, never written through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+
     def add(tar: tarfile.TarFile, name: str, content: str) -> None:
         data = content.encode()
         info = tarfile.TarInfo(f"{path.name.removesuffix('.tar.gz')}/{name}")
         info.size, info.mtime = len(data), int(time.time())
         tar.addfile(info, io.BytesIO(data))
 
-    with tarfile.open(path, "w:gz") as tar:
+    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
         add(tar, "summary.txt", text + "\n")
         for report in reports:
             if report.error:
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except StackFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # The pins `pulumi up` writes, from the same stack: never a stale or missing file.
+    write_known_hosts(plan)
     with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
         reports = list(pool.map(lambda n: collect(n, args.lines), plan.nodes))
     archive = args.out / f"diagnostics-{args.stack}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"

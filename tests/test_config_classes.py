@@ -379,8 +379,8 @@ AT_ONCE = {
     "invalid dockerHost beside a topology mistake": (
         nodes_with(n2_dockerHost="docker.local"),
         [
-            "nodes[2].dockerHost: 'docker.local' is not a Docker host; use ssh://user@host, tcp://host:2376 or "
-            "unix:///path",
+            "nodes[2].dockerHost: 'docker.local' is not a Docker host; use ssh://user@host[:port] or "
+            "unix:///path/to/docker.sock",
             "serve.tensorParallelSize: tensorParallelSize 4 x dataParallelSize 4 = 16 NPUs, but 4 atlas-800-a2 "
             "nodes have 32; every NPU must hold one rank, e.g. dataParallelSize 32 x tensorParallelSize 1, "
             "dataParallelSize 16 x tensorParallelSize 2, dataParallelSize 8 x tensorParallelSize 4, "
@@ -424,7 +424,9 @@ SECRETS = {
     ),
     "secret node list with a duplicate address": (
         {"nodes": [{"name": "a", "ip": "10.9.8.7", "nic": "eth0"}, {"name": "b", "ip": "10.9.8.7", "nic": "eth0"}]},
-        "nodes[1].ip: '<hidden>' is also nodes[0].ip; node addresses must be unique",
+        "nodes[1].ip: expected the IP address of the node's NIC, unique across nodes and of the same family as "
+        "nodes[0].ip; the value is hidden because nodes is a secret (and so is the rest of this problem, which "
+        "would quote it)",
     ),
 }
 
@@ -462,14 +464,12 @@ def test_a_secret_set_by_path_beside_a_bad_sibling_is_hidden_by_the_renderer(tmp
 
 TOKEN = "hf_PlainTextT0kenValue0123456789abcd"
 KEY = "sk-PlainTextApiKey0123456789"
-HF_FIX = (
-    "keeps a credential in the stack file in plain text; remove it and set `pulumi config set --secret hfToken "
-    "<value>`: the containers get it as HF_TOKEN, which vllm reads like --hf-token"
+ON_ARGV = (
+    "puts a credential on vllm's command line, which every user of the node reads (`ps`, `docker inspect`), "
+    "even when serve is a secret; remove it and set `pulumi config set --secret"
 )
-API_FIX = (
-    "keeps a credential in the stack file in plain text; remove it and set `pulumi config set --secret apiKey "
-    "<value>`: the containers get it as VLLM_API_KEY, which vllm reads like --api-key"
-)
+HF_FIX = f"{ON_ARGV} hfToken <value>`: the containers get it as HF_TOKEN, which vllm reads like --hf-token"
+API_FIX = f"{ON_ARGV} apiKey <value>`: the containers get it as VLLM_API_KEY, which vllm reads like --api-key"
 CREDENTIALS_REFUSED = {
     "token as two items": (["--hf-token", TOKEN], [f"serve.extraArgs[0]: '--hf-token' {HF_FIX}"]),
     "token in = form": ([f"--hf-token={TOKEN}"], [f"serve.extraArgs[0]: '--hf-token=<hidden>' {HF_FIX}"]),
@@ -580,14 +580,41 @@ def test_a_credential_in_extra_args_is_refused_without_its_value(args, expected,
     assert_refused_without_credentials(a2(serve={"extraArgs": args}), expected, tmp_path, capsys)
 
 
-def test_a_token_under_a_secret_serve_is_accepted_and_a_key_still_refused_without_its_value(tmp_path, capsys):
-    # docs/configuration.md: a key set with --secret (say serve) may hold an --hf-token.
-    load_config(a2(serve={"extraArgs": ["--hf-token", TOKEN]}), frozenset({"serve"}))
-    expected = [
-        "serve.extraArgs[0]: '--api-key=<hidden>' sets --api-key, which is set from apiKey (a secret); set it there"
+SECRET_SERVE = (
+    "expected vllm serve arguments vllm accepts, one flag or value per item, none that the config sets itself "
+    "(docs/configuration.md) and no credential (use the apiKey and hfToken secrets); the value is hidden because "
+    "serve is a secret (and so is the rest of this problem, which would quote it)"
+)
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--hf-token", TOKEN], [f"serve.extraArgs[0]: {SECRET_SERVE}"]),
+        ([f"--api-key={KEY}"], [f"serve.extraArgs[0]: {SECRET_SERVE}"]),
+        # The README's own mistake: the flag and its value in one item.
+        ([f"--hf-token {TOKEN}"], [f"serve.extraArgs[0]: {SECRET_SERVE}"]),
+        # vllm's own refusal quotes the value.
+        ([f"--max-num-batched-tokens={KEY}"], [f"serve.extraArgs[0]: {SECRET_SERVE}"]),
+        (["--enforce-eager", f"--max-num-batched-tokens={KEY}"], [f"serve.extraArgs[1]: {SECRET_SERVE}"]),
+    ],
+    ids=["token as two items", "key in = form", "token and flag in one item", "a value vllm refuses", "second item"],
+)
+def test_a_credential_under_a_secret_serve_is_refused_all_the_same_with_no_fragment_of_it(
+    args, expected, tmp_path, capsys
+):
+    # Pulumi encrypting serve changes nothing on the node: the command line is there for `ps`.
+    assert_refused_without_credentials(a2(serve={"extraArgs": args}), expected, tmp_path, capsys, ("serve",))
+    with pytest.raises(ConfigError) as caught:
+        load_config(a2(serve={"extraArgs": args}), frozenset({"serve"}))
+    for fragment in ("hf_", "sk-", "PlainText", "0123456789"):
+        assert fragment not in str(caught.value)
+
+
+def test_a_secret_serve_without_a_credential_is_accepted():
+    assert load_config(a2(serve={"extraArgs": ["--enforce-eager"]}), frozenset({"serve"})).serve.extra_args == [
+        "--enforce-eager"
     ]
-    raw = a2(serve={"extraArgs": [f"--api-key={KEY}"]})
-    assert_refused_without_credentials(raw, expected, tmp_path, capsys, ("serve",))
 
 
 @pytest.mark.parametrize(

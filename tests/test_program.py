@@ -259,18 +259,27 @@ def test_only_nic_auto_waits_for_the_preflight_at_preview():
 
 
 def test_a_key_set_as_a_secret_keeps_everything_derived_from_it_secret():
-    raw = stack_settings("a2") | {"serve": {"extraArgs": ["--hf-token", "hf_s3cr3t"]}}
+    # A credential is refused in extraArgs even under a secret serve (test_config_classes); any
+    # other value set with --secret stays secret wherever it goes.
+    raw = stack_settings("a2") | {"serve": {"extraArgs": ["--revision", "s3cr3t-branch"]}}
     deployment = run_program(raw, stack="a2", secret_keys=("serve",))
     assert deployment.error is None
     carrying = 0
     for resource in deployment.resources:
         for key, value in resource.inputs.items():
-            if "hf_s3cr3t" in repr(value) or key == "triggers" and resource.type.startswith("command:"):
+            if "s3cr3t-branch" in repr(value) or key == "triggers" and resource.type.startswith("command:"):
                 carrying += 1
                 assert key in resource.secret_inputs, (resource.name, key)
     assert carrying > 2
     assert {"nodes", "endpoint", "smokeTest"} <= deployment.secret_outputs
-    assert "hf_s3cr3t" in " ".join(deployment.named("a2-0-vllm").inputs["command"])
+    assert "s3cr3t-branch" in " ".join(deployment.named("a2-0-vllm").inputs["command"])
+
+
+def test_a_token_in_extra_args_is_refused_even_when_serve_is_a_secret():
+    raw = stack_settings("a2") | {"serve": {"extraArgs": ["--hf-token", "hf_s3cr3t"]}}
+    deployment = run_program(raw, stack="a2", secret_keys=("serve",))
+    assert deployment.resources == [] and isinstance(deployment.error, pulumi.RunError)
+    assert "serve.extraArgs[0]: expected" in str(deployment.error) and "hf_s3cr3t" not in str(deployment.error)
 
 
 # --- the dependency graph as the cluster grows ------------------------------------------------------

@@ -7,7 +7,11 @@ import sys
 import pytest
 import seed
 import yaml
+from hoststubs import stub
 from mocked import PROJECT_DIR, run_program, stack_settings
+
+from core.config import load_config
+from core.plan import plan_cluster
 
 PROJECT = "deepseek-r1-ascend"
 
@@ -191,3 +195,31 @@ def test_the_dry_run_shows_every_container_pulumi_up_would_run(tmp_path, stack, 
     # Beyond the vllm servers: Prometheus, Grafana and an npu-exporter per node when configured.
     beyond = [name for name, heading in rendered if heading.endswith("(observability)")]
     assert len(beyond) == (2 + len(raw["nodes"]) if observability else {"a2": 0, "a3": 0, "local": 1}[stack])
+
+
+def test_the_smoke_test_output_keeps_the_key_off_curls_command_line(tmp_path):
+    """`pulumi stack output smokeTest | sh`: the key reaches curl on its standard input."""
+    stub(tmp_path / "curl", 'printf "%s\\n" "$@" > argv.txt\ncat > stdin.txt\n')
+    raw = stack_settings("a2")
+    raw["nodes"] = [
+        {"name": "a2-0", "ip": "2001:db8::11", "nic": "eth0"},
+        {"name": "a2-1", "ip": "2001:db8::12", "nic": "eth0"},
+    ]
+    raw["serve"] = {"host": "::"}
+    plan = plan_cluster(load_config(raw), "a2")
+    key = "sk-smoke-$(touch pwned)-`id`"
+    done = subprocess.run(
+        ["sh"],
+        input=plan.smoke_curl(with_api_key=True) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "VLLM_API_KEY": key},
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "argv.txt").read_text().splitlines()
+    assert argv[:2] == ["-sS", "http://[2001:db8::11]:8000/v1/completions"] and "-H" in argv and "@-" in argv
+    assert key not in "\n".join(argv)
+    assert (tmp_path / "stdin.txt").read_text() == f"Authorization: Bearer {key}\n"
+    assert not list(tmp_path.glob("pwned*"))

@@ -1,6 +1,10 @@
 """Readers of what the verification commands print: healthy answers, failures and garbage."""
 
+import http.server
 import json
+import shutil
+import subprocess
+import threading
 
 import pytest
 from fakehosts import BENCHMARK_RESULT, LM_EVAL_TABLE, smoke_output
@@ -42,7 +46,78 @@ def test_smoke_failures_say_what_came_back(output, message):
 def test_smoke_command_sends_the_request_with_the_key_from_the_environment():
     script = sc.smoke_command("http://127.0.0.1:8000", {"model": "m", "prompt": "p"})
     assert '-d \'{"model": "m", "prompt": "p"}\' http://127.0.0.1:8000/v1/completions' in script
-    assert '"Authorization: Bearer $VLLM_API_KEY"' in script
+    # On curl's standard input, from a here-document: the key is on no command line.
+    assert 'curl -H @- "$@" <<EOF\nAuthorization: Bearer ${VLLM_API_KEY}\nEOF' in script
+    assert '-H "Authorization' not in script
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """An API that answers readiness and the smoke request, recording each request's key."""
+
+    seen: list = []
+
+    def _answer(self, body: bytes) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self._answer(b'{"data": [{"id": "deepseek_r1"}]}' if self.path == "/v1/models" else b"")
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer(json.dumps({"choices": [{"text": " bright"}], "usage": {"completion_tokens": 2}}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def api():
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.seen
+    server.shutdown()
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="no curl on this machine")
+@pytest.mark.parametrize("key", ["sk-plain", "sk-$(touch pwned)-`id`-'\"-\\n-%s"])
+def test_readiness_and_smoke_send_the_key_in_a_header_read_from_standard_input(api, key, tmp_path):
+    url, seen = api
+    readiness = sc.readiness_command(url, "deepseek_r1", 30, 1, "c", "a2")
+    smoke = sc.smoke_command(url, {"model": "deepseek_r1", "prompt": "p"})
+    outputs = []
+    for script in (readiness, smoke):
+        done = subprocess.run(
+            ["/bin/sh", "-c", sc.secrets_prelude(["VLLM_API_KEY"]) + script],
+            input=key + "\n",
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert sc.ready_after_seconds(outputs[0]) >= 0 and sc.parse_smoke(outputs[1]).text == " bright"
+    assert seen == [
+        ("/health", f"Bearer {key}"),
+        ("/v1/models", f"Bearer {key}"),
+        ("/v1/completions", f"Bearer {key}"),
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="no curl on this machine")
+def test_without_a_key_no_authorization_header_is_sent(api):
+    url, seen = api
+    done = subprocess.run(["/bin/sh", "-c", sc.smoke_command(url, {"prompt": "p"})], capture_output=True, text=True)
+    assert sc.parse_smoke(done.stdout).text == " bright"
+    assert seen == [("/v1/completions", None)]
 
 
 def test_benchmark_reads_vllms_result_file():

@@ -3,6 +3,9 @@ one-screen summary an operator reads first."""
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import replace
+
 from hoststubs import HCCN_STUB, fixture, run_sh, stub
 
 from checks import diagnostics
@@ -104,3 +107,15 @@ def test_a_supervisor_that_does_not_answer_says_so(tmp_path):
     sections = {"supervisor": "curl: (7) Failed to connect to 127.0.0.1 port 9401"}
     line = summary([NodeReport(node, sections)], "a").splitlines()[2]
     assert line == "  supervisor: curl: (7) Failed to connect to 127.0.0.1 port 9401"
+
+
+def test_host_root_is_data_in_the_collection_script(tmp_path):
+    # M3: hostRoot sat unescaped inside PATH="..."; a `"` or `$(...)` there ran on every node.
+    node = local_plan(tmp_path).nodes[0]
+    for root in ("/srv/npu$(touch pwned-1)", '/srv/npu"; touch pwned-2; "', "/srv/npu`touch pwned-3`"):
+        script = collect_command(replace(node, host_root=root), log_lines=1)
+        result = subprocess.run(
+            ["/bin/sh", "-c", script + 'printf "%s\\n" "$PATH"'], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert not list(tmp_path.glob("pwned*")), script.splitlines()[0]
+        assert result.stdout.splitlines()[-1].startswith(f"{root}/usr/local/bin:{root}/usr/local/Ascend/driver/tools:")
