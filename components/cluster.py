@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from core.config import AUTO_NIC, TOKEN_ENV
+from core.connection import machine
 from core.plan import ClusterPlan, NodePlan
 
 from .host import AscendHost, write_known_hosts
@@ -47,6 +48,11 @@ class VllmCluster(pulumi.ComponentResource):
         all_checks = [c for p in self._preflight.values() for c in p.checks.values()]
         all_checks += cluster_checks.checks if cluster_checks else []
         gate = [checks_passed(name, plan, all_checks, self)] if all_checks else []
+        # A node moved to another machine changes the whole group's fingerprint, so no container
+        # or staging goes before every node is known to be where it was deployed
+        # (AscendHost.placed); through one resource that waits for them all, as the gate does.
+        placed = pulumi.Output.all(*[host.placed for host in self.hosts.values()]).apply(lambda _: len(plan.nodes))
+        gate.append(pulumi.Stash(f"{name}-nodes-placed", input=placed, opts=child))
         self._servers: dict[str, VllmServer] = {}
         head_staged: list[pulumi.Resource] = []
         for node in plan.nodes:
@@ -100,6 +106,8 @@ class VllmCluster(pulumi.ComponentResource):
             [node],
             ssh_private_key=plan.ssh_private_key,
             secrets={k: v for k, v in node.env if k in TOKEN_ENV} or None,
+            # A node accepted on another machine (see AscendHost) stages its weights there.
+            triggers=[pulumi.Output.secret(machine(node.docker_host))],
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
 

@@ -9,6 +9,10 @@ What re-runs a step, deliberately: its `triggers` hold the command (what runs an
 judged against) and what the caller names (the group fingerprint for checks, the containers for
 verification). Everything else - the connection, the key, the interpreter, the secrets on stdin -
 is an update, and an update only replays the saved report: a new SSH key re-runs nothing.
+
+pulumi-command tells a secret from the same text in plain (its diff keeps the secret marking), so
+the command in `triggers` is always a secret: marking a config key secret later changes only how
+`create` is held, an update, and re-runs nothing either.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def node_step(
         dir=str(PROJECT_DIR),
         # REPLAY needs it; a step's stdout and stderr are one short line each, never large.
         add_previous_output_in_env=True,
-        triggers=[create, *(triggers or [])],
+        triggers=[pulumi.Output.secret(create), *(triggers or [])],
         opts=opts,
     )
 

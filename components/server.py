@@ -8,10 +8,15 @@ import pulumi
 import pulumi_docker as docker
 
 from core.config import AUTO_NIC
+from core.connection import machine
 from core.plan import LABEL_PREFIX, NIC_ENV, NodePlan
 
 from .host import AscendHost
 from .secrecy import hidden
+
+# How the engine names "the saved state has init errors" among the paths of `replace_on_changes`
+# (pulumi/pulumi step_generator.go: initErrorSpecialKey, applyReplaceOnChanges).
+INIT_ERRORS = "#initerror"
 
 
 class VllmServer(pulumi.ComponentResource):
@@ -47,7 +52,9 @@ class VllmServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
-                    custom_timeouts=pulumi.CustomTimeouts(create=f"{node.image_pull_timeout_minutes}m")
+                    custom_timeouts=pulumi.CustomTimeouts(create=f"{node.image_pull_timeout_minutes}m"),
+                    # A node accepted on another machine (see AscendHost) pulls the image there.
+                    replacement_trigger=hidden(node, machine(node.docker_host), "nodes"),
                 ),
             ),
         )
@@ -86,6 +93,10 @@ class VllmServer(pulumi.ComponentResource):
                     depends_on=[*(after or []), *([self.staged] if self.staged else [])],
                     # A DP group restarts as a whole: any shared change replaces every node.
                     replacement_trigger=group_fingerprint,
+                    # A container whose upload or start failed is saved all the same, with init
+                    # errors, and the next up would only update it, never start it. The engine's
+                    # key for those errors makes that next up replace it instead; no other change.
+                    replace_on_changes=[INIT_ERRORS],
                 ),
             ),
         )

@@ -62,6 +62,10 @@ class Resource:
     aliases: list[str] = field(default_factory=list)
     # `custom_timeouts` as the engine gets them, e.g. {"create": "60m"}; empty when unset.
     custom_timeouts: dict[str, str] = field(default_factory=dict)
+    # Whether `delete_before_replace` was set at all: unset, the provider's own choice stands.
+    delete_before_replace_defined: bool = False
+    # Per input, the resources its value came from (the engine's propertyDependencies).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,10 +106,21 @@ class Deployment:
 
 
 COMMANDS = ("command:remote:Command", "command:local:Command")
+STASH = "pulumi:index:Stash"
 
 # Given the recorded resource and its inputs as the engine got them (secrets still wrapped, at
 # preview unknowns as `pulumi.output.Unknown`), the resource's id and outputs.
 Respond = Callable[[Resource, dict], tuple[str, dict]]
+
+
+def stash_outputs(inputs: dict, saved: dict | None) -> dict:
+    """A Stash (the engine's own resource) answers its first input as `output` ever after; at
+    the preview of its create, that is still unknown."""
+    if saved is not None:
+        return {**inputs, "output": saved["output"]}
+    if pulumi.runtime.is_dry_run():
+        return {k: v for k, v in inputs.items() if k != "output"}
+    return {**inputs, "output": inputs["input"]}
 
 
 def image_id(name: str) -> str:
@@ -139,6 +154,8 @@ def first_up(hosts: FakeHosts, deployment: Deployment) -> Respond:
         outputs = dict(inputs)
         if resource.type == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = image_id(inputs["name"])
+        if resource.type == STASH:
+            outputs = stash_outputs(inputs, None)
         if resource.type in COMMANDS and not pulumi.runtime.is_dry_run():
             try:
                 outputs["stdout"] = hosts.run(resource.name, resource.inputs["create"])
@@ -211,6 +228,8 @@ class _RecordingMonitor(MockMonitor):
                 for op in ("create", "update", "delete")
                 if getattr(request.customTimeouts, op)
             },
+            delete_before_replace_defined=request.deleteBeforeReplaceDefined,
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
         )
         self.deployment.resources.append(resource)
         id_, state = self.respond(resource, inputs)
