@@ -14,6 +14,7 @@ from core.plan import ClusterPlan, find_node
 
 from .host import AscendHost
 from .nodecommand import node_step
+from .server import INIT_ERRORS
 
 
 class Observability(pulumi.ComponentResource):
@@ -83,6 +84,7 @@ def _container(
         opts=pulumi.ResourceOptions.merge(
             renamed(),
             # Its name and host ports stay taken until the old container is gone.
-            pulumi.ResourceOptions(depends_on=after, delete_before_replace=True),
+            # A container saved with init errors (created, not started) is replaced by the next up.
+            pulumi.ResourceOptions(depends_on=after, delete_before_replace=True, replace_on_changes=[INIT_ERRORS]),
         ),
     )

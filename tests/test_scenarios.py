@@ -274,6 +274,19 @@ def test_a_container_that_did_not_start_is_replaced_by_the_next_up():
     assert engine.up(config).steps == []
 
 
+def test_an_observability_container_that_did_not_start_is_replaced_by_the_next_up():
+    config = stack_settings("local")
+    engine = EngineDouble(stack="local", runner=Site(config))
+    engine.failing_starts["sim-0-prometheus"] = "Error response from daemon: port is already allocated"
+    failed = engine.up(config)
+    assert isinstance(failed.error, ContainerFailed) and failed.failed == ["sim-0-prometheus"]
+    del engine.failing_starts["sim-0-prometheus"]
+    retry = engine.up(config)
+    assert retry.error is None
+    assert retry.before(("delete-replaced", "sim-0-prometheus"), ("create-replacement", "sim-0-prometheus"))
+    assert engine.saved("sim-0-prometheus").running
+
+
 # --- a node's address ---------------------------------------------------------------------------
 
 
