@@ -68,6 +68,46 @@ def _ip_address(v: str, use: str, what: str = "an IP address") -> str:
         raise ValueError(f"{v!r} is not {what}; {use}") from None
 
 
+# ssh options that change which host keys ssh trusts or what it sends, or read a whole other
+# configuration: ssh keeps the first value of an option, so the program's pinning comes first, but
+# these add to it rather than replace it (KnownHostsCommand's keys are trusted besides the file).
+_LOOSENING_SSH_OPTIONS = {
+    "stricthostkeychecking",
+    "userknownhostsfile",
+    "globalknownhostsfile",
+    "knownhostscommand",
+    "hostkeyalias",
+    "checkhostip",
+    "updatehostkeys",
+    "sendenv",
+    "setenv",
+    "permitlocalcommand",
+    "localcommand",
+}
+
+
+def _loosening_ssh_options(items: list[str]) -> set[str]:
+    """The options of an ssh argv fragment that loosen its trust: `-o Name=value`, `-oName value`
+    (either spelling, any case) and `-F` (another configuration file)."""
+    found, after_o = set(), False
+    for item in items:
+        if after_o:
+            name, after_o = item, False
+        elif item.startswith("-o"):
+            name = item[2:]
+            if not name:
+                after_o = True
+                continue
+        else:
+            if item.startswith("-F"):
+                found.add("-F")
+            continue
+        key = re.split(r"[=\s]", name.strip(), maxsplit=1)[0]
+        if key.lower() in _LOOSENING_SSH_OPTIONS:
+            found.add(key)
+    return found
+
+
 class Node(_Section):
     name: str
     ip: str
@@ -140,6 +180,13 @@ class Node(_Section):
     def _ssh_opts(cls, v: list[str]) -> list[str]:
         for item in v:
             _no_control_characters(item)
+        loosening = sorted(_loosening_ssh_options(v))
+        if loosening:
+            raise ValueError(
+                f"{', '.join(loosening)} would loosen how ssh trusts the node (its host key is pinned with "
+                "nodes[i].hostKey; these add keys it would trust, or hand it your environment); remove them, "
+                "and keep sshOpts to the way in (ProxyJump, IdentityFile, ConnectTimeout, ...)"
+            )
         return v
 
     @field_validator("container_name")

@@ -334,3 +334,32 @@ def test_error_text_lists_every_problem():
         "  - image.tag: 'latest' moves between releases; pin a version tag such as v0.18.0\n"
         "  - container.shmSize: 'lots' is not a size; use a Docker size such as 1g or 2048m"
     )
+
+
+@pytest.mark.parametrize(
+    ("opts", "named"),
+    [
+        (["-o", "KnownHostsCommand=/bin/echo ssh-ed25519 AAAA"], "KnownHostsCommand"),
+        (["-oHostKeyAlias=a2-0"], "HostKeyAlias"),
+        (["-o", "StrictHostKeyChecking no"], "StrictHostKeyChecking"),
+        (["-o", "userknownhostsfile=/dev/null"], "userknownhostsfile"),
+        (["-o", "SendEnv=SSH_PRIVATE_KEY"], "SendEnv"),
+        (["-F", "/tmp/other_config"], "-F"),
+    ],
+)
+def test_ssh_options_that_loosen_the_pinned_host_key_are_refused(opts, named):
+    raw = a2()
+    raw["nodes"][1]["sshOpts"] = opts
+    with pytest.raises(ConfigError) as error:
+        load_config(raw)
+    assert str(error.value).splitlines()[1] == (
+        f"  - nodes[1].sshOpts: {named} would loosen how ssh trusts the node (its host key is pinned with "
+        "nodes[i].hostKey; these add keys it would trust, or hand it your environment); remove them, and keep "
+        "sshOpts to the way in (ProxyJump, IdentityFile, ConnectTimeout, ...)"
+    )
+
+
+def test_ssh_options_for_the_way_in_are_accepted():
+    raw = a2()
+    raw["nodes"][1]["sshOpts"] = ["-o", "ProxyJump=bastion.example", "-i", "/home/ops/.ssh/site", "-oConnectTimeout=10"]
+    assert load_config(raw).nodes[1].ssh_opts[1] == "ProxyJump=bastion.example"

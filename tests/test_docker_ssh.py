@@ -70,16 +70,17 @@ def test_without_a_host_key_docker_still_never_prompts():
     assert not pins("unpinned").exists()
 
 
-def test_site_ssh_options_follow_and_cannot_loosen_the_pinning():
-    deployment = run_program(pinned(sshOpts=["-o", "StrictHostKeyChecking=no"]), stack="loose")
-    # ssh keeps the first value it reads for an option.
-    assert ssh_opts(deployment, "a2-1-docker")[-2:] == ["-o", "StrictHostKeyChecking=no"]
+def test_site_ssh_options_follow_the_pinning():
+    deployment = run_program(pinned(sshOpts=["-o", "ProxyJump=bastion.example"]), stack="loose")
+    # ssh keeps the first value it reads for an option: the pinning comes first (and the options
+    # that would add trust beside it are refused by validation, tests/test_config.py).
+    assert ssh_opts(deployment, "a2-1-docker")[-2:] == ["-o", "ProxyJump=bastion.example"]
     assert ssh_opts(deployment, "a2-1-docker").index("StrictHostKeyChecking=yes") < len(NON_INTERACTIVE)
 
 
 def test_ssh_itself_reads_the_options_as_pinned_and_finds_the_file_where_the_program_writes_it():
     ssh = shutil.which("ssh") or pytest.skip("no OpenSSH client on this machine")
-    opts = ssh_opts(run_program(pinned(sshOpts=["-o", "StrictHostKeyChecking=no"]), stack="a2"), "a2-1-docker")
+    opts = ssh_opts(run_program(pinned(sshOpts=["-o", "ConnectTimeout=10"]), stack="a2"), "a2-1-docker")
     # ssh's `~` is the password database's home, so a different $HOME must not matter.
     env = {**os.environ, "HOME": "/nonexistent"}
     shown = subprocess.run([ssh, "-G", *opts, "-l", "root", "192.0.2.12"], capture_output=True, text=True, env=env)
@@ -88,6 +89,7 @@ def test_ssh_itself_reads_the_options_as_pinned_and_finds_the_file_where_the_pro
     assert settings["stricthostkeychecking"] == "true"
     assert settings["globalknownhostsfile"] == "/dev/null"
     assert settings["userknownhostsfile"] == str(ssh_home() / known_hosts_file("a2").removeprefix("~/"))
+    assert settings["connecttimeout"] == "10"
 
 
 def test_a_local_engine_needs_no_ssh():
