@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from .defaults import PROJECT
 from .images import image_reference_problem, names_registry, registry_problem
-from .section import Section, absolute_path
+from .section import SHARED_ROOTS, Section, absolute_path, system_directory, system_tree
 
 
 def _pinned_image(v: str | None) -> str | None:
@@ -22,38 +22,9 @@ def _pinned_image(v: str | None) -> str | None:
     return v
 
 
-# Trees of the host system: no directory in them, however deep, is data a container may own.
-# /root holds root's keys and shell start-up files, /tmp and /var/tmp are writable by every user
-# (a path there can be swapped for a link between two commands), the rest are programs,
-# configuration, devices, kernel interfaces and the container engines' own state.
-SYSTEM_TREES = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
-    "/sbin", "/sys", "/tmp", "/usr", "/var/lib/containerd", "/var/lib/docker", "/var/run", "/var/spool",
-    "/var/tmp",
-)  # fmt: skip
-# Roots whose subdirectories belong to others (users, packages, services, mounted disks): the
-# root itself and each directory directly under it are refused, a directory deeper down is a
-# deployment's own (the default /var/lib/deepseek-r1-ascend/prometheus).
-SHARED_ROOTS = ("/home", "/media", "/mnt", "/opt", "/srv", "/var")
 DATA_DIR_EXAMPLE = f"/var/lib/{PROJECT}/prometheus"
 # The prom/prometheus image runs as nobody; its data directory on the host must be theirs.
 PROMETHEUS_UID = 65534
-
-
-def _inside(tree: str, path: str) -> bool:
-    return path == tree or path.startswith(tree + "/")
-
-
-def system_tree(path: str) -> str | None:
-    """The SYSTEM_TREES tree a normalized absolute `path` is or lies in."""
-    return next((t for t in SYSTEM_TREES if _inside(t, path)), None)
-
-
-def system_directory(path: str) -> bool:
-    """Whether a normalized absolute `path` is the host's rather than a deployment's own: `/` and
-    every top-level directory, everything in SYSTEM_TREES, and the directories directly under
-    SHARED_ROOTS."""
-    return system_tree(path) is not None or path.count("/") <= 1 or posixpath.dirname(path) in SHARED_ROOTS
 
 
 def owned_dir_path(v: str, owner: str) -> str:

@@ -25,8 +25,8 @@ from pulumi_policy import (
 
 from core.config import WEIGHTS_MOUNT
 from core.observability import PROMETHEUS_DATA
-from core.observability_settings import system_directory
 from core.plan import DRIVER_PATHS, MANAGEMENT_DEVICES, NODE_LABEL, ROLE_LABEL
+from core.section import SYSTEM_TREES, system_directory
 from props import (
     CONTAINER,
     LOCAL_COMMAND,
@@ -52,13 +52,9 @@ SYSTEM_DIRS = (
     "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt", "/proc",
     "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var",
 )  # fmt: skip
-# Of those, the ones whose every subdirectory is the system's too (data may live below /var,
-# /home, /opt or /srv, e.g. /var/lib/models). /root's own cache is the default weights directory,
-# which is allowed as the weights mount.
-SYSTEM_TREES = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run", "/sbin",
-    "/sys", "/usr", "/var/run", "/var/lib/docker", "/var/lib/containerd",
-)  # fmt: skip
+# Of those, the ones whose every subdirectory is the system's too (core's SYSTEM_TREES; data may
+# live below /var, /home, /opt or /srv, e.g. /var/lib/models). /root's own cache is the default
+# weights directory, which is allowed as the weights mount.
 # The host devices a container may be given: the NPUs and Ascend's management devices, at their
 # own paths or below a node's hostRoot (the local stack's fake devices).
 _NPU_DEVICE = re.compile(r"(/.*)?(/dev/davinci[0-9]+|" + "|".join(re.escape(d) for d in MANAGEMENT_DEVICES) + ")")

@@ -28,6 +28,20 @@ print("deepseek-r1-ascend running")
 """
 
 
+@pytest.fixture
+def bin_dir(tmp_path, monkeypatch):
+    """The a2 stack with node a2-0 pinned, in `tmp_path`, and the stand-in `ssh` first on PATH."""
+    document = yaml.safe_load((PROJECT_DIR / "Pulumi.a2.yaml").read_text())
+    document["config"]["deepseek-r1-ascend:nodes"][0]["hostKey"] = KEY_0
+    (tmp_path / "Pulumi.a2.yaml").write_text(yaml.safe_dump(document))
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "ssh").write_text(FAKE_SSH)
+    (tools / "ssh").chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    return tools
+
+
 def ssh_calls(bin_dir):
     text = (bin_dir / "ssh.calls").read_text()
     return [call.split("\n") for call in text.strip("\n").split("\n\n")]
@@ -40,16 +54,7 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def test_ssh_nodes_are_reached_with_the_providers_pinned_batch_options(tmp_path, monkeypatch, capsys):
-    document = yaml.safe_load((PROJECT_DIR / "Pulumi.a2.yaml").read_text())
-    document["config"]["deepseek-r1-ascend:nodes"][0]["hostKey"] = KEY_0
-    (tmp_path / "Pulumi.a2.yaml").write_text(yaml.safe_dump(document))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(FAKE_SSH)
-    (bin_dir / "ssh").chmod(stat.S_IRWXU)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-
+def test_ssh_nodes_are_reached_with_the_providers_pinned_batch_options(tmp_path, bin_dir, capsys):
     code = diagnose.main(["a2", "--project-dir", str(tmp_path), "--out", str(tmp_path / "out")])
 
     assert code == 0, capsys.readouterr()
@@ -71,17 +76,9 @@ def test_ssh_nodes_are_reached_with_the_providers_pinned_batch_options(tmp_path,
     )
 
 
-def test_diagnose_writes_the_pins_it_reaches_the_nodes_with(tmp_path, home, monkeypatch, capsys):
+def test_diagnose_writes_the_pins_it_reaches_the_nodes_with(tmp_path, home, bin_dir):
     # A fresh machine, or a stack whose hostKey changed since the last `pulumi up`: the file the
     # ssh options name holds the stack's keys now, not a stale or missing set.
-    document = yaml.safe_load((PROJECT_DIR / "Pulumi.a2.yaml").read_text())
-    document["config"]["deepseek-r1-ascend:nodes"][0]["hostKey"] = KEY_0
-    (tmp_path / "Pulumi.a2.yaml").write_text(yaml.safe_dump(document))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(FAKE_SSH)
-    (bin_dir / "ssh").chmod(stat.S_IRWXU)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     assert diagnose.main(["a2", "--project-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     pins = home / known_hosts_file("a2").removeprefix("~/")
     assert pins.read_text() == f"192.0.2.11 {KEY_0}\n"

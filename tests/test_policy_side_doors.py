@@ -306,7 +306,7 @@ SIDE_DOORS = [
         _owned_dir("/var/lib"),
         WRITABLE,
         "node sim-0 (observability-prometheus-data): step owned-dir makes /var/lib (holding host system directory "
-        "/var/lib/docker) owned by uid 65534, which hands the host's own files to that user (a path to root on "
+        "/var/lib/containerd) owned by uid 65534, which hands the host's own files to that user (a path to root on "
         "the node); " + PROMETHEUS_FIX,
     ),
     (
