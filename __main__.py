@@ -17,7 +17,7 @@ except ConfigError as error:
 
 deployment = plan_deployment(config, stack=pulumi.get_stack())
 plan, observability = deployment.cluster, deployment.observability
-cluster = VllmCluster("deepseek-r1", plan)
+cluster = VllmCluster("deepseek-r1", plan, deployment.front_door)
 if observability is not None:
     Observability("observability", plan, observability, cluster.hosts)
     pulumi.export("prometheusUrl", observability.prometheus_url)

@@ -13,14 +13,30 @@ from dataclasses import asdict, dataclass, is_dataclass
 
 from core.models import Accuracy, Benchmark
 
-from . import devices, disk, docker, driver_files, group_view, hccn, nic, npu_holders, npu_smi, ping, servicechecks
+from . import (
+    board,
+    compat,
+    devices,
+    disk,
+    docker,
+    driver_files,
+    group_view,
+    hccn,
+    image,
+    nic,
+    npu_holders,
+    npu_smi,
+    ping,
+    servicechecks,
+)
 from .common import CheckResult, quote
 
 # The runner's environment (see __main__): each node's SSH connection, and the key to log in with.
 NODE_SSH_ENV = "NODE_SSH"
 SSH_KEY_ENV = "SSH_PRIVATE_KEY"
 
-RETRY = "fix the node and run `pulumi up` again (a failed check is not saved, so it runs again)"
+RERUN = "run `pulumi up` again (a failed check is not saved, so it runs again)"
+RETRY = f"fix the node and {RERUN}"
 
 # Steps of the whole group that reach no node: the NPU addresses of every node, read by every
 # node's pings; and the one step every container waits for, after every check of every node.
@@ -41,7 +57,9 @@ class Step:
 
 def _verdict(result: CheckResult, report: dict | None = None) -> dict:
     if not result.ok:
-        raise StepFailed(f"{result.message}; {RETRY}")
+        # A judge that knows the way forward names it; the retry applies to every check.
+        fix = result.detail.get("fix")
+        raise StepFailed(f"{result.message}; {f'{fix}, then {RERUN}' if fix else RETRY}")
     return {"seen": result.seen, **(report or {})}
 
 
@@ -66,6 +84,20 @@ def _npu_idle(spec: dict, outputs: dict[str, str]) -> dict:
 def _driver_files(spec: dict, outputs: dict[str, str]) -> dict:
     result = driver_files.judge_driver_files(spec["node"], _one(outputs), spec["paths"], spec["versionFile"])
     return _verdict(result, {"version": result.detail.get("version") or "unknown"})
+
+
+def _npu_board(spec: dict, outputs: dict[str, str]) -> dict:
+    table = compat.load(spec["overrides"])
+    result = board.judge_npu_board(
+        spec["node"], _one(outputs), spec["profile"], spec["npuIds"], spec["hbmGbNeeded"], spec["hbmReason"], table
+    )
+    return _verdict(result, {k: result.detail.get(k) for k in ("soc", "firmware", "hbmGbPerNpu", "warnings")})
+
+
+def _image_host(spec: dict, outputs: dict[str, str]) -> dict:
+    table = compat.load(spec["overrides"])
+    result = image.judge_image_host(spec["node"], _one(outputs), spec["image"], spec["profile"], table)
+    return _verdict(result, {k: result.detail.get(k) for k in ("cann", "soc", "driver", "warnings")})
 
 
 def _nic_ip(spec: dict, outputs: dict[str, str]) -> dict:
@@ -179,6 +211,8 @@ STEPS: dict[str, Step] = {
         lambda s, out: _verdict(devices.judge_dev_davinci(s["node"], _one(out), s["npus"])),
     ),
     driver_files.CHECK: Step(lambda s: driver_files.driver_files_command(s["paths"], s["versionFile"]), _driver_files),
+    board.CHECK: Step(lambda s: board.board_command(s["npuIds"]), _npu_board),
+    image.CHECK: Step(lambda s: image.image_host_command(s["imageId"], s["versionFile"]), _image_host),
     docker.CHECK: Step(
         lambda s: docker.docker_version_command(),
         lambda s, out: _verdict(docker.judge_docker(s["node"], _one(out))),

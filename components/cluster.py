@@ -7,33 +7,48 @@ import pulumi
 from core.config import AUTO_NIC, TOKEN_ENV
 from core.connection import machine
 from core.plan import ClusterPlan, NodePlan
+from core.sidecar import Sidecar
 
 from .host import AscendHost, write_known_hosts
 from .nodecommand import node_step
 from .preflight import ClusterPreflight, HostPreflight, checks_passed
 from .secrecy import hidden
 from .server import VllmServer
+from .sidecar import sidecar_container
 from .verification import ServiceVerification
 
 
 class VllmCluster(pulumi.ComponentResource):
-    """Every node's host, checks and vllm server, started together as one data-parallel group, and
-    the verification of the service they form."""
+    """Every node's host, checks and vllm server, started together as one data-parallel group, the
+    front door clients reach them by, and the verification of the service they form."""
 
     endpoint: pulumi.Input[str]
     verification: ServiceVerification
     # Each node's Docker provider; observability places its containers on them too.
     hosts: dict[str, AscendHost]
 
-    def __init__(self, name: str, plan: ClusterPlan, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        plan: ClusterPlan,
+        front_door: Sidecar | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        """`front_door`: the proxy clients reach the API by (core/front_door.py), None without one."""
         super().__init__("deepseek-r1-ascend:index:VllmCluster", name, None, opts)
         self._plan = plan
         child = pulumi.ResourceOptions(parent=self)
         write_known_hosts(plan)
         per_node = {n.name: _node_options(self, n) for n in plan.nodes}
         self.hosts = {n.name: AscendHost(n.name, n, opts=per_node[n.name]) for n in plan.nodes}
+        # Every node's image first: the checks read the pulled image, and the gate below waits for
+        # them, so a node whose host does not fit its image stops every container's replacement.
+        self._servers = {n.name: VllmServer(n.name, n, self.hosts[n.name], opts=per_node[n.name]) for n in plan.nodes}
         self._preflight = (
-            {n.name: HostPreflight(n.name, plan, n, opts=per_node[n.name]) for n in plan.nodes}
+            {
+                n.name: HostPreflight(n.name, plan, n, self._servers[n.name].image, opts=per_node[n.name])
+                for n in plan.nodes
+            }
             if plan.preflight.enabled
             else {}
         )
@@ -53,7 +68,6 @@ class VllmCluster(pulumi.ComponentResource):
         # (AscendHost.placed); through one resource that waits for them all, as the gate does.
         placed = pulumi.Output.all(*[host.placed for host in self.hosts.values()]).apply(lambda _: len(plan.nodes))
         gate.append(pulumi.Stash(f"{name}-nodes-placed", input=placed, opts=child))
-        self._servers: dict[str, VllmServer] = {}
         head_staged: list[pulumi.Resource] = []
         for node in plan.nodes:
             checks = self._preflight.get(node.name)
@@ -68,23 +82,27 @@ class VllmCluster(pulumi.ComponentResource):
 
             # No server waits for another: in data-parallel mode the head only turns ready once
             # every node's ranks have joined, so all containers must start together.
-            self._servers[node.name] = VllmServer(
-                node.name,
-                node,
-                self.hosts[node.name],
+            self._servers[node.name].start(
                 plan.group_fingerprint,
                 # An explicit NIC is known at preview; only `nic: auto` waits for the preflight.
                 nic=checks.nic if checks is not None and node.nic == AUTO_NIC else node.nic,
                 driver=checks.driver_version if checks is not None else None,
+                image_facts=checks.image_facts if checks is not None else None,
                 after=gate,
                 stage=stage,
-                opts=per_node[node.name],
             )
             if plan.stage_weights and plan.weights_shared and node is plan.head:
                 head_staged = [self._servers[node.name].staged]
         containers = [s.container for s in self._servers.values()]
-        self.verification = ServiceVerification(name, plan, containers, [c.id for c in containers], opts=child)
-        self.endpoint = hidden(plan.head, plan.endpoint, "nodes", "serve")
+        door = (
+            sidecar_container(front_door, self.hosts[front_door.node], self, plan.head.renamed_from, after=gate)
+            if front_door
+            else None
+        )
+        self.verification = ServiceVerification(
+            name, plan, containers, [c.id for c in containers], front_door=door, opts=child
+        )
+        self.endpoint = hidden(plan.head, plan.endpoint, "nodes", "serve", "frontDoor")
         self.register_outputs({"endpoint": self.endpoint, "servedModelName": plan.served_model_name})
 
     def _stage_weights(self, node: NodePlan, mode: str, after: list[pulumi.Resource]) -> pulumi.Resource:
@@ -121,7 +139,12 @@ class VllmCluster(pulumi.ComponentResource):
                 "container": self._servers[n.name].container.name,
                 "command": hidden(n, n.command_line, "serve", "model", "nodes"),
                 **(
-                    {"driverVersion": self._preflight[n.name].driver_version, "nic": self._preflight[n.name].nic}
+                    {
+                        "driverVersion": self._preflight[n.name].driver_version,
+                        "nic": self._preflight[n.name].nic,
+                        # The image's CANN version and the SoC it was built for, read from it.
+                        "image": self._preflight[n.name].image_facts,
+                    }
                     if n.name in self._preflight
                     else {}
                 ),

@@ -6,14 +6,19 @@ the README; it runs on its node and is judged there by `checks.steps` (see `node
 container waits for every check of every node through one gate, `<cluster>-checks-passed`, and
 every node's pings read their peers' NPU addresses from one step, `<cluster>-npu-ips`: each waits
 for one resource, not for one per check or per peer, so the graph grows with the nodes.
+
+The `image-host` check reads the node's pulled image (it waits for the `docker.RemoteImage`, and
+runs again when the image's ID changes); the gate waits for it like for every other check, so no
+node's container is created or replaced before every node's image is known to fit its host.
 """
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_command as command
+import pulumi_docker
 
-from checks import devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping
+from checks import board, compat, devices, disk, docker, driver_files, hccn, image, nic, npu_holders, npu_smi, ping
 from checks.steps import CHECKS_PASSED, NPU_IPS
 from core.config import AUTO_NIC
 from core.plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
@@ -59,16 +64,28 @@ def _check(
 
 
 class HostPreflight(pulumi.ComponentResource):
-    """One node's checks: NPUs, devices, driver files, Docker, weights disk, NIC, NPU links."""
+    """One node's checks: NPUs and their boards, devices, driver files, Docker, weights disk, NIC,
+    NPU links, and the node's pulled image against its driver and chip."""
 
     checks: dict[str, command.local.Command]
     driver_version: pulumi.Output[str]
+    # The image's CANN version and the SoC it was built for, read from the image on the node.
+    image_facts: pulumi.Output[dict]
     nic: pulumi.Output[str]
     npu_ips: pulumi.Output[dict] | None
 
-    def __init__(self, name: str, plan: ClusterPlan, node: NodePlan, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        plan: ClusterPlan,
+        node: NodePlan,
+        pulled: pulumi_docker.RemoteImage,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        """`pulled` is the node's image: its check waits for the pull and reads that very image."""
         super().__init__("deepseek-r1-ascend:index:HostPreflight", name, None, opts)
         owner = {"label": STACK_LABEL, "stack": plan.stack}
+        pairing = _pairing(plan)
         specs = {
             npu_smi.HEALTH_CHECK: {"npus": node.npus},
             npu_smi.IDLE_CHECK: {"npus": node.npus, **owner},
@@ -78,18 +95,56 @@ class HostPreflight(pulumi.ComponentResource):
             npu_holders.CHECK: owner,
             disk.CHECK: {"path": node.weights_dir, "minFreeGib": plan.preflight.min_free_gib},
             nic.CHECK: {"nic": node.nic, "ip": node.ip, "auto": AUTO_NIC},
+            board.CHECK: {**pairing, **_hbm_share(plan), "npuIds": node.npus // _CHIPS_PER_NPU[plan.profile.name]},
+            # The image's ID, not its tag: an image pulled anew under the same tag is checked anew.
+            image.CHECK: pulled.image_id.apply(
+                lambda image_id: {
+                    **pairing,
+                    "image": node.image,
+                    "imageId": image_id,
+                    "versionFile": node.driver_version_file,
+                }
+            ),
         }
         if len(plan.nodes) > 1:
             specs[hccn.NETWORK_CHECK] = {"npus": node.npus}
         self.checks = {check: _check(self, plan, node, check, spec) for check, spec in specs.items()}
+        for check in (board.CHECK, image.CHECK):
+            _warn(self.checks[check])
         self.driver_version = report(self.checks[driver_files.CHECK]).apply(lambda r: r["version"])
+        self.image_facts = report(self.checks[image.CHECK]).apply(lambda r: {"cann": r["cann"], "soc": r["soc"]})
         self.nic = report(self.checks[nic.CHECK]).apply(lambda r: r["nic"])
         self.npu_ips = (
             report(self.checks[hccn.NETWORK_CHECK]).apply(lambda r: r["npuIps"])
             if hccn.NETWORK_CHECK in specs
             else None
         )
-        self.register_outputs({"driverVersion": self.driver_version, "nic": self.nic})
+        self.register_outputs({"driverVersion": self.driver_version, "imageFacts": self.image_facts, "nic": self.nic})
+
+
+# How many chips each npu-smi NPU id carries, per profile (the board check asks per NPU id).
+_CHIPS_PER_NPU = compat.load().chips_per_npu
+
+
+def _pairing(plan: ClusterPlan) -> dict:
+    """What the image and board checks judge by: the profile and the site's table rows, which
+    their specs (and so `pulumi preview`) show, and whose change runs them again."""
+    rows = [row.model_dump(by_alias=True, exclude_none=True) for row in plan.preflight.compat_overrides]
+    return {"profile": plan.profile.name, "overrides": rows}
+
+
+def _hbm_share(plan: ClusterPlan) -> dict:
+    """Every NPU holds an equal share of the model (one rank each): its share of model.requiredHbmGb."""
+    npus = sum(n.npus for n in plan.nodes)
+    return {
+        "hbmGbNeeded": -(-plan.required_hbm_gb // npus),
+        "hbmReason": f"model.requiredHbmGb {plan.required_hbm_gb} over {npus} NPUs",
+    }
+
+
+def _warn(check: command.local.Command) -> None:
+    """A passing check's warnings, shown by every `pulumi up` (a saved report is replayed)."""
+    report(check).apply(lambda r: [pulumi.log.warn(w, resource=check) for w in r.get("warnings") or []])
 
 
 class ClusterPreflight(pulumi.ComponentResource):

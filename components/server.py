@@ -21,31 +21,23 @@ INIT_ERRORS = "#initerror"
 
 class VllmServer(pulumi.ComponentResource):
     """One node's pinned image and the container running `vllm serve` in the node's role (single,
-    head or headless), on the node's own Docker engine."""
+    head or headless), on the node's own Docker engine.
 
+    Declared in two steps: the image first, then (`start`) the container. Between them the checks
+    that read the pulled image are declared, and the container waits for them, so every node's
+    image is judged before any node's container is created or replaced."""
+
+    image: docker.RemoteImage
     container: docker.Container
     staged: pulumi.Resource | None
 
-    def __init__(
-        self,
-        name: str,
-        node: NodePlan,
-        host: AscendHost,
-        group_fingerprint: str,
-        nic: pulumi.Input[str],
-        driver: pulumi.Output[str] | None = None,
-        after: list[pulumi.Resource] | None = None,
-        stage: Callable[[pulumi.Resource], pulumi.Resource] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
-        """`nic` is the node's NIC (discovered by the preflight for `nic: auto`); `driver` is the
-        driver version the node's checks found; the container waits for the resources in `after`
-        and for what `stage` returns when given the pulled image (the weights staging)."""
+    def __init__(self, name: str, node: NodePlan, host: AscendHost, opts: pulumi.ResourceOptions | None = None):
         super().__init__("deepseek-r1-ascend:index:VllmServer", name, None, opts)
+        self._name, self._node, self._host = name, node, host
         on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
         # Seven hundred gigabytes of weights depend on this image: never delete it from the host
         # just because the stack moved on to another tag.
-        self._image = docker.RemoteImage(
+        self.image = docker.RemoteImage(
             f"{name}-image",
             name=hidden(node, node.image, "image"),
             keep_locally=True,
@@ -58,18 +50,38 @@ class VllmServer(pulumi.ComponentResource):
                 ),
             ),
         )
-        self.staged = stage(self._image) if stage else None
+
+    def start(
+        self,
+        group_fingerprint: str,
+        nic: pulumi.Input[str],
+        driver: pulumi.Output[str] | None = None,
+        image_facts: pulumi.Output[dict] | None = None,
+        after: list[pulumi.Resource] | None = None,
+        stage: Callable[[pulumi.Resource], pulumi.Resource] | None = None,
+    ) -> None:
+        """The container. `nic` is the node's NIC (discovered by the preflight for `nic: auto`);
+        `driver` is the driver version and `image_facts` the image's CANN and SoC the node's checks
+        found; the container waits for the resources in `after` and for what `stage` returns when
+        given the pulled image (the weights staging)."""
+        name, node, host = self._name, self._node, self._host
+        on_host = pulumi.ResourceOptions(parent=self, provider=host.provider)
+        self.staged = stage(self.image) if stage else None
         envs = pulumi.Output.from_input(nic).apply(lambda nic_name: container_env(node, nic_name))
         labels = [docker.ContainerLabelArgs(label=k, value=hidden(node, v, "model", "nodes")) for k, v in node.labels]
         if driver is not None:
             labels.append(docker.ContainerLabelArgs(label=LABEL_PREFIX + "driver", value=driver))
+        if image_facts is not None:
+            for fact in ("cann", "soc"):
+                value = image_facts.apply(lambda facts, fact=fact: facts[fact])
+                labels.append(docker.ContainerLabelArgs(label=LABEL_PREFIX + fact, value=value))
         uploads = [
             docker.ContainerUploadArgs(file=u.path, content=u.content, executable=u.executable) for u in node.uploads
         ]
         self.container = docker.Container(
             f"{name}-vllm",
             name=hidden(node, node.container_name, "nodes"),
-            image=self._image.image_id,
+            image=self.image.image_id,
             command=hidden(node, list(node.argv), "serve", "model", "nodes"),
             # The group supervisor runs the command (core/supervision.py); none without supervision.
             entrypoints=list(node.entrypoint) or None,
@@ -100,7 +112,7 @@ class VllmServer(pulumi.ComponentResource):
                 ),
             ),
         )
-        self.register_outputs({"containerName": self.container.name, "imageId": self._image.image_id})
+        self.register_outputs({"containerName": self.container.name, "imageId": self.image.image_id})
 
 
 def container_env(node: NodePlan, nic: str) -> list[str]:

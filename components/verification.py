@@ -30,6 +30,7 @@ class ServiceVerification(pulumi.ComponentResource):
         plan: ClusterPlan,
         containers: list[pulumi.Resource],
         container_ids: list[pulumi.Output[str]],
+        front_door: pulumi.CustomResource | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("deepseek-r1-ascend:index:ServiceVerification", name, None, opts)
@@ -38,7 +39,7 @@ class ServiceVerification(pulumi.ComponentResource):
         # A new container id means a new service to verify; an unchanged stack re-runs nothing.
         replaced = pulumi.Output.all(*container_ids)
 
-        def on_head(step: str, spec: dict, after: list[pulumi.Resource]):
+        def on_head(step: str, spec: dict, after: list[pulumi.Resource], triggers: list | None = None):
             return node_step(
                 f"{name}-{step}",
                 step,
@@ -46,7 +47,7 @@ class ServiceVerification(pulumi.ComponentResource):
                 [head],
                 ssh_private_key=plan.ssh_private_key,
                 secrets=secrets,
-                triggers=[replaced],
+                triggers=triggers or [replaced],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
@@ -78,7 +79,15 @@ class ServiceVerification(pulumi.ComponentResource):
             )
 
         if v.smoke_test:
-            smoke = on_head("smoke-test", {"url": url, "request": plan.smoke_request}, [last])
+            # The tutorial's request as a client sends it: through the front door, which a new
+            # front door container proves again.
+            door = [front_door] if front_door else []
+            smoke = on_head(
+                "smoke-test",
+                {"url": plan.client_local_url, "request": plan.smoke_request},
+                [last, *door],
+                triggers=[replaced, *(d.id for d in door)],
+            )
             outputs["smokeTest"] = report(smoke).apply(
                 lambda r: {
                     "text": r["result"]["text"],

@@ -47,6 +47,7 @@ from .models import (
 )
 from .rules import (
     composed_image_problems,
+    front_door_problems,
     node_problems,
     observability_problems,
     setting_problems,
@@ -109,7 +110,7 @@ def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) 
     # Without a valid profile there is no hardware to judge the topology or the image tag by.
     hardware = "profile" not in stood_in
     rules = node_problems(cfg, stood_in) + (topology_problems(cfg) if hardware else [])
-    rules += setting_problems(cfg, secret_keys) + observability_problems(cfg)
+    rules += setting_problems(cfg, secret_keys) + front_door_problems(cfg) + observability_problems(cfg)
     rules += composed_image_problems(cfg) if hardware else []
     problems += [p for p in rules if p.split(":", 1)[0] not in reported]
     problems = [hide_secret_values(p, raw, secret_keys) for p in problems]

@@ -14,6 +14,11 @@ PROJECT = "deepseek-r1-ascend"
 # mounted here, so results written below it persist on the host too.
 WEIGHTS_MOUNT = "/root/.cache"
 
+# The addresses that mean "every interface of the host".
+UNSPECIFIED_HOSTS = ("0.0.0.0", "::")
+# The mirror host through which Docker Hub images are pulled (as the tutorial pulls vllm-ascend).
+DOCKER_HUB_MIRROR = "m.daocloud.io/docker.io"
+
 # Accuracy runs (gsm8k, AISBench) need long contexts; the tutorial asks for at least this.
 ACCURACY_MIN_MODEL_LEN = 35000
 

@@ -1,7 +1,8 @@
 """vllm serve flags: which ones the config models, which the plan derives, and what extraArgs may add.
 
-serve.extraArgs is read the way vllm 0.18.0's parser reads it (vllm_args.py), so a spelling vllm
-accepts cannot slip past these rules, and one it refuses is refused here. A credential flag is
+serve.extraArgs is read the way the parser of the image's vllm reads it (vllm_args.py, with the
+table of that vllm's flags: Image.vllm), so a spelling vllm accepts cannot slip past these rules,
+and one it refuses is refused here. A credential flag is
 refused there always, even when `serve` is a Pulumi secret: the container's command line is read
 by every local user of the node (`ps`, `docker inspect`), whatever Pulumi encrypts. No message
 quotes a credential given there: validation reads the items with those values already hidden.
@@ -16,8 +17,9 @@ from .defaults import SECRET_ENV
 from .models import ClusterConfig, camel_path, to_snake
 
 # The tutorial's model flags in its order, each with the setting it comes from. A boolean
-# renders --X when true and --no-X when false (vllm's own default may differ from ours: 0.18
-# turns async scheduling on by itself); None leaves a flag out.
+# renders --X when true and --no-X when false (vllm's own default may differ from ours: 0.13
+# leaves async scheduling off, 0.18 and later turn it on by themselves); None leaves a flag out.
+# Each has the same name, value form and meaning in every supported vllm (tests/test_vllm_versions.py).
 MODEL_FLAGS = (
     ("--tensor-parallel-size", "serve.tensor_parallel_size"),
     ("--quantization", "serve.quantization"),
@@ -65,7 +67,20 @@ LAYOUT_CONFLICTS = {
     "an API server on every node",
     "--uds": "the API would listen on a Unix socket instead of serve.host:serve.port, where readiness, the smoke "
     "test and clients reach it",
+    # vllm 0.23 and later.
+    "--data-parallel-multi-port-external-lb": "the head serves the API for the whole group; the multi-port mode "
+    "would start an API server per data-parallel rank behind vllm's own supervisor",
 }
+# Flags that set one key of a modelled JSON flag (vllm 0.23 and later): vllm refuses one beside the
+# same key in that flag's JSON, and adds any other key to it.
+KEY_FLAGS = {
+    "--spec-method": ("--speculative-config", "method"),
+    "--spec-model": ("--speculative-config", "model"),
+    "--spec-tokens": ("--speculative-config", "num_speculative_tokens"),
+}
+# vllm 0.23's --quantization-config refines only these --quantization values (its online, load-time
+# quantizations); beside any other, such as the W8A8 checkpoint's `ascend`, vllm refuses to start.
+ONLINE_QUANTIZATIONS = ("fp8_per_tensor", "fp8_per_block", "mxfp8", "int8_per_channel_weight_only", "online")
 # Refused only where some node is headless (vllm refuses more than one API server there).
 HEADLESS_CONFLICTS = {
     "--api-server-count": "headless nodes run no API server, and vllm refuses --api-server-count beside --headless",
@@ -149,11 +164,11 @@ def extra_args_problems(cfg: ClusterConfig, secret_keys: frozenset[str] = frozen
     """serve.extraArgs items vllm would refuse, that override a modelled or derived flag, or that
     put a credential on the command line (`serve` being a Pulumi secret or not: `secret_keys`
     changes nothing here, errors.py hides the messages of a secret `serve`)."""
-    table = vllm_args.load_table()
+    table = vllm_args.load_table(cfg.image.vllm)
     problems = []
     for given in vllm_args.read(hide_credentials(cfg.serve.extra_args, table), table):
         problem = _credential(given, table)
-        problem = problem or (_refused(given, table) if given.error else _conflict(given, len(cfg.nodes) > 1))
+        problem = problem or (_refused(given, table) if given.error else _conflict(given, cfg))
         if problem:
             problems.append(f"serve.extraArgs[{given.index}]: {problem}")
     return problems
@@ -208,10 +223,19 @@ def _named(given: vllm_args.Given) -> str:
     )
 
 
-def _conflict(given: vllm_args.Given, multi_node: bool) -> str | None:
+def _conflict(given: vllm_args.Given, cfg: ClusterConfig) -> str | None:
     flag = given.option.flag
     keys = _flag_keys()
     named = _named(given)
+    if flag.name in KEY_FLAGS:
+        whole, key = KEY_FLAGS[flag.name]
+        return f"{named} sets {key} of {whole}, which is set from {keys[whole]}; set {key} there"
+    quantization = cfg.serve.quantization
+    if flag.name == "--quantization-config" and quantization not in ONLINE_QUANTIZATIONS:
+        return (
+            f"{named} refines --quantization, which vllm {cfg.image.vllm} refuses beside serve.quantization "
+            f"'{quantization}'; remove it, or use it with serve.quantization one of {', '.join(ONLINE_QUANTIZATIONS)}"
+        )
     if given.dotted is not None and flag.name in keys:
         return (
             f"{named} replaces the whole {flag.name} value, which is set from {keys[flag.name]}; "
@@ -224,5 +248,6 @@ def _conflict(given: vllm_args.Given, multi_node: bool) -> str | None:
     if given.option.negated:
         # Turning a conflicting switch off restates vllm's default.
         return None
+    multi_node = len(cfg.nodes) > 1
     reason = LAYOUT_CONFLICTS.get(flag.name) or (HEADLESS_CONFLICTS.get(flag.name) if multi_node else None)
     return f"{named} conflicts with this deployment's layout: {reason}" if reason else None

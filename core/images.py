@@ -159,3 +159,11 @@ def image_reference_problem(ref: str) -> str | None:
     if not at and tag == "latest":
         return f"'{ref}' uses the moving tag 'latest'; pin a version tag such as :v0.18.0 or a @sha256: digest"
     return None
+
+
+def pinned_image(reference: str | None) -> str | None:
+    """A validator's check of an image reference: ValueError naming the problem, else the reference."""
+    problem = image_reference_problem(reference) if reference is not None else None
+    if problem:
+        raise ValueError(problem)
+    return reference

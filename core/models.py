@@ -13,8 +13,9 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .defaults import (
     AUTO_NIC,
@@ -30,11 +31,13 @@ from .defaults import (
     WEIGHTS_MOUNT,
     Profile,
 )
+from .front_door_settings import FrontDoor
 from .images import image_reference_problem, registry_problem, repository_problem, tag_problem
 from .observability_settings import Observability
 from .section import Section as _Section
 from .section import absolute_path as _absolute_path
 from .section import no_control_characters as _no_control_characters
+from .vllm_releases import RELEASES, SUPPORTED_VLLM, release_of, tag_of
 
 # Every pattern here is matched against the WHOLE value (`fullmatch`): `re.match` with `$` would
 # accept a trailing newline, which a shell then reads as the start of a new command.
@@ -211,6 +214,9 @@ class Image(_Section):
     # vllm-ascend images are 10-20 GB; through a mirror at ~2 MB/s that takes up to three hours,
     # far beyond the Docker provider's 20-minute default.
     pull_timeout_minutes: int = Field(default=180, ge=1)
+    # The vllm the image runs, for an image whose tag names no vllm-ascend release (a digest, a
+    # site's own build): it decides which vllm's `vllm serve` flags the command line is read with.
+    vllm_version: str | None = None
 
     @field_validator("registry", "repository", "tag", "ref")
     @classmethod
@@ -225,6 +231,41 @@ class Image(_Section):
         if problem:
             raise ValueError(problem)
         return v
+
+    @field_validator("vllm_version")
+    @classmethod
+    def _vllm_version(cls, v: str | None) -> str | None:
+        if v is not None and v not in SUPPORTED_VLLM:
+            raise ValueError(
+                f"{v!r} is no vllm whose flags this program knows; use the vllm the image runs, one of "
+                f"{', '.join(SUPPORTED_VLLM)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _vllm_known(self) -> Image:
+        if self.vllm_version is not None or release_of(self._tag) is not None:
+            return self
+        key, value = ("ref", self.ref) if self.ref else ("tag", self.tag)
+        message = (
+            f"'{value}' names no vllm-ascend release whose vllm this program knows"
+            f"{' (a digest names none)' if key == 'ref' else ''}; use the tag {', '.join(RELEASES)} (or one of their "
+            f"-a3, -openeuler, ... builds), or set image.vllmVersion to the vllm the image runs, one of "
+            f"{', '.join(SUPPORTED_VLLM)}"
+        )
+        # Raised as the key's own error, not the section's: the problem reads `image.tag: ...`, and
+        # a stack with other problems is still judged with that key at its default.
+        error = InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(key,), input=value)
+        raise ValidationError.from_exception_data(type(self).__name__, [error])
+
+    @property
+    def _tag(self) -> str:
+        return tag_of(self.ref) if self.ref else self.tag
+
+    @property
+    def vllm(self) -> str:
+        """The vllm the image runs: image.vllmVersion, else the one its tag's release is built on."""
+        return self.vllm_version or RELEASES[release_of(self._tag)]
 
     def reference(self, profile: Profile) -> str:
         if self.ref:
@@ -257,7 +298,8 @@ JsonArg = str | dict[str, Any]
 
 
 class Serve(_Section):
-    host: str = "0.0.0.0"
+    # None: the head's own address behind the front door, else every interface (see api_host).
+    host: str | None = None
     port: int = Field(default=8000, ge=1, le=65535)
     data_parallel_size: int = Field(default=4, ge=1)
     tensor_parallel_size: int = Field(default=4, ge=1)
@@ -278,8 +320,8 @@ class Serve(_Section):
 
     @field_validator("host")
     @classmethod
-    def _host(cls, v: str) -> str:
-        return _ip_address(v, "use 0.0.0.0 or a node address", "an IP address to listen on")
+    def _host(cls, v: str | None) -> str | None:
+        return v if v is None else _ip_address(v, "use 0.0.0.0 or a node address", "an IP address to listen on")
 
     @field_validator("quantization")
     @classmethod
@@ -380,12 +422,59 @@ class Ssh(_Section):
 
 
 class Preflight(_Section):
-    """Host checks before any container: NPUs, driver files, Docker, disk, NIC, NPU links."""
+    """Host checks before any container: NPUs, driver files, Docker, disk, NIC, NPU links, and the
+    node's image against its driver and chip."""
+
+    class CompatOverride(_Section):
+        """A row of the pairing table (checks/compatibility.toml) a site sets itself, with its reason:
+        either a CANN version's driver range (`cann`, `driverMin`, `driverNewest`) or a SoC's family
+        and HBM (`soc`, `family`, `hbmGb`). The checks' messages quote the reason."""
+
+        cann: str | None = None
+        driver_min: str | None = None
+        driver_newest: str | None = None
+        soc: str | None = None
+        family: Literal["atlas-800-a3", "atlas-800-a2"] | None = None
+        hbm_gb: int | None = Field(default=None, gt=0)
+        reason: str = Field(min_length=1, max_length=200)
+
+        @field_validator("cann", "driver_min", "driver_newest")
+        @classmethod
+        def _version(cls, v: str | None) -> str | None:
+            # As Huawei prints them: 8.5.1, 8.3.RC2, 25.0.rc1.1, 26.1.0.b061.
+            if v is not None and not re.fullmatch(r"\d+(\.(\d+|[A-Za-z]+\d+))+", v):
+                raise ValueError(f"{v!r} is not a version; use one as npu-smi or CANN print it, e.g. 25.5.0 or 8.5.1")
+            return v
+
+        @field_validator("soc")
+        @classmethod
+        def _soc(cls, v: str | None) -> str | None:
+            if v is not None and not re.fullmatch(r"Ascend[A-Za-z0-9_-]{1,24}", v):
+                raise ValueError(f"{v!r} is not a SoC name; use one as the checks report it, e.g. Ascend910B4")
+            return v
+
+        @field_validator("reason")
+        @classmethod
+        def _reason(cls, v: str) -> str:
+            return _no_control_characters(v)
 
     enabled: bool = True
     min_free_gib: float = Field(default=50, ge=0)
     # NPU i pings NPU i of every other node (one RoCE plane per index), or every NPU pair.
     ping_pairs: Literal["same-index", "all"] = "same-index"
+    compat_overrides: list[CompatOverride] = []
+
+    @field_validator("compat_overrides")
+    @classmethod
+    def _one_kind_each(cls, rows: list[CompatOverride]) -> list[CompatOverride]:
+        for i, row in enumerate(rows):
+            if row.cann and not (row.driver_min and row.driver_newest and row.soc is row.family is row.hbm_gb is None):
+                raise ValueError(f"row {i} sets cann: it needs driverMin and driverNewest, and no soc, family or hbmGb")
+            if not row.cann and not (row.soc and row.family and row.driver_min is None and row.driver_newest is None):
+                raise ValueError(
+                    f"row {i}: set either cann with driverMin and driverNewest, or soc with family (and hbmGb)"
+                )
+        return rows
 
 
 class Verify(_Section):
@@ -485,6 +574,7 @@ class ClusterConfig(_Section):
     accuracy: Accuracy = Accuracy()
     weights: Weights = Weights()
     observability: Observability = Observability()
+    front_door: FrontDoor = FrontDoor()
     supervision: Supervision = Supervision()
     api_key: str | None = None
     modelscope_token: str | None = None
@@ -508,6 +598,14 @@ class ClusterConfig(_Section):
         if "env" in self._secret_keys:
             names |= set(self.env.single_node) | set(self.env.multi_node) | set(self.env.extra)
         return frozenset(names)
+
+    @property
+    def api_host(self) -> str:
+        """Where vllm listens: serve.host; unset, the head's own (cluster) address when the front
+        door is the public listener, else every interface, as the tutorial has it."""
+        if self.serve.host is not None:
+            return self.serve.host
+        return self.nodes[0].ip if self.front_door.enabled else "0.0.0.0"
 
     @property
     def hardware(self) -> Profile:

@@ -18,22 +18,19 @@ import yaml
 from supervision.protocol import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, PEER_UP, RESTART_CAPPED, VLLM_UP
 
 from .dashboard import DATASOURCE_UID, dashboard
+from .defaults import UNSPECIFIED_HOSTS
 from .models import ClusterConfig
 from .observability_settings import PROMETHEUS_UID as PROMETHEUS_UID  # for the component and the dry run
 from .observability_settings import Alerts
-from .plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL, ClusterPlan, Mount, NodePlan, url_host
-from .supervision import UNSPECIFIED_HOSTS, Upload
+from .plan import ClusterPlan, Mount, NodePlan, url_host
+from .sidecar import Sidecar, sidecar_labels
+from .supervision import Upload
 
-ObsRole = Literal["prometheus", "grafana", "npu-exporter"]
-# The one container that runs privileged; the policy pack allows it only for an image the site
-# names in its config (privilegedImages).
 NPU_EXPORTER_ROLE = "npu-exporter"
 NPU_EXPORTER_PROGRAM = "npu-exporter"
 
 PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
 PROMETHEUS_DATA = "/prometheus"
-# They keep running across reboots, and stay stopped when an operator stops them.
-OBS_RESTART = "unless-stopped"
 GRAFANA_PROVISIONING = "/etc/grafana/provisioning"
 DASHBOARD_DIR = "/var/lib/grafana/dashboards"
 DASHBOARD_FILE = f"{DASHBOARD_DIR}/deepseek-r1-ascend.json"
@@ -48,32 +45,16 @@ class Target:
 
 
 @dataclass(frozen=True)
-class ObsContainer:
-    role: ObsRole
-    node: str
-    name: str
-    image: str
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    secret_env: frozenset[str]
-    mounts: tuple[Mount, ...]
-    uploads: tuple[Upload, ...]
-    # Only npu-exporter: it reads every NPU through the driver's management interfaces.
-    privileged: bool
-    labels: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
 class ObservabilityPlan:
     node: str
     prometheus_url: str
     grafana_url: str | None
     prometheus_data_dir: str
     targets: tuple[Target, ...]
-    containers: tuple[ObsContainer, ...]
+    containers: tuple[Sidecar, ...]
 
     @property
-    def prometheus(self) -> ObsContainer:
+    def prometheus(self) -> Sidecar:
         return next(c for c in self.containers if c.role == "prometheus")
 
 
@@ -276,10 +257,6 @@ def grafana_dashboards_provider() -> str:
     return yaml.safe_dump({"apiVersion": 1, "providers": [{**provider, "allowUiUpdates": False}]}, sort_keys=False)
 
 
-def _labels(stack: str, node: str, role: ObsRole) -> tuple[tuple[str, str], ...]:
-    return ((STACK_LABEL, stack), (NODE_LABEL, node), (ROLE_LABEL, role))
-
-
 def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPlan | None:
     """Prometheus (and Grafana) on observability.node, an npu-exporter on every node when configured."""
     obs = cfg.observability
@@ -287,7 +264,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
         return None
     host = next((n for n in plan.nodes if n.name == obs.node), plan.head)
     exporter_port = obs.npu_exporter.port if obs.npu_exporter.image else None
-    api_host = None if cfg.serve.host in UNSPECIFIED_HOSTS else cfg.serve.host
+    api_host = None if cfg.api_host in UNSPECIFIED_HOSTS else cfg.api_host
     targets = scrape_targets(plan, exporter_port, api_host)
     # Prometheus and Grafana listen on one address of their node, never on every interface; the
     # URLs (outputs, Grafana's datasource) are that address, which Grafana reaches on the same host.
@@ -295,7 +272,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
     prometheus_url = f"http://{url_host(listen)}:{obs.prometheus.port}"
     p = obs.prometheus
     containers = [
-        ObsContainer(
+        Sidecar(
             role="prometheus",
             node=host.name,
             name=f"{plan.stack}-prometheus",
@@ -315,8 +292,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 ),
                 Upload(f"{PROMETHEUS_CONFIG_DIR}/rules.yml", alert_rules(obs.alerts, exporter_port is not None)),
             ),
-            privileged=False,
-            labels=_labels(plan.stack, host.name, "prometheus"),
+            labels=sidecar_labels(plan.stack, host.name, "prometheus"),
         )
     ]
     grafana_url = None
@@ -324,7 +300,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
         grafana_url = f"http://{url_host(listen)}:{obs.grafana.port}"
         board = dashboard(plan.stack, npu_exporter=exporter_port is not None)
         containers.append(
-            ObsContainer(
+            Sidecar(
                 role="grafana",
                 node=host.name,
                 name=f"{plan.stack}-grafana",
@@ -344,13 +320,12 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                     Upload(f"{GRAFANA_PROVISIONING}/dashboards/deepseek-r1-ascend.yaml", grafana_dashboards_provider()),
                     Upload(DASHBOARD_FILE, json.dumps(board, indent=1)),
                 ),
-                privileged=False,
-                labels=_labels(plan.stack, host.name, "grafana"),
+                labels=sidecar_labels(plan.stack, host.name, "grafana"),
             )
         )
     if exporter_port is not None:
         containers += [
-            ObsContainer(
+            Sidecar(
                 role=NPU_EXPORTER_ROLE,
                 node=n.name,
                 name=f"{n.container_name}-npu-exporter",
@@ -359,11 +334,11 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 argv=(NPU_EXPORTER_PROGRAM, f"-port={exporter_port}", f"-ip={n.ip}", "-updateTime=5"),
                 env=(),
                 secret_env=frozenset(),
-                # The driver read-only, as vllm gets it; the chips themselves through privileged mode.
+                # The driver read-only and the NPU devices, as vllm gets them; no privileged mode.
                 mounts=tuple(m for m in n.mounts if m.read_only),
                 uploads=(),
-                privileged=True,
-                labels=_labels(plan.stack, n.name, NPU_EXPORTER_ROLE),
+                labels=sidecar_labels(plan.stack, n.name, NPU_EXPORTER_ROLE),
+                devices=n.devices,
             )
             for n in plan.nodes
         ]

@@ -10,17 +10,9 @@ import posixpath
 
 from pydantic import Field, field_validator
 
-from .defaults import PROJECT
-from .images import image_reference_problem, names_registry, registry_problem
+from .defaults import DOCKER_HUB_MIRROR, PROJECT
+from .images import names_registry, pinned_image, registry_problem
 from .section import SHARED_ROOTS, Section, absolute_path, system_directory, system_tree
-
-
-def _pinned_image(v: str | None) -> str | None:
-    problem = image_reference_problem(v) if v is not None else None
-    if problem:
-        raise ValueError(problem)
-    return v
-
 
 DATA_DIR_EXAMPLE = f"/var/lib/{PROJECT}/prometheus"
 # The prom/prometheus image runs as nobody; its data directory on the host must be theirs.
@@ -88,7 +80,7 @@ class Prometheus(Section):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        return _pinned_image(v)
+        return pinned_image(v)
 
     @field_validator("data_dir")
     @classmethod
@@ -104,7 +96,7 @@ class Grafana(Section):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        return _pinned_image(v)
+        return pinned_image(v)
 
 
 class NpuExporter(Section):
@@ -116,7 +108,7 @@ class NpuExporter(Section):
     @field_validator("image")
     @classmethod
     def _image(cls, v: str | None) -> str | None:
-        return _pinned_image(v)
+        return pinned_image(v)
 
 
 class Alerts(Section):
@@ -143,7 +135,7 @@ class Observability(Section):
     # Where Prometheus and Grafana listen on that node; its nodes[].ip by default. npu-exporter
     # listens on each node's nodes[].ip, where Prometheus scrapes it.
     listen_address: str | None = None
-    registry: str = "m.daocloud.io/docker.io"
+    registry: str = DOCKER_HUB_MIRROR
     prometheus: Prometheus = Prometheus()
     grafana: Grafana = Grafana()
     npu_exporter: NpuExporter = NpuExporter()

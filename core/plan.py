@@ -26,6 +26,7 @@ from .config import (
     Verify,
 )
 from .connection import docker_ssh_opts, known_hosts_file, known_hosts_line, machine
+from .defaults import UNSPECIFIED_HOSTS
 from .serve import Role, node_env, serve_argv
 from .supervision import SUPERVISOR_PATH, Upload, local_api_host, supervisor_stop_seconds, supervisor_uploads
 
@@ -173,7 +174,13 @@ class ClusterPlan:
     served_model_name: str
     port: int
     listen_host: str
+    # What clients use: the front door's URL (or vllm's own without one), from anywhere and on
+    # the head host itself, where the verification runs.
+    client_url: str
+    client_local_url: str
     model: str
+    # model.requiredHbmGb: the preflight checks each node's NPUs hold their share of it.
+    required_hbm_gb: int
     preflight: Preflight
     verify: Verify
     benchmark: Benchmark
@@ -204,7 +211,7 @@ class ClusterPlan:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{url_host(self.head.ip)}:{self.port}/v1"
+        return f"{self.client_url}/v1"
 
     @property
     def head_local_url(self) -> str:
@@ -347,8 +354,11 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         nodes=nodes,
         served_model_name=cfg.model.served_name,
         port=cfg.serve.port,
-        listen_host=local_api_host(cfg.serve.host),
+        listen_host=local_api_host(cfg.api_host),
+        client_url=_client_url(cfg, cfg.nodes[0].ip),
+        client_local_url=_client_url(cfg, None),
         model=cfg.model.name,
+        required_hbm_gb=cfg.model.required_hbm_gb,
         preflight=cfg.preflight,
         verify=cfg.verify,
         benchmark=cfg.benchmark,
@@ -359,6 +369,15 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         ssh_private_key=cfg.ssh_private_key,
         group_fingerprint=fingerprint,
     )
+
+
+def _client_url(cfg: ClusterConfig, head_ip: str | None) -> str:
+    """The front door's URL, else vllm's: at the head's address (`head_ip`) where it listens on
+    every interface, else at the one address it listens on; None: as the head host reaches it."""
+    fd = cfg.front_door
+    listen, port = (fd.listen_address, fd.port) if fd.enabled else (cfg.api_host, cfg.serve.port)
+    host = listen if listen not in UNSPECIFIED_HOSTS else head_ip or local_api_host(listen)
+    return f"http://{url_host(host)}:{port}"
 
 
 def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str) -> NodePlan:

@@ -10,8 +10,9 @@ import shlex
 
 from .config import AUTO_NIC
 from .deployment import Deployment
-from .observability import OBS_RESTART, PROMETHEUS_UID, ObsContainer
-from .plan import NIC_ENV, ClusterPlan, NodePlan, find_node
+from .observability import PROMETHEUS_UID
+from .plan import NIC_ENV, ClusterPlan, Device, NodePlan, find_node
+from .sidecar import SIDECAR_RESTART, Sidecar
 from .supervision import Upload
 
 
@@ -35,17 +36,18 @@ def docker_run_argv(node: NodePlan) -> list[str]:
         options += ["--stop-timeout", str(node.docker_stop_seconds)]
     if node.entrypoint:
         options += ["--entrypoint", shlex.join(node.entrypoint)]
-    for device in node.devices:
-        spec = (
-            device.host_path
-            if device.host_path == device.container_path
-            else f"{device.host_path}:{device.container_path}"
-        )
-        options += ["--device", spec]
-    return _docker_argv(node, node.container_name, node.argv, options)
+    return _docker_argv(node, node.container_name, node.argv, options + _device_options(node.devices))
 
 
-def _docker_argv(c: NodePlan | ObsContainer, name: str, command: tuple[str, ...], options: list[str]) -> list[str]:
+def _device_options(devices: tuple[Device, ...]) -> list[str]:
+    options = []
+    for device in devices:
+        same = device.host_path == device.container_path
+        options += ["--device", device.host_path if same else f"{device.host_path}:{device.container_path}"]
+    return options
+
+
+def _docker_argv(c: NodePlan | Sidecar, name: str, command: tuple[str, ...], options: list[str]) -> list[str]:
     argv = ["docker", *(["create"] if c.uploads else ["run", "-d"]), "--name", name, "--net=host", *options]
     if c.privileged:
         argv.append("--privileged")
@@ -126,25 +128,27 @@ def _placed(container: str, uploads: tuple[Upload, ...]) -> list[str]:
     return lines + [f'docker cp "$files/." {name}:/', 'rm -rf "$files"', f"docker start {name}"]
 
 
-def observability_script(deployment: Deployment, c: ObsContainer) -> str:
-    lines = ["#!/bin/sh", _comment(f"{deployment.cluster.stack} / {c.node}: {c.role} (observability)"), "set -eu"]
+def sidecar_script(deployment: Deployment, c: Sidecar) -> str:
+    lines = ["#!/bin/sh", _comment(f"{deployment.cluster.stack} / {c.node}: {c.role}"), "set -eu"]
     if c.role == "prometheus":
         # As `pulumi up` does before the container: Prometheus runs as this user and writes here.
         path = shlex.quote(deployment.observability.prometheus_data_dir)
         lines.append(f"mkdir -p {path} && chown {PROMETHEUS_UID}:{PROMETHEUS_UID} {path}")
     lines += [_export(name, value, c.secret_env) for name, value in c.env]
-    argv = _docker_argv(c, c.name, c.argv, ["--restart", OBS_RESTART])
+    argv = _docker_argv(c, c.name, c.argv, ["--restart", SIDECAR_RESTART, *_device_options(c.devices)])
     lines.append(_continued(argv, lambda a: a.startswith("-") or a == c.image))
     lines += _placed(c.name, c.uploads)
     return "\n".join(lines) + "\n"
 
 
 def render(deployment: Deployment, node_name: str | None = None) -> str:
-    """Every container the deployment runs, node by node: the vllm server, then what else runs there."""
+    """Every container the deployment runs, node by node: the vllm server, then what else runs
+    there (the front door, observability)."""
     plan, obs = deployment.cluster, deployment.observability
     nodes = plan.nodes if node_name is None else (find_node(plan, node_name),)
+    sidecars = ([deployment.front_door] if deployment.front_door else []) + list(obs.containers if obs else ())
     scripts = []
     for node in nodes:
         scripts.append(node_script(plan, node))
-        scripts += [observability_script(deployment, c) for c in (obs.containers if obs else ()) if c.node == node.name]
+        scripts += [sidecar_script(deployment, c) for c in sidecars if c.node == node.name]
     return "\n".join(scripts)

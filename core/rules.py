@@ -63,7 +63,7 @@ def topology_problems(cfg: ClusterConfig) -> list[str]:
 def supervision_problems(cfg: ClusterConfig) -> list[str]:
     """Settings under which the supervisors would watch, or stop, vllm where it is not."""
     problems = []
-    sup, host, nodes = cfg.supervision, cfg.serve.host, cfg.nodes
+    sup, host, nodes = cfg.supervision, cfg.api_host, cfg.nodes
     if not sup.enabled:
         return problems
     head = nodes[0].ip
@@ -75,7 +75,8 @@ def supervision_problems(cfg: ClusterConfig) -> list[str]:
     elif len(nodes) > 1 and host not in UNSPECIFIED_HOSTS and host != head:
         problems.append(
             f"serve.host: vllm would listen on {host} only, where the other nodes' supervisors cannot watch the "
-            f'head; use "0.0.0.0" (or "::"), or the head\'s own address {head}'
+            f"head; leave serve.host unset (the head's own address {head}, behind the front door), or use "
+            '"0.0.0.0" (or "::")'
         )
     if cfg.container.stop_grace_seconds <= sup.stop_timeout_seconds:
         problems.append(
@@ -201,6 +202,29 @@ def setting_problems(cfg: ClusterConfig, secret_keys: frozenset[str]) -> list[st
     return problems
 
 
+def _serving_ports(cfg: ClusterConfig) -> dict[str, int]:
+    """The ports vllm and its supervisor take on every node, by config key."""
+    return {
+        "serve.port": cfg.serve.port,
+        "serve.dataParallelRpcPort": cfg.serve.data_parallel_rpc_port,
+        **({"supervision.metricsPort": cfg.supervision.metrics_port} if cfg.supervision.enabled else {}),
+    }
+
+
+def front_door_problems(cfg: ClusterConfig) -> list[str]:
+    """The front door shares the head's host network with vllm and its supervisor."""
+    door = cfg.front_door
+    if not door.enabled:
+        return []
+    taken = next((key for key, port in _serving_ports(cfg).items() if port == door.port), None)
+    if taken is None:
+        return []
+    return [
+        f"frontDoor.port: {door.port} is also {taken}; the front door needs a port of its own on the head node, "
+        "such as 8080"
+    ]
+
+
 def observability_problems(cfg: ClusterConfig) -> list[str]:
     obs = cfg.observability
     if not obs.enabled:
@@ -215,10 +239,10 @@ def observability_problems(cfg: ClusterConfig) -> list[str]:
             "`pulumi config set --secret grafanaAdminPassword <password>`, or disable Grafana"
         )
     # Every container runs on the host network, so all of these share the Prometheus node's ports.
+    on_head = obs.node in (None, cfg.nodes[0].name)
     ports = {
-        "serve.port": cfg.serve.port,
-        "serve.dataParallelRpcPort": cfg.serve.data_parallel_rpc_port,
-        **({"supervision.metricsPort": cfg.supervision.metrics_port} if cfg.supervision.enabled else {}),
+        **_serving_ports(cfg),
+        **({"frontDoor.port": cfg.front_door.port} if cfg.front_door.enabled and on_head else {}),
         "observability.prometheus.port": obs.prometheus.port,
     }
     if obs.grafana.enabled:

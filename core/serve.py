@@ -32,7 +32,7 @@ def _flag_args(flag: str, value) -> list[str]:
 def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -> tuple[str, ...]:
     s = cfg.serve
     head_ip = cfg.nodes[0].ip
-    argv = ["vllm", "serve", cfg.model.name, "--host", s.host, "--port", str(s.port)]
+    argv = ["vllm", "serve", cfg.model.name, "--host", cfg.api_host, "--port", str(s.port)]
     if role == "headless":
         argv.append("--headless")
     argv += ["--data-parallel-size", str(s.data_parallel_size)]

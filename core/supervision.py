@@ -14,10 +14,10 @@ from pathlib import Path
 
 from supervision.protocol import SETTINGS_FILE
 
+from .defaults import UNSPECIFIED_HOSTS
 from .models import ClusterConfig
 
 # The addresses on which vllm listens on every interface.
-UNSPECIFIED_HOSTS = ("0.0.0.0", "::")
 
 SUPERVISOR_DIR = str(Path(SETTINGS_FILE).parent)
 # The launcher (the package's __main__.py) is the entrypoint; the package sits beside it (a
@@ -55,7 +55,7 @@ def supervisor_settings(cfg: ClusterConfig, index: int, group: str) -> dict:
     sup, node = cfg.supervision, cfg.nodes[index]
     # The head's supervisor watches vllm where it listens; the others at the head's address,
     # which rules.py makes sure vllm listens on when there are others.
-    head = local_api_host(cfg.serve.host) if index == 0 else cfg.nodes[0].ip
+    head = local_api_host(cfg.api_host) if index == 0 else cfg.nodes[0].ip
     return {
         "node": node.name,
         "bind": node.ip,

@@ -1,4 +1,4 @@
-"""`vllm serve`'s command line read the way vllm 0.18.0 reads it, from the table of its flags.
+"""`vllm serve`'s command line read the way a given vllm reads it, from the table of its flags.
 
 vllm's FlexibleArgumentParser rewrites the arguments before argparse sees them (underscores to
 dashes, -O3, dotted JSON keys gathered into one JSON argument at the end); argparse then
@@ -6,8 +6,9 @@ resolves unique prefixes and short aliases, and refuses ambiguous ones. Validati
 serve.extraArgs item with the functions here, and the simulator parses its whole command line
 with `add_arguments` + `rewrite`, so both accept and refuse what vllm does.
 
-Standard library only: the simulator image has no other packages. The table is generated from
-vllm's own parser by scripts/gen_vllm_flags.py; bumping vllm means regenerating it.
+Standard library only: the simulator image has no other packages. Each table,
+vllm_flags_<version>.json, is generated from that vllm's own parser by scripts/gen_vllm_flags.py;
+which one a stack uses follows from its image (core/vllm_releases.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 
-TABLE_FILE = Path(__file__).with_name("vllm_flags_0_18_0.json")
+# The vllm of the default image (image.tag v0.18.0): the table for readers that see no stack
+# config (the policy pack judges containers, not stacks) and for a simulator told no version.
+DEFAULT_VERSION = "0.18.0"
 # argparse's test for an argument that is a negative number, not an option.
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT])")
@@ -67,8 +70,21 @@ def option_strings(flag: Flag) -> tuple[str, ...]:
     return (flag.name, *flag.aliases, *((flag.negation,) if flag.negation else ()))
 
 
+def table_file(version: str) -> Path:
+    return Path(__file__).with_name(f"vllm_flags_{version.replace('.', '_')}.json")
+
+
+def versions() -> tuple[str, ...]:
+    """Every vllm with a table here."""
+    found = (p.stem.removeprefix("vllm_flags_").split("_") for p in Path(__file__).parent.glob("vllm_flags_*.json"))
+    return tuple(".".join(map(str, v)) for v in sorted(tuple(map(int, parts)) for parts in found))
+
+
 @cache
-def load_table(path: Path = TABLE_FILE) -> Table:
+def load_table(version: str = DEFAULT_VERSION) -> Table:
+    path = table_file(version)
+    if not path.is_file():
+        raise ValueError(f"no table of vllm {version}'s flags; the tables are of vllm {', '.join(versions())}")
     document = json.loads(path.read_text())
     flags = []
     for entry in document["flags"]:

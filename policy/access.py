@@ -27,25 +27,30 @@ def validate_open_api(args: StackValidationArgs, report_violation: ReportViolati
         if not v.is_vllm or v.headless:
             continue
         host = v.argv.get("--host")
-        if host is not None and host not in _ALL_INTERFACES:
-            continue
-        if v.argv.has("--api-key"):
-            continue
-        key = v.env(SECRET_ENV["apiKey"])
-        if is_unknown(key) or (isinstance(key, str) and key):
-            continue
         port = v.argv.get("--port") or "8000"
-        report_violation(
-            f"node {v.node}: the OpenAI API listens on {host or '0.0.0.0'}:{port} without --api-key or "
-            "VLLM_API_KEY, so anyone who reaches the node can use it; set a key with "
-            "`pulumi config set --secret apiKey <key>` or listen on a private address (serve.host)",
-            v.urn,
-        )
+        key = v.env(SECRET_ENV["apiKey"])
+        keyed = v.argv.has("--api-key") or is_unknown(key) or (isinstance(key, str) and bool(key))
+        if host is None or host in _ALL_INTERFACES:
+            # vllm checks the key on /v1 paths only: /invocations and its other routes answer anyone.
+            report_violation(
+                f"node {v.node}: the model is served on every interface ({host or '0.0.0.0'}:{port}), where "
+                f"{'/invocations and the routes outside /v1 need no key' if keyed else 'no API key guards it'}; "
+                "leave serve.host unset so vllm listens on the head's cluster address behind the front door "
+                "(frontDoor), which exposes only /v1 and checks the key",
+                v.urn,
+            )
+        elif not keyed:
+            report_violation(
+                f"node {v.node}: the model is served without --api-key or VLLM_API_KEY, so anyone who reaches "
+                f"{host}:{port} or the front door uses it; set a key with `pulumi config set --secret apiKey <key>`",
+                v.urn,
+            )
 
 
 OPEN_API = StackValidationPolicy(
     name="vllm-api-key-on-open-api",
-    description="An API listening on all interfaces requires an API key (--api-key or VLLM_API_KEY).",
+    description="The model is never reachable without the API key: vllm listens on one (cluster) address, "
+    "and an API key is set.",
     validate=validate_open_api,
     enforcement_level=EnforcementLevel.ADVISORY,
 )

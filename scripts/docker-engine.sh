@@ -13,7 +13,9 @@
 #   3. build the simulator image $SIM_IMAGE from sim/ and the flag parser it
 #      shares with validation (core/vllm_args.py, core/vllm_flags_*.json);
 #   4. install Debian's prometheus (with promtool) when missing, and build the
-#      local stack's Prometheus image $PROM_IMAGE from it (sim/prometheus/).
+#      local stack's Prometheus image $PROM_IMAGE from it (sim/prometheus/);
+#   5. build the local stack's front door image $DOOR_IMAGE from Debian's
+#      haproxy package (sim/front-door/).
 #
 # Environment:
 #   SIM_BASE_IMAGE   base image name      (default deepseek-sim-base:bookworm)
@@ -22,6 +24,7 @@
 #   DEBIAN_MIRROR    mirror URL           (default: from apt's sources)
 #   DOCKERD_WAIT     seconds to wait for dockerd (default 60)
 #   PROM_IMAGE       local Prometheus image (default deepseek-r1-ascend-prometheus:0.1)
+#   DOOR_IMAGE       local front door image (default deepseek-r1-ascend-front-door:0.1)
 #   SKIP_SIM_BUILD=1 only ensure the engine (and base image)
 #   TOOLS_ONLY=1     only install prometheus/promtool (no Docker at all)
 set -euo pipefail
@@ -34,6 +37,7 @@ SIM_BASE_IMAGE="${SIM_BASE_IMAGE:-deepseek-sim-base:bookworm}"
 SIM_IMAGE="${SIM_IMAGE:-deepseek-r1-ascend-sim:0.1}"
 SIM_SUITE="${SIM_SUITE:-bookworm}"
 PROM_IMAGE="${PROM_IMAGE:-deepseek-r1-ascend-prometheus:0.1}"
+DOOR_IMAGE="${DOOR_IMAGE:-deepseek-r1-ascend-front-door:0.1}"
 DOCKERD_WAIT="${DOCKERD_WAIT:-60}"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend"
 
@@ -158,18 +162,46 @@ ensure_prometheus_tools() {
     || die "apt-get install prometheus failed"
 }
 
+# Build image $1 on the base image from the prepared context directory $2 (removed after), $3
+# saying what it holds.
+build_in_context() {
+  local image="$1" context="$2" what="$3"
+  log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $image ($what)"
+  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$image" "$context" >"$context/build.log" 2>&1; then
+    tail -n 30 "$context/build.log" >&2
+    rm -rf "$context"
+    die "docker build of $image failed"
+  fi
+  rm -rf "$context"
+  log "image $image ready"
+}
+
 build_prometheus_image() {
   local context
   context="$(mktemp -d)"
   cp "$REPO_ROOT/sim/prometheus/Dockerfile" "$(command -v prometheus)" "$context/"
-  log "docker build --build-arg BASE_IMAGE=$SIM_BASE_IMAGE -t $PROM_IMAGE (Debian's prometheus)"
-  if ! docker build --build-arg "BASE_IMAGE=$SIM_BASE_IMAGE" -t "$PROM_IMAGE" "$context" >"$context/build.log" 2>&1; then
-    tail -n 30 "$context/build.log" >&2
-    rm -rf "$context"
-    die "docker build of $PROM_IMAGE failed"
+  build_in_context "$PROM_IMAGE" "$context" "Debian's prometheus"
+}
+
+# ---------------------------------------------------------------- front door
+# haproxy's libraries that a minbase root with python3 lacks (apt-cache depends haproxy).
+DOOR_DEBS="haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1"
+
+build_front_door_image() {
+  local context
+  context="$(mktemp -d)"
+  mkdir -p "$context/debs" "$context/rootfs"
+  cp "$REPO_ROOT/sim/front-door/Dockerfile" "$context/"
+  # Downloaded, not installed: the deploying machine runs no haproxy of its own.
+  if ! (cd "$context/debs" && apt-get download $DOOR_DEBS >"$context/download.log" 2>&1); then
+    as_root apt-get update -qq
+    (cd "$context/debs" && apt-get download $DOOR_DEBS >"$context/download.log" 2>&1) \
+      || { tail -n 20 "$context/download.log" >&2; rm -rf "$context"; die "apt-get download $DOOR_DEBS failed"; }
   fi
-  rm -rf "$context"
-  log "image $PROM_IMAGE ready"
+  for deb in "$context"/debs/*.deb; do dpkg-deb -x "$deb" "$context/rootfs"; done
+  # Only /usr: the base links /lib and /bin into it, and COPY must not replace those links.
+  find "$context/rootfs" -mindepth 1 -maxdepth 1 ! -name usr -exec rm -rf {} +
+  build_in_context "$DOOR_IMAGE" "$context" "Debian's haproxy"
 }
 
 ensure_prometheus_tools
@@ -181,4 +213,5 @@ ensure_base_image
 if [ "${SKIP_SIM_BUILD:-0}" != "1" ]; then
   build_sim_image
   build_prometheus_image
+  build_front_door_image
 fi

@@ -3,6 +3,8 @@
     pip download vllm==0.18.0 --no-deps --no-binary :all: -d build/vllm-sdist
     python scripts/gen_vllm_flags.py build/vllm-sdist/vllm-0.18.0.tar.gz
 
+Run it for every vllm in core/vllm_releases.py (0.13.0, 0.18.0 and 0.23.0 so far).
+
 (pip may stop after the download, while preparing the sdist's build dependencies; with
 `--no-build-isolation --no-clean` and TMPDIR set it leaves the unpacked tree under TMPDIR,
 which this script takes as well.)
@@ -103,9 +105,12 @@ class _StubModule(types.ModuleType):
         return value
 
 
-# What serve.py imports to run a server, not to build its parser.
+# What serve.py imports to run a server, not to build its parser. The OpenAI API's request
+# models are among them: vllm 0.13's parser module imports them on its way to LoRAModulePath, and
+# with torch and msgspec stubbed pydantic cannot build them (torch.iinfo bounds, msgspec fields).
 _SERVING_MODULES = {
     "vllm.entrypoints.openai.api_server",
+    "vllm.entrypoints.openai.protocol",
     "vllm.usage.usage_lib",
     "vllm.v1.engine.utils",
     "vllm.v1.executor",
@@ -222,18 +227,21 @@ def _value_kind(action: argparse.Action, kinds: dict) -> dict:
     return entry
 
 
+_VLLM_KINDS = {
+    "human_readable_int": "size",
+    "human_readable_int_or_auto": "size-or-auto",
+    "union_dict_and_str": "json-or-str",
+}
+
+
 def flag_table(parser: argparse.ArgumentParser) -> list[dict]:
     from vllm.engine import arg_utils
 
-    kinds = {
-        int: "int",
-        float: "float",
-        str: "str",
-        json.loads: "json",
-        arg_utils.human_readable_int: "size",
-        arg_utils.human_readable_int_or_auto: "size-or-auto",
-        arg_utils.union_dict_and_str: "json-or-str",
-    }
+    kinds = {int: "int", float: "float", str: "str", json.loads: "json"}
+    # vllm's own value parsers; an older vllm lacks some (0.13 has no human_readable_int_or_auto).
+    for parser_name, kind in _VLLM_KINDS.items():
+        if hasattr(arg_utils, parser_name):
+            kinds[getattr(arg_utils, parser_name)] = kind
     table = []
     for action in parser._actions:
         if not action.option_strings:

@@ -49,6 +49,15 @@ def ping_output(script: str, failing_peer_ip: str | None = None) -> str:
     return "\n".join(lines + ["=== end"]) + "\n"
 
 
+def image_host_output(inspect: str, version_info: str, chip: str, toolkit: str | None = None) -> str:
+    """What the image-host step prints (checks/image.py), from its parts' recordings."""
+    parts = ["=== image", inspect.rstrip("\n")]
+    if toolkit is not None:
+        parts += ["=== toolkit", toolkit.rstrip("\n")]
+    parts += ["=== version.info", version_info.rstrip("\n"), "=== chip 0", chip.rstrip("\n"), "=== end"]
+    return "\n".join(parts) + "\n"
+
+
 def smoke_output(text: str = " bright, and it is already here.") -> str:
     body = {
         "id": "cmpl-1",
@@ -130,6 +139,8 @@ class FakeHosts:
 
     def _check(self, check: str, index: int, node: dict, script: str) -> str:
         npu_smi = "npu_smi/a3_healthy.txt" if self.npus == 16 else "npu_smi/a2_healthy.txt"
+        # The v0.18.0 image's recorded facts (CANN 8.5.1) on a driver it supports.
+        family = "a3" if self.npus == 16 else "a2"
         nic = node["nic"] if node["nic"] != "auto" else f"enp{index}s0"
         driver_paths = re.findall(r"'?(/[^' ;]+)'?", script.split(";", 1)[0])
         return {
@@ -140,7 +151,14 @@ class FakeHosts:
             ),
             "driver-files": lambda: (
                 "\n".join(f"present {p}" for p in driver_paths)
-                + "\n=== version.info\nVersion=24.1.rc2\npackage_version=24.1.rc2\n"
+                + "\n=== version.info\n"
+                + fixture("driver_files/version_new.txt")
+            ),
+            "npu-board": lambda: fixture(f"board/{family}_ok.txt"),
+            "image-host": lambda: image_host_output(
+                fixture(f"image/v0.18.0_{family}.json"),
+                fixture("driver_files/version_new.txt"),
+                fixture(f"board/{family}_chip0.txt"),
             ),
             "docker": lambda: "28.2.2\n",
             "npu-free": lambda: "",

@@ -50,11 +50,11 @@ def logs(plan, index: int) -> str:
     return result.stdout + result.stderr
 
 
-def wait_ready(plan, timeout: int = READY_TIMEOUT_S) -> subprocess.CompletedProcess:
+def wait_ready(plan, timeout: int = READY_TIMEOUT_S, api_key: str | None = None) -> subprocess.CompletedProcess:
     script = servicechecks.readiness_command(
         plan.head_local_url, plan.served_model_name, timeout, 1, plan.head.container_name, plan.stack
     )
-    return sh(script, timeout=timeout + 30)
+    return sh(script, timeout=timeout + 30, env={"VLLM_API_KEY": api_key} if api_key else None)
 
 
 def get(url: str, timeout: float = 5) -> tuple[int, str]:

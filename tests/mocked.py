@@ -81,6 +81,10 @@ class Deployment:
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
 
+    def servers(self, type_: str = "docker:index/container:Container") -> list[Resource]:
+        """The nodes' vllm containers, or their images by type: the children of a VllmServer."""
+        return [r for r in self.of_type(type_) if (r.parent or "").split("::")[-2].endswith("index:VllmServer")]
+
     def named(self, name: str) -> Resource:
         matches = [r for r in self.resources if r.name == name]
         assert len(matches) == 1, f"{len(matches)} resources named {name}"

@@ -108,3 +108,11 @@ def fill(template, **values):
     for name, value in values.items():
         template = template.replace(f"${name}", value)
     return shlex.split(template.replace("\\\n", " ")) if "\n" in template else template
+
+
+def behind_the_front_door(argv, head_ip):
+    """The one change a security default makes to the tutorial's command (docs/security.md): vllm
+    listens on the head's cluster address, behind the front door, instead of on 0.0.0.0."""
+    at = argv.index("--host")
+    assert argv[at + 1] == "0.0.0.0"
+    return [*argv[: at + 1], head_ip, *argv[at + 2 :]]

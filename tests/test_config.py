@@ -35,7 +35,8 @@ def test_shipped_stacks_are_valid():
 def test_unknown_top_level_key_is_an_error_with_a_suggestion():
     assert problems(a2(nodez=[])) == [
         "nodez: unknown key; did you mean 'nodes'? known keys here: profile, nodes, image, model, serve, "
-        "env, container, ssh, preflight, verify, benchmark, accuracy, weights, observability, supervision, apiKey, "
+        "env, container, ssh, preflight, verify, benchmark, accuracy, weights, observability, frontDoor, supervision, "
+        "apiKey, "
         "modelscopeToken, hfToken, sshPrivateKey, grafanaAdminPassword"
     ]
 
@@ -203,7 +204,7 @@ def test_image_must_be_pinned(image, message):
 
 
 def test_image_digest_and_registry_port_are_pinned_references():
-    load_config(a2(image={"ref": "localhost:5000/vllm-ascend@sha256:" + "a" * 64}))
+    load_config(a2(image={"ref": "localhost:5000/vllm-ascend@sha256:" + "a" * 64, "vllmVersion": "0.18.0"}))
     load_config(a2(image={"ref": "localhost:5000/vllm-ascend:v0.18.0"}))
 
 

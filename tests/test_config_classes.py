@@ -319,7 +319,7 @@ IMAGES_ACCEPTED = {
     "registry with a port": {"registry": "registry.local:5000"},
     "registry at an IPv6 address with a path": {"registry": "[2001:db8::5]:5000/mirror"},
     "Docker Hub (no registry)": {"registry": "", "repository": "ascend/vllm-ascend"},
-    "digest reference": {"ref": f"registry.local:5000/ascend/vllm-ascend@{DIGEST}"},
+    "digest reference": {"ref": f"registry.local:5000/ascend/vllm-ascend@{DIGEST}", "vllmVersion": "0.18.0"},
     "tag and digest": {"ref": f"quay.io/ascend/vllm-ascend:v0.18.0@{DIGEST}"},
     "separators in a path": {"repository": "ascend/vllm__ascend-v1.x"},
 }

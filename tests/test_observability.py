@@ -147,16 +147,22 @@ def test_prometheus_and_grafana_run_on_the_chosen_node_from_the_mirror():
     assert datasource["datasources"][0]["url"] == "http://192.0.2.12:19090"
 
 
-def test_only_the_npu_exporter_is_privileged_and_it_reads_the_driver_read_only():
+def test_nothing_runs_privileged_and_the_npu_exporter_gets_the_npus_and_the_driver_read_only():
     plan, obs = planned(settings(npuExporter={"image": EXPORTER}))
     assert {(c.role, c.node, c.privileged) for c in obs.containers} == {
         ("prometheus", "a2-0", False),
         ("grafana", "a2-0", False),
-        ("npu-exporter", "a2-0", True),
-        ("npu-exporter", "a2-1", True),
+        ("npu-exporter", "a2-0", False),
+        ("npu-exporter", "a2-1", False),
     }
     exporter = obs.containers[-1]
     assert exporter.image == EXPORTER  # a site registry is used as named
+    assert [d.container_path for d in exporter.devices] == [f"/dev/davinci{i}" for i in range(8)] + [
+        "/dev/davinci_manager",
+        "/dev/devmm_svm",
+        "/dev/hisi_hdc",
+    ]
+    assert all(c.devices == () for c in obs.containers if c.role != "npu-exporter")
     assert all(m.read_only for m in exporter.mounts)
     assert "/usr/local/Ascend/driver/lib64" in {m.container_path for m in exporter.mounts}
 
@@ -454,7 +460,7 @@ def test_outputs_give_the_urls_and_the_password_stays_secret():
 # --- the policy pack ----------------------------------------------------------------------------
 
 
-def test_the_policy_pack_allows_privileged_mode_only_to_the_exporter_image_it_names():
+def test_the_policy_pack_allows_privileged_mode_only_to_the_image_it_names():
     settings_ = settings(npuExporter={"image": EXPORTER})
     settings_["apiKey"] = "policy-key"
     for node in settings_["nodes"]:
@@ -462,18 +468,19 @@ def test_the_policy_pack_allows_privileged_mode_only_to_the_exporter_image_it_na
     deployed = run_program(settings_, stack="a2", secret_keys=("grafanaAdminPassword", "apiKey"))
     graph = graph_of(deployed)
     refused = "the container runs privileged, which hands it every host device and capability"
-    # The exporter reads every NPU through the driver's management interfaces: a site names its
-    # pinned image in the pack config, or the pack refuses it.
-    found = run(graph, only="vllm-container-host-isolation")
-    assert sorted(v.message.split("; ")[0] for v in found) == [
-        f"node {n} ({n}-npu-exporter): {refused}" for n in ("a2-0", "a2-1")
-    ]
-    exporter_id = deployed.named("a2-0-npu-exporter").inputs["image"]
-    allowed = {"vllm-container-host-isolation": {"privilegedImages": {exporter_id: "reads every NPU"}}}
-    assert run(graph, config=allowed) == []
+    # The exporter gets the NPU devices, not privileged mode: the planned graph passes as it is.
+    assert run(graph, only="vllm-container-host-isolation") == []
 
     def privileged(inputs):
         inputs["privileged"] = True
+
+    # A site whose exporter build needs privileged mode names that pinned image in the pack config.
+    as_privileged = mutate(graph, "a2-0-npu-exporter", privileged)
+    found = run(as_privileged, only="vllm-container-host-isolation")
+    assert [v.message.split("; ")[0] for v in found] == [f"node a2-0 (a2-0-npu-exporter): {refused}"]
+    exporter_id = deployed.named("a2-0-npu-exporter").inputs["image"]
+    allowed = {"vllm-container-host-isolation": {"privilegedImages": {exporter_id: "reads every NPU"}}}
+    assert run(as_privileged, config=allowed) == []
 
     for name, label in (("a2-0-prometheus", "node a2-0 (a2-0-prometheus)"), ("a2-1-vllm", "node a2-1")):
         found = run(mutate(graph, name, privileged), only="vllm-container-host-isolation", config=allowed)

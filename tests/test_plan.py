@@ -20,9 +20,21 @@ def test_a3_single_node_is_the_tutorials_single_node_script():
     (node,) = shipped("a3").nodes
     assert node.role == "single"
     assert env(node) == seed.fill(seed.SINGLE_NODE_ENV, local_ip="192.0.2.10", nic_name="eth0")
-    assert list(node.argv) == seed.fill(seed.SINGLE_NODE_SERVE)
+    assert list(node.argv) == seed.behind_the_front_door(seed.fill(seed.SINGLE_NODE_SERVE), "192.0.2.10")
     assert [d.host_path for d in node.devices] == seed.DOCKER_DEVICES_A3
     assert list(node.ranks) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("stack", ["a2", "a3"])
+def test_without_the_front_door_every_command_is_the_tutorials_exactly(stack):
+    settings = {**stack_settings(stack), "frontDoor": {"enabled": False}}
+    plan = plan_cluster(load_config(settings), stack=stack)
+    tutorial = {
+        "a3": [seed.fill(seed.SINGLE_NODE_SERVE)],
+        "a2": [seed.fill(seed.NODE0_SERVE, local_ip="192.0.2.11"), seed.fill(seed.NODE1_SERVE, node0_ip="192.0.2.11")],
+    }[stack]
+    assert [list(n.argv) for n in plan.nodes] == tutorial
+    assert plan.endpoint == f"http://{plan.head.ip}:8000/v1"
 
 
 def test_a3_runs_the_a3_build_of_the_pinned_image():
@@ -33,7 +45,9 @@ def test_a2_node0_is_the_tutorials_node0_script():
     head = shipped("a2").nodes[0]
     assert head.role == "head"
     assert env(head) == seed.fill(seed.MULTI_NODE_ENV, local_ip="192.0.2.11", nic_name="eth0")
-    assert list(head.argv) == seed.fill(seed.NODE0_SERVE, local_ip="192.0.2.11")
+    assert list(head.argv) == seed.behind_the_front_door(
+        seed.fill(seed.NODE0_SERVE, local_ip="192.0.2.11"), "192.0.2.11"
+    )
     assert head.image == seed.IMAGE
 
 
@@ -41,7 +55,9 @@ def test_a2_node1_is_the_tutorials_node1_script():
     node = shipped("a2").nodes[1]
     assert node.role == "headless"
     assert env(node) == seed.fill(seed.MULTI_NODE_ENV, local_ip="192.0.2.12", nic_name="eth0")
-    assert list(node.argv) == seed.fill(seed.NODE1_SERVE, node0_ip="192.0.2.11")
+    assert list(node.argv) == seed.behind_the_front_door(
+        seed.fill(seed.NODE1_SERVE, node0_ip="192.0.2.11"), "192.0.2.11"
+    )
     assert list(node.ranks) == [2, 3]
 
 
@@ -133,9 +149,9 @@ def test_group_fingerprint_changes_for_any_node_and_is_shared():
     assert shipped("a2").group_fingerprint == base.group_fingerprint
 
 
-def test_endpoint_and_smoke_request_are_the_tutorials():
+def test_endpoint_is_the_front_doors_and_smoke_request_the_tutorials():
     plan = shipped("a2")
-    assert plan.endpoint == "http://192.0.2.11:8000/v1"
+    assert plan.endpoint == "http://192.0.2.11:8080/v1"
     assert plan.smoke_request == {
         "model": "deepseek_r1",
         "prompt": "The future of AI is",

@@ -117,6 +117,9 @@ def test_shipped_stacks_pass_every_policy(stack, preview):
     assert run(graph(stack, preview=preview)) == []
 
 
+HEAD_IPS = {"a2": "192.0.2.11", "a3": "192.0.2.10"}
+
+
 @pytest.mark.parametrize("stack", SHIPPED)
 def test_shipped_stacks_without_site_secrets_only_get_advisories(stack):
     found = run(graph(stack, api_key=False))
@@ -129,9 +132,9 @@ def test_shipped_stacks_without_site_secrets_only_get_advisories(stack):
     assert [(v.policy, v.message) for v in found] == [
         (
             "vllm-api-key-on-open-api",
-            f"node {stack}-0: the OpenAI API listens on 0.0.0.0:8000 without --api-key or VLLM_API_KEY, "
-            "so anyone who reaches the node can use it; set a key with "
-            "`pulumi config set --secret apiKey <key>` or listen on a private address (serve.host)",
+            f"node {stack}-0: the model is served without --api-key or VLLM_API_KEY, so anyone who reaches "
+            f"{HEAD_IPS[stack]}:8000 or the front door uses it; set a key with "
+            "`pulumi config set --secret apiKey <key>`",
         )
     ]
     assert found[0].urn == named(graph(stack), f"{stack}-0-vllm").urn
@@ -520,9 +523,18 @@ VIOLATIONS = [
         "a2-0-vllm",
         set_env("VLLM_API_KEY", ""),
         "vllm-api-key-on-open-api",
-        "node a2-0: the OpenAI API listens on 0.0.0.0:8000 without --api-key or VLLM_API_KEY, so anyone "
-        "who reaches the node can use it; set a key with `pulumi config set --secret apiKey <key>` or "
-        "listen on a private address (serve.host)",
+        "node a2-0: the model is served without --api-key or VLLM_API_KEY, so anyone who reaches "
+        "192.0.2.11:8000 or the front door uses it; set a key with `pulumi config set --secret apiKey <key>`",
+    ),
+    (
+        "open-api-on-every-interface-with-a-key",
+        "a2",
+        "a2-0-vllm",
+        set_flag("--host", "0.0.0.0"),
+        "vllm-api-key-on-open-api",
+        "node a2-0: the model is served on every interface (0.0.0.0:8000), where /invocations and the routes "
+        "outside /v1 need no key; leave serve.host unset so vllm listens on the head's cluster address behind "
+        "the front door (frontDoor), which exposes only /v1 and checks the key",
     ),
     # --- capabilities and host namespaces
     (

@@ -33,7 +33,9 @@ def env(container):
 def test_a3_declares_one_host_one_image_one_container(a3):
     assert a3.error is None
     assert sorted((r.type, r.name) for r in a3.resources if r.type in (CONTAINER, IMAGE, PROVIDER)) == [
+        (CONTAINER, "a3-0-front-door"),
         (CONTAINER, "a3-0-vllm"),
+        (IMAGE, "a3-0-front-door-image"),
         (IMAGE, "a3-0-image"),
         (PROVIDER, "a3-0-docker"),
     ]
@@ -75,7 +77,7 @@ def test_a2_head_and_headless_commands_and_env(a2):
     assert head.inputs["command"][:3] == ["vllm", "serve", "vllm-ascend/DeepSeek-R1-W8A8"]
     assert worker.inputs["command"][3:11] == [
         "--host",
-        "0.0.0.0",
+        "192.0.2.11",
         "--port",
         "8000",
         "--headless",
@@ -93,12 +95,14 @@ def test_a2_head_and_headless_commands_and_env(a2):
         "deepseek-r1-ascend.model": "deepseek_r1",
         "deepseek-r1-ascend.dp-ranks": "0-1",
         "deepseek-r1-ascend.dp-group": "*",
-        "deepseek-r1-ascend.driver": "24.1.rc2",  # found by the node's preflight
+        "deepseek-r1-ascend.driver": "25.5.0",  # found by the node's preflight
+        "deepseek-r1-ascend.cann": "8.5.1",  # read from the pulled image
+        "deepseek-r1-ascend.soc": "ascend910b1",
     }
 
 
 def test_containers_replace_together_and_free_the_npus_first(a2):
-    containers = a2.of_type(CONTAINER)
+    containers = a2.servers()
     triggers = {c.replacement_trigger for c in containers}
     assert len(triggers) == 1 and None not in triggers
     assert triggers == {labels(c)["deepseek-r1-ascend.dp-group"] for c in containers}
@@ -121,15 +125,15 @@ def test_components_group_each_node(a2):
 
 
 def test_outputs_tell_a_user_where_and_what_runs(a2):
-    assert a2.outputs["endpoint"] == "http://192.0.2.11:8000/v1"
+    assert a2.outputs["endpoint"] == "http://192.0.2.11:8080/v1"
     assert a2.outputs["servedModelName"] == "deepseek_r1"
     assert a2.outputs["nodes"]["a2-1"]["role"] == "headless"
     assert a2.outputs["nodes"]["a2-1"]["dataParallelRanks"] == [2, 3]
     assert a2.outputs["nodes"]["a2-1"]["command"].startswith(
-        "vllm serve vllm-ascend/DeepSeek-R1-W8A8 --host 0.0.0.0 --port 8000 --headless"
+        "vllm serve vllm-ascend/DeepSeek-R1-W8A8 --host 192.0.2.11 --port 8000 --headless"
     )
     assert a2.outputs["smokeTest"] == (
-        "curl -sS http://192.0.2.11:8000/v1/completions -H 'Content-Type: application/json' -d "
+        "curl -sS http://192.0.2.11:8080/v1/completions -H 'Content-Type: application/json' -d "
         '\'{"model": "deepseek_r1", "prompt": "The future of AI is", "max_completion_tokens": 50, '
         '"max_tokens": 50, "temperature": 0}\''
     )
@@ -182,7 +186,7 @@ def test_secrets_stay_secret_in_inputs_and_outputs():
     raw = stack_settings("a2") | {"apiKey": "sk-very-secret", "modelscopeToken": "ms-token"}
     deployment = run_program(raw, stack="a2", secret_keys=("apiKey", "modelscopeToken"))
     assert deployment.error is None
-    for container in deployment.of_type(CONTAINER):
+    for container in deployment.servers():
         assert container.secret_inputs == {"envs"}
         assert env(container)["VLLM_API_KEY"] == "sk-very-secret"
         assert "sk-very-secret" not in " ".join(container.inputs["command"])
@@ -228,7 +232,7 @@ def test_secrets_are_taken_as_typed_and_never_echoed():
 def test_environment_set_as_a_secret_stays_secret():
     raw = stack_settings("a2") | {"env": {"extra": {"HCCL_CONNECT_TIMEOUT": "1200", "SITE_TOKEN": "t0k3n"}}}
     deployment = run_program(raw, stack="a2", secret_keys=("env",))
-    for container in deployment.of_type(CONTAINER):
+    for container in deployment.servers():
         assert container.secret_inputs == {"envs"}
         assert env(container)["SITE_TOKEN"] == "t0k3n"
     assert "t0k3n" not in repr(deployment.outputs)
@@ -238,16 +242,16 @@ def test_environment_set_as_a_secret_stays_secret():
 def test_the_first_preview_shows_the_exact_containers(stack):
     preview = run_program(stack_settings(stack), stack=stack, preview=True)
     up = run_program(stack_settings(stack), stack=stack)
-    for container in preview.of_type(CONTAINER):
+    for container in preview.servers():
         inputs, after = container.inputs, up.named(container.name).inputs
         for key in ("envs", "command", "devices", "volumes", "networkMode", "shmSize", "name"):
             assert inputs[key] == after[key], key
-        driver = "deepseek-r1-ascend.driver"
-        assert {k: v for k, v in labels(container).items() if k != driver} == {
-            k: v for k, v in labels(up.named(container.name)).items() if k != driver
+        found = {f"deepseek-r1-ascend.{fact}" for fact in ("driver", "cann", "soc")}
+        assert {k: v for k, v in labels(container).items() if k not in found} == {
+            k: v for k, v in labels(up.named(container.name)).items() if k not in found
         }
-        # Only what the checks find on the node is left to the update.
-        assert isinstance(labels(container)[driver], Unknown)
+        # Only what the checks find on the node and in its image is left to the update.
+        assert all(isinstance(labels(container)[label], Unknown) for label in found)
 
 
 def test_only_nic_auto_waits_for_the_preflight_at_preview():
@@ -310,7 +314,7 @@ def test_the_gate_waits_for_every_check_of_every_node(sized, count):
     deployment = sized[count]
     assert deployment.error is None
     checks = checks_of(deployment)
-    assert len(checks) == 11 * count
+    assert len(checks) == 13 * count
     assert set(deployment.named(GATE).dependencies) == checks
 
 
@@ -322,8 +326,11 @@ def test_containers_and_stagings_wait_for_the_gate_not_for_each_check(sized, cou
         container, stage = deployment.named(f"n{i}-vllm"), deployment.named(f"n{i}-stage-weights")
         assert gate in container.dependencies and gate in stage.dependencies
         assert not checks & set(stage.dependencies)
-        # Only the check whose report it reads: its driver version becomes the container's label.
-        assert checks & set(container.dependencies) == {deployment.named(f"n{i}-check-driver-files").urn}
+        # Only the checks whose reports it reads: the driver version and the image's facts become
+        # the container's labels.
+        assert checks & set(container.dependencies) == {
+            deployment.named(f"n{i}-check-{check}").urn for check in ("driver-files", "image-host")
+        }
 
 
 def test_the_dependency_graph_grows_with_the_nodes_not_their_square(sized):

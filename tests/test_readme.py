@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from checks import devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping
+from checks import board, devices, disk, docker, driver_files, hccn, image, nic, npu_holders, npu_smi, ping
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -27,12 +27,12 @@ def _table_after(path: Path, heading: str) -> list[list[str]]:
 
 
 def test_the_checks_table_lists_exactly_the_checks_the_code_names():
-    modules = (devices, disk, docker, driver_files, hccn, nic, npu_holders, npu_smi, ping)
+    modules = (board, devices, disk, docker, driver_files, hccn, image, nic, npu_holders, npu_smi, ping)
     names = {value for m in modules for key, value in vars(m).items() if key == "CHECK" or key.endswith("_CHECK")}
     rows = _table_after(DOCS / "checks.md", "## Before any container")
     table = {re.match(r"`([^`]+)`", row[0]).group(1) for row in rows}
     assert table == names
-    assert len(names) == 11
+    assert len(names) == 13
 
 
 # Folders whose every module the layout table names one by one; `policy/` and `sim/` have READMEs

@@ -30,16 +30,16 @@ def with_settings(raw: dict, **sections) -> dict:
 
 def test_image_pull_waits_three_hours_by_default_and_as_configured(a2):
     default = run_program(a2, stack="a2")
-    assert [i.custom_timeouts for i in default.of_type(IMAGE)] == [{"create": "180m"}] * 2
+    assert [i.custom_timeouts for i in default.servers(IMAGE)] == [{"create": "180m"}] * 2
     slow = run_program(with_settings(a2, image={"pullTimeoutMinutes": 360}), stack="a2")
-    assert [i.custom_timeouts for i in slow.of_type(IMAGE)] == [{"create": "360m"}] * 2
+    assert [i.custom_timeouts for i in slow.servers(IMAGE)] == [{"create": "360m"}] * 2
 
 
 def test_containers_get_a_stop_grace_period(a2):
     default = run_program(a2, stack="a2")
-    assert [c.inputs["destroyGraceSeconds"] for c in default.of_type(CONTAINER)] == [60, 60]
+    assert [c.inputs["destroyGraceSeconds"] for c in default.servers()] == [60, 60]
     patient = run_program(with_settings(a2, container={"stopGraceSeconds": 300}), stack="a2")
-    assert [c.inputs["destroyGraceSeconds"] for c in patient.of_type(CONTAINER)] == [300, 300]
+    assert [c.inputs["destroyGraceSeconds"] for c in patient.servers()] == [300, 300]
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,13 @@ def option_values(options, flag):
 def test_a2_scripts_are_the_tutorials_node_scripts():
     result = render("a2")
     assert result.returncode == 0, result.stderr
-    node0, node1 = result.stdout.split("\n#!/bin/sh\n")
+    node0, door, node1 = result.stdout.split("\n#!/bin/sh\n")
+    assert door.startswith("# a2 / a2-0: front-door\n")
     for script, ip, serve in ((node0, "192.0.2.11", seed.NODE0_SERVE), (node1, "192.0.2.12", seed.NODE1_SERVE)):
         exports, options, image, command = script_parts(script)
         assert exports == seed.fill(seed.MULTI_NODE_ENV, local_ip=ip, nic_name="eth0")
-        assert command == seed.fill(serve, local_ip=ip, node0_ip="192.0.2.11")
+        tutorial = seed.fill(serve, local_ip=ip, node0_ip="192.0.2.11")
+        assert command == seed.behind_the_front_door(tutorial, "192.0.2.11")
         assert image == seed.IMAGE
         assert {"--net=host", "--shm-size=1g"} <= set(options)
         assert option_values(options, "--device") == seed.DOCKER_DEVICES_A2
@@ -57,9 +59,10 @@ def test_a2_scripts_are_the_tutorials_node_scripts():
 def test_a3_script_is_the_tutorials_single_node_script():
     result = render("a3", "--node", "a3-0")
     assert result.returncode == 0, result.stderr
-    exports, options, image, command = script_parts(result.stdout)
+    server, door = result.stdout.split("\n#!/bin/sh\n")
+    exports, options, image, command = script_parts(server)
     assert exports == seed.fill(seed.SINGLE_NODE_ENV, local_ip="192.0.2.10", nic_name="eth0")
-    assert command == seed.fill(seed.SINGLE_NODE_SERVE)
+    assert command == seed.behind_the_front_door(seed.fill(seed.SINGLE_NODE_SERVE), "192.0.2.10")
     assert option_values(options, "--device") == seed.DOCKER_DEVICES_A3
     assert image == seed.IMAGE + "-a3"
 
@@ -192,9 +195,10 @@ def test_the_dry_run_shows_every_container_pulumi_up_would_run(tmp_path, stack, 
     declared = sorted(c.inputs["name"] for c in program.of_type("docker:index/container:Container"))
     rendered = _rendered_containers(result.stdout)
     assert sorted(name for name, _ in rendered) == declared
-    # Beyond the vllm servers: Prometheus, Grafana and an npu-exporter per node when configured.
-    beyond = [name for name, heading in rendered if heading.endswith("(observability)")]
-    assert len(beyond) == (2 + len(raw["nodes"]) if observability else {"a2": 0, "a3": 0, "local": 1}[stack])
+    # Beyond the vllm servers: the front door; Prometheus, Grafana and an npu-exporter per node when configured.
+    beyond = [heading.rsplit(": ", 1)[1] for _, heading in rendered if "data-parallel ranks" not in heading]
+    observed = (["prometheus", "grafana"] + ["npu-exporter"] * len(raw["nodes"])) if observability else []
+    assert sorted(beyond) == sorted(["front-door", *({"local": ["prometheus"]}.get(stack, observed))])
 
 
 def test_the_smoke_test_output_keeps_the_key_off_curls_command_line(tmp_path):
@@ -219,7 +223,7 @@ def test_the_smoke_test_output_keeps_the_key_off_curls_command_line(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     argv = (tmp_path / "argv.txt").read_text().splitlines()
-    assert argv[:2] == ["-sS", "http://[2001:db8::11]:8000/v1/completions"] and "-H" in argv and "@-" in argv
+    assert argv[:2] == ["-sS", "http://[2001:db8::11]:8080/v1/completions"] and "-H" in argv and "@-" in argv
     assert key not in "\n".join(argv)
     assert (tmp_path / "stdin.txt").read_text() == f"Authorization: Bearer {key}\n"
     assert not list(tmp_path.glob("pwned*"))

@@ -351,7 +351,12 @@ def test_the_first_preview_shows_known_container_inputs(stack):
     engine = EngineDouble(stack=stack)
     preview = engine.preview(stack_settings(stack))
     assert preview.error is None and preview.ran == []
-    for container in preview.deployment.of_type("docker:index/container:Container"):
-        driver = next(i for i, item in enumerate(container.inputs["labels"]) if item["label"].endswith(".driver"))
-        # The image id comes from the pull and the driver version from the checks; nothing else waits.
-        assert unknown_paths(container.inputs) == ["image", f"labels[{driver}].value"]
+    for container in preview.deployment.servers():
+        found = [
+            f"labels[{i}].value"
+            for i, item in enumerate(container.inputs["labels"])
+            if item["label"].endswith((".driver", ".cann", ".soc"))
+        ]
+        # The image id comes from the pull, the driver version and the image's CANN and SoC from
+        # the checks; nothing else waits.
+        assert unknown_paths(container.inputs) == ["image", *found] and len(found) == 3

@@ -31,7 +31,7 @@ from checks.diagnostics import collect_command
 from core.config import SECRET_KEYS, ConfigError, load_config
 from core.deployment import plan_deployment
 from core.models import ClusterConfig, Node
-from core.render import node_script, observability_script
+from core.render import node_script, sidecar_script
 
 MARKER = "pwned"
 PAYLOADS = (
@@ -151,8 +151,8 @@ def scripts(cfg: ClusterConfig) -> dict[str, str]:
     for node in plan.nodes:
         out[f"render-{node.name}"] = node_script(plan, node)
         out[f"diagnose-{node.name}"] = collect_command(node, log_lines=5)
-    for container in obs.containers if obs else ():
-        out[f"render-{container.name}"] = observability_script(deployment, container)
+    for container in ([deployment.front_door] if deployment.front_door else []) + list(obs.containers if obs else ()):
+        out[f"render-{container.name}"] = sidecar_script(deployment, container)
     out["smoke-with-key"] = plan.smoke_curl(with_api_key=True)
     out["smoke"] = plan.smoke_curl(with_api_key=False)
     return out

@@ -397,14 +397,16 @@ def test_every_container_runs_the_supervisor_in_front_of_vllm_serve():
         (
             {"serve": {"host": "127.0.0.1"}},
             "serve.host: vllm would listen on 127.0.0.1 only, where the other nodes' supervisors cannot watch the "
-            'head; use "0.0.0.0" (or "::"), or the head\'s own address 192.0.2.11',
+            "head; leave serve.host unset (the head's own address 192.0.2.11, behind the front door), or use "
+            '"0.0.0.0" (or "::")',
         ),
         (
             {
                 "nodes": [
                     {"name": "a2-0", "ip": "2001:db8::11", "nic": "eth0"},
                     {"name": "a2-1", "ip": "2001:db8::12", "nic": "eth0"},
-                ]
+                ],
+                "serve": {"host": "0.0.0.0"},
             },
             "serve.host: 0.0.0.0 listens on IPv4 only, but the nodes' addresses are IPv6; the other nodes' supervisors watch the head at 2001:db8::11: use \"::\"",
         ),

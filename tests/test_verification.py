@@ -24,6 +24,8 @@ HOST_CHECKS = [
     "npu-free",
     "weights-disk",
     "nic-ip",
+    "npu-board",
+    "image-host",
 ]
 # Every check of a node of a group; the gate every container and staging waits for.
 CHECKS = HOST_CHECKS + ["npu-network", "npu-tls", "npu-ping"]
@@ -131,7 +133,7 @@ def test_containers_wait_for_every_check_of_every_node_through_the_gate(a2):
 
 def test_the_gate_runs_on_no_node_and_reports_how_many_checks_passed(a2):
     gate = a2.named(GATE)
-    assert spec_of(gate) == ("checks-passed", {"checks": 22, "nodes": []})
+    assert spec_of(gate) == ("checks-passed", {"checks": 26, "nodes": []})
     # Run for real as pulumi-command runs it: nothing reaches a node, the count is its report.
     done = subprocess.run(
         ["/bin/sh", "-c", gate.inputs["create"]],
@@ -141,7 +143,7 @@ def test_the_gate_runs_on_no_node_and_reports_how_many_checks_passed(a2):
         cwd=gate.inputs["dir"],
         check=True,
     )
-    assert json.loads(done.stdout) == {"checksPassed": 22}
+    assert json.loads(done.stdout) == {"checksPassed": 26}
     assert json.loads(gate.inputs["environment"]["NODE_SSH"]) == {}
     # Like the checks, it passes again only when they do: when the group is about to be replaced.
     assert gate.inputs["triggers"] == [gate.inputs["create"], a2.named("a2-0-vllm").replacement_trigger]
@@ -261,10 +263,17 @@ def test_readiness_waits_for_every_container_and_smoke_test_for_readiness(a2):
     readiness, smoke = a2.named("deepseek-r1-readiness"), a2.named("deepseek-r1-smoke-test")
     assert {a2.named("a2-0-vllm").urn, a2.named("a2-1-vllm").urn} <= set(readiness.dependencies)
     assert json.loads(readiness.inputs["environment"]["NODE_SSH"])["a2-0"]["host"] == "192.0.2.11"
-    assert "http://127.0.0.1:8000/health" in node_script(readiness)
+    assert "http://192.0.2.11:8000/health" in node_script(readiness)
     assert '"id": *"deepseek_r1"' in node_script(readiness)
     assert readiness.urn in smoke.dependencies
     assert readiness.inputs["triggers"] == [readiness.inputs["create"], ["a2-0-vllm-id", "a2-1-vllm-id"]]
+
+
+def test_the_smoke_request_goes_through_the_front_door_and_a_new_front_door_is_proved_again(a2):
+    smoke, door = a2.named("deepseek-r1-smoke-test"), a2.named("a2-0-front-door")
+    assert door.urn in smoke.dependencies
+    assert "http://127.0.0.1:8080/v1/completions" in node_script(smoke)
+    assert smoke.inputs["triggers"] == [smoke.inputs["create"], ["a2-0-vllm-id", "a2-1-vllm-id"], "a2-0-front-door-id"]
 
 
 def test_verification_outputs(a2):
@@ -287,7 +296,7 @@ def test_benchmark_and_accuracy_run_only_when_enabled(a2):
     smoke, bench, accuracy = (deployment.named(f"deepseek-r1-{s}") for s in ("smoke-test", "benchmark", "accuracy"))
     assert smoke.urn in bench.dependencies and bench.urn in accuracy.dependencies
     assert (
-        "docker exec -e OPENAI_API_KEY vllm-ascend vllm bench serve --backend vllm --base-url http://127.0.0.1:8000 "
+        "docker exec -e OPENAI_API_KEY vllm-ascend vllm bench serve --backend vllm --base-url http://192.0.2.11:8000 "
         "--model vllm-ascend/DeepSeek-R1-W8A8 --served-model-name deepseek_r1 --dataset-name random "
         "--random-input-len 200 --num-prompts 200 --request-rate 1 --save-result"
     ) in node_script(bench)

@@ -1,4 +1,5 @@
-"""vllm 0.18.0's serve flags, and `serve.extraArgs` read the way its parser reads them."""
+"""The serve flags of each supported vllm, and `serve.extraArgs` read the way its parser reads them
+(the parser's own behaviour is tested on 0.18.0's table, the default image's)."""
 
 import argparse
 import json
@@ -9,6 +10,7 @@ from core import vllm_args
 from core.flags import (
     DERIVED_FLAGS,
     HEADLESS_CONFLICTS,
+    KEY_FLAGS,
     LAYOUT_CONFLICTS,
     MODEL_FLAGS,
     SECRET_FOR_FLAG,
@@ -19,10 +21,11 @@ from core.flags import (
 from core.models import ClusterConfig
 
 TABLE = vllm_args.load_table()
+TABLES = [vllm_args.load_table(version) for version in vllm_args.versions()]
 
 
-def test_the_table_is_vllm_0_18_0s_and_says_how_to_regenerate_it():
-    document = json.loads(vllm_args.TABLE_FILE.read_text())
+def test_the_default_table_is_vllm_0_18_0s_and_says_how_to_regenerate_it():
+    document = json.loads(vllm_args.table_file("0.18.0").read_text())
     assert document["vllm"] == TABLE.version == "0.18.0"
     assert document["regenerate"].startswith("python scripts/gen_vllm_flags.py vllm-0.18.0.tar.gz")
     # The aliases beyond -tp/-dp that vllm's parser has, as the issue lists them.
@@ -51,19 +54,26 @@ def _setting(path):
     return field
 
 
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.version)
 @pytest.mark.parametrize("flag,path", MODEL_FLAGS)
-def test_every_modelled_flag_exists_with_the_value_form_rendered(flag, path):
-    kind = TABLE.flag(flag).kind
+def test_every_modelled_flag_exists_in_every_vllm_with_the_value_form_rendered(flag, path, table):
+    kind = table.flag(flag).kind
     annotation = _setting(path).annotation
     if annotation is bool:
-        assert kind == "switch" and TABLE.flag(flag).negatable
+        assert kind == "switch" and table.flag(flag).negatable
     else:
         assert kind != "switch"
 
 
-@pytest.mark.parametrize("flag", [*DERIVED_FLAGS, *LAYOUT_CONFLICTS, *HEADLESS_CONFLICTS])
-def test_every_flag_named_by_a_rule_exists(flag):
-    assert TABLE.flag(flag).name == flag
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.version)
+@pytest.mark.parametrize("flag", DERIVED_FLAGS)
+def test_every_flag_the_plan_sets_exists_in_every_vllm(flag, table):
+    assert table.flag(flag).name == flag
+
+
+@pytest.mark.parametrize("flag", [*LAYOUT_CONFLICTS, *HEADLESS_CONFLICTS, *KEY_FLAGS, "--quantization-config"])
+def test_every_flag_named_by_a_rule_exists_in_some_supported_vllm(flag):
+    assert any(flag in (f.name for f in table.flags) for table in TABLES)
 
 
 def _argparse_reading(arg):
@@ -143,13 +153,14 @@ def test_sizes_vllm_refuses_are_refused(text):
         vllm_args.convert(TABLE.flag("--max-num-batched-tokens"), text)
 
 
-def test_the_credential_flags_are_the_key_and_the_token_each_with_the_secret_that_replaces_it():
-    credentials = {flag.name for flag in TABLE.flags if is_credential(flag)}
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t.version)
+def test_the_credential_flags_are_the_key_and_the_token_each_with_the_secret_that_replaces_it(table):
+    credentials = {flag.name for flag in table.flags if is_credential(flag)}
     assert credentials == {"--api-key", "--hf-token"}
     assert {flag: SECRET_FOR_FLAG[flag] for flag in credentials} == {"--api-key": "apiKey", "--hf-token": "hfToken"}
     # Key or token inside another word, or a number: no credential.
     for name in ("--ssl-keyfile", "--tokenizer", "--max-num-batched-tokens", "--long-prefill-token-threshold"):
-        assert not is_credential(TABLE.flag(name))
+        assert not is_credential(table.flag(name))
 
 
 @pytest.mark.parametrize("arg", ["--api-key", "--hf_token", "--hf-tok=x", "--api-k", "--hf-token.a=x"])

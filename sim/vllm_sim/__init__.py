@@ -8,7 +8,14 @@ data-parallel handshake between a head and headless nodes, the
 OpenAI-compatible HTTP API with /health and /metrics, and ``vllm bench serve``.
 """
 
-from core.vllm_args import load_table
+import os
 
-# The vllm release whose `vllm serve` command line the simulator reads, flag for flag.
-__version__ = load_table().version
+from core.vllm_args import DEFAULT_VERSION, load_table
+
+# The vllm release whose `vllm serve` command line the simulator reads, flag for flag: the one it
+# is told (VLLM_SIM_VLLM_VERSION, the stack's image.vllmVersion), else the default image's.
+try:
+    TABLE = load_table(os.environ.get("VLLM_SIM_VLLM_VERSION") or DEFAULT_VERSION)
+except ValueError as e:
+    raise SystemExit(f"vllm-sim: ERROR: VLLM_SIM_VLLM_VERSION: {e}") from None
+__version__ = TABLE.version

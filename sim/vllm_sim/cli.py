@@ -9,7 +9,7 @@ import threading
 import time
 
 from core import vllm_args
-from vllm_sim import __version__
+from vllm_sim import TABLE, __version__
 from vllm_sim.log import Fatal, error, log
 
 # vllm's defaults for the flags the simulator acts on (the table holds no defaults).
@@ -25,9 +25,9 @@ SERVE_DEFAULTS = {
 
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:
-    """vllm 0.18.0's serve flags, every one of them, from the table generated from its parser."""
+    """The simulated vllm's serve flags, every one of them, from the table generated from its parser."""
     p.add_argument("model_tag", nargs="?", help="model path or name")
-    vllm_args.add_arguments(p, vllm_args.load_table())
+    vllm_args.add_arguments(p, TABLE)
     p.set_defaults(**SERVE_DEFAULTS)
 
 

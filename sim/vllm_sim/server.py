@@ -249,12 +249,13 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
         def do_POST(self):
             stall_if_hung()
             path = self.path.split("?", 1)[0]
-            if path not in ("/v1/completions", "/v1/chat/completions"):
+            if path not in ("/v1/completions", "/v1/chat/completions", "/invocations"):
                 if path.startswith("/v1/") and not self._authorized():
                     return
                 self._json(404, {"detail": "Not Found"})
                 return
-            if not self._authorized():
+            # As vllm: the key guards /v1 only; /invocations (SageMaker's route) serves anyone.
+            if path != "/invocations" and not self._authorized():
                 return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -266,7 +267,7 @@ def make_handler(engine: Engine):  # noqa: C901 (one branch per API route)
                 return
             if not self._ready():
                 return
-            chat = path == "/v1/chat/completions"
+            chat = path == "/v1/chat/completions" or (path == "/invocations" and "messages" in body)
             try:
                 req = engine.prepare(body, chat)
             except ApiError as e:
