@@ -34,3 +34,4 @@ clean:
 local-hosts: $(VENV)/.installed
 	bash scripts/docker-engine.sh
 	$(PYTHON) -m sim.local_hosts local
+	$(PYTHON) -m sim.local_hosts local-groups

@@ -1,9 +1,10 @@
-"""DeepSeek-R1-W8A8 on vllm-ascend: read the stack config, plan every node, declare the cluster."""
+"""DeepSeek-R1-W8A8 on vllm-ascend: read the stack config, plan every node, declare the groups."""
 
 import pulumi
 
 from components.cluster import VllmCluster
 from components.observability import Observability
+from components.router import RoutedGroups
 from components.secrecy import hidden
 from core.config import ConfigError
 from core.deployment import plan_deployment
@@ -17,17 +18,23 @@ except ConfigError as error:
 
 deployment = plan_deployment(config, stack=pulumi.get_stack())
 plan, observability = deployment.cluster, deployment.observability
-cluster = VllmCluster("deepseek-r1", plan, deployment.front_door)
+if deployment.router is None:
+    cluster = VllmCluster("deepseek-r1", plan, deployment.front_door)
+    hosts = cluster.hosts
+    pulumi.export("nodes", cluster.node_summaries())
+    pulumi.export("verification", cluster.verification.outputs)
+else:
+    # Several data-parallel groups behind vllm-router, replaced one at a time.
+    routed = RoutedGroups("deepseek-r1", deployment)
+    hosts = routed.hosts
+    pulumi.export("groups", routed.summaries())
 if observability is not None:
-    Observability("observability", plan, observability, cluster.hosts)
+    Observability("observability", deployment.groups, observability, hosts)
     pulumi.export("prometheusUrl", observability.prometheus_url)
     if observability.grafana_url:
         pulumi.export("grafanaUrl", observability.grafana_url)
 
-pulumi.export("endpoint", cluster.endpoint)
+pulumi.export("endpoint", hidden(plan.head, deployment.endpoint, "nodes", "serve", "frontDoor"))
 pulumi.export("servedModelName", hidden(plan.head, plan.served_model_name, "model"))
-pulumi.export("nodes", cluster.node_summaries())
-pulumi.export(
-    "smokeTest", hidden(plan.head, plan.smoke_curl(with_api_key=config.api_key is not None), "nodes", "serve", "model")
-)
-pulumi.export("verification", cluster.verification.outputs)
+smoke = plan.smoke_curl(with_api_key=config.api_key is not None, endpoint=deployment.endpoint)
+pulumi.export("smokeTest", hidden(plan.head, smoke, "nodes", "serve", "model", "frontDoor"))

@@ -19,7 +19,7 @@ from core.config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
 # `api <curl arguments>`: curl with the API key's header when the command runs with VLLM_API_KEY
 # set. The header reaches curl on its standard input (`-H @-`, curl 7.55+) from a here-document,
 # which the shell expands itself: the key is on no process's command line (`ps` shows every one).
-_API = "\n".join(
+API_FUNCTION = "\n".join(
     [
         "api() {",
         '  if [ -n "${VLLM_API_KEY:-}" ]; then',
@@ -59,7 +59,7 @@ def readiness_command(
     waiting = shlex.quote(f"waiting for {base_url} to serve {served_name}:")
     return "\n".join(
         [
-            _API,
+            API_FUNCTION,
             "set -- -fsS --max-time 10",
             "start=$(date +%s)",
             "report=60",
@@ -101,7 +101,7 @@ def smoke_command(base_url: str, request: dict) -> str:
     body = shlex.quote(json.dumps(request))
     return "\n".join(
         [
-            _API,
+            API_FUNCTION,
             "set -- -sS --max-time 600 -H 'Content-Type: application/json'",
             f"api \"$@\" -w '\\n%{{http_code}} %{{time_total}}\\n' -d {body} {shlex.quote(base_url + '/v1/completions')}",
         ]

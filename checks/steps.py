@@ -23,6 +23,7 @@ from . import (
     group_view,
     hccn,
     image,
+    membership,
     nic,
     npu_holders,
     npu_smi,
@@ -61,6 +62,14 @@ def _verdict(result: CheckResult, report: dict | None = None) -> dict:
         fix = result.detail.get("fix")
         raise StepFailed(f"{result.message}; {f'{fix}, then {RERUN}' if fix else RETRY}")
     return {"seen": result.seen, **(report or {})}
+
+
+def _judged(judge: Callable[..., dict], *args) -> dict:
+    """A judge that raises ValueError with the user's message: a failed step, retried by `pulumi up`."""
+    try:
+        return judge(*args)
+    except ValueError as e:
+        raise StepFailed(f"{e}; {RERUN}") from None
 
 
 def _one(outputs: dict[str, str]) -> str:
@@ -259,6 +268,16 @@ STEPS: dict[str, Step] = {
             s["container"], s["servedName"], s["url"], Accuracy.model_validate(s["settings"])
         ),
         _service(servicechecks.parse_accuracy, AGAIN),
+    ),
+    membership.JOIN: Step(
+        lambda s: membership.join_command(
+            s["router"], s["worker"], s["servedName"], s["timeoutSeconds"], s["intervalSeconds"]
+        ),
+        lambda s, out: _judged(membership.judge_join, s["group"], _one(out), s["worker"], s["timeoutSeconds"]),
+    ),
+    membership.DRAIN: Step(
+        lambda s: membership.drain_command(s["router"], s["worker"], s["drainSeconds"]),
+        lambda s, out: membership.judge_drain(s["group"], _one(out)),
     ),
     # Nothing to run or judge: the engine starts them once every check they wait for has passed.
     NPU_IPS: Step(lambda s: "", lambda s, out: {"npuIps": s["npuIps"]}),

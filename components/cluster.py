@@ -24,6 +24,8 @@ class VllmCluster(pulumi.ComponentResource):
 
     endpoint: pulumi.Input[str]
     verification: ServiceVerification
+    # The nodes' vllm containers, head first.
+    containers: list[pulumi.CustomResource]
     # Each node's Docker provider; observability places its containers on them too.
     hosts: dict[str, AscendHost]
 
@@ -32,15 +34,22 @@ class VllmCluster(pulumi.ComponentResource):
         name: str,
         plan: ClusterPlan,
         front_door: Sidecar | None,
+        hosts: dict[str, AscendHost] | None = None,
+        after: list[pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        """`front_door`: the proxy clients reach the API by (core/front_door.py), None without one."""
+        """`front_door`: the proxy clients reach the API by (core/front_door.py), None without one
+        (or when the router's node has it). `hosts`: the nodes' hosts when a caller holding several
+        groups declared them; `after`: what the containers wait for besides the checks (the
+        previous group's membership of the router)."""
         super().__init__("deepseek-r1-ascend:index:VllmCluster", name, None, opts)
         self._plan = plan
         child = pulumi.ResourceOptions(parent=self)
-        write_known_hosts(plan)
         per_node = {n.name: _node_options(self, n) for n in plan.nodes}
-        self.hosts = {n.name: AscendHost(n.name, n, opts=per_node[n.name]) for n in plan.nodes}
+        if hosts is None:
+            write_known_hosts(plan)
+            hosts = {n.name: AscendHost(n.name, n, opts=per_node[n.name]) for n in plan.nodes}
+        self.hosts = hosts
         # Every node's image first: the checks read the pulled image, and the gate below waits for
         # them, so a node whose host does not fit its image stops every container's replacement.
         self._servers = {n.name: VllmServer(n.name, n, self.hosts[n.name], opts=per_node[n.name]) for n in plan.nodes}
@@ -88,12 +97,12 @@ class VllmCluster(pulumi.ComponentResource):
                 nic=checks.nic if checks is not None and node.nic == AUTO_NIC else node.nic,
                 driver=checks.driver_version if checks is not None else None,
                 image_facts=checks.image_facts if checks is not None else None,
-                after=gate,
+                after=[*gate, *(after or []), *self._behind_the_head(node)],
                 stage=stage,
             )
             if plan.stage_weights and plan.weights_shared and node is plan.head:
                 head_staged = [self._servers[node.name].staged]
-        containers = [s.container for s in self._servers.values()]
+        self.containers = containers = [s.container for s in self._servers.values()]
         door = (
             sidecar_container(front_door, self.hosts[front_door.node], self, plan.head.renamed_from, after=gate)
             if front_door
@@ -104,6 +113,15 @@ class VllmCluster(pulumi.ComponentResource):
         )
         self.endpoint = hidden(plan.head, plan.endpoint, "nodes", "serve", "frontDoor")
         self.register_outputs({"endpoint": self.endpoint, "servedModelName": plan.served_model_name})
+
+    def _behind_the_head(self, node: NodePlan) -> list[pulumi.Resource]:
+        """Behind the router, a group's other containers wait for its head's: replaced, the head's
+        goes first, after the group's drain from the router (the membership's delete, which only the
+        head's replacement waits for), so no node stops while the group still has requests."""
+        plan = self._plan
+        if plan.group is None or node is plan.head:
+            return []
+        return [self._servers[plan.head.name].container]
 
     def _stage_weights(self, node: NodePlan, mode: str, after: list[pulumi.Resource]) -> pulumi.Resource:
         """Download the weights (or verify another node's download) once every check passed and the

@@ -88,8 +88,8 @@ def ssh_home() -> Path:
     return Path(pwd.getpwuid(os.getuid()).pw_dir)
 
 
-def write_known_hosts(plan: ClusterPlan) -> None:
-    """Write the stack's pinned host keys where the Docker provider's `ssh` reads them.
+def write_known_hosts(*plans: ClusterPlan) -> None:
+    """Write the stack's pinned host keys (every group's) where the Docker provider's `ssh` reads them.
 
     Written on every run, preview included, before any provider connects: the file follows
     `nodes[i].hostKey` and holds nothing else, so there is a single source of trust. Its name
@@ -98,15 +98,16 @@ def write_known_hosts(plan: ClusterPlan) -> None:
     first byte, renamed over the old one, so ssh never reads half a file, and a link planted at
     the name is replaced, never followed.
     """
-    if not plan.known_hosts:
+    known_hosts = "".join(plan.known_hosts for plan in plans)
+    if not known_hosts:
         return
-    path = ssh_home() / plan.known_hosts_file.removeprefix("~/")
+    path = ssh_home() / plans[0].known_hosts_file.removeprefix("~/")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkstemp creates the file with mode 0600, whatever the umask.
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(plan.known_hosts)
+            handle.write(known_hosts)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

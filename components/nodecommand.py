@@ -50,8 +50,10 @@ def node_step(
     opts: pulumi.ResourceOptions,
     secrets: dict[str, str] | None = None,
     triggers: list | None = None,
+    on_delete: tuple[str, dict] | None = None,
 ) -> command.local.Command:
-    """Run `step` on `nodes` with `spec`; its stdout is the judge's report as JSON.
+    """Run `step` on `nodes` with `spec`; its stdout is the judge's report as JSON. `on_delete`:
+    the step (and its spec) that runs on the same nodes when the resource is deleted.
 
     `secrets` (API key, tokens) reach the node's script on its standard input, never in its
     text, so neither the diff nor the log shows them (SSH servers drop unknown variables).
@@ -59,12 +61,16 @@ def node_step(
     tell which settings are secret, its caller hides the spec itself.
     """
     names = sorted(secrets or {})
-    create = pulumi.Output.from_input(spec).apply(
-        lambda s: step_command(step, {**s, "nodes": [n.name for n in nodes], **({"secrets": names} if names else {})})
-    )
+
+    def command_of(step: str, spec: dict) -> str:
+        return step_command(step, {**spec, "nodes": [n.name for n in nodes], **({"secrets": names} if names else {})})
+
+    create = pulumi.Output.from_input(spec).apply(lambda s: command_of(step, s))
+    delete = command_of(*on_delete) if on_delete else None
     connections = json.dumps({n.name: n.ssh_connection for n in nodes}, sort_keys=True)
     if nodes:
         create = hidden(nodes[0], create, *STEP_SOURCES)
+        delete = hidden(nodes[0], delete, *STEP_SOURCES) if delete else None
         connections = hidden(nodes[0], connections, "nodes", "ssh")
     environment: dict[str, pulumi.Input[str]] = {"DEPLOY_PYTHON": sys.executable, NODE_SSH_ENV: connections}
     if ssh_private_key:
@@ -74,6 +80,7 @@ def node_step(
         name,
         create=create,
         update=REPLAY,
+        delete=delete,
         environment=environment,
         stdin=stdin,
         dir=str(PROJECT_DIR),

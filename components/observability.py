@@ -9,7 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from core.observability import PROMETHEUS_UID, ObservabilityPlan
-from core.plan import ClusterPlan, find_node
+from core.plan import ClusterPlan
 
 from .host import AscendHost
 from .nodecommand import node_step
@@ -22,13 +22,14 @@ class Observability(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        plan: ClusterPlan,
+        groups: tuple[ClusterPlan, ...],
         obs: ObservabilityPlan,
         hosts: dict[str, AscendHost],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("deepseek-r1-ascend:index:Observability", name, None, opts)
-        node = find_node(plan, obs.node)
+        nodes = {n.name: n for g in groups for n in g.nodes}
+        node = nodes[obs.node]
         # Docker would create a missing bind-mount source owned by root, which Prometheus cannot write.
         # The step hands over only a directory it creates itself (checks/steps.py), and validation
         # keeps every host system directory out of dataDir (core/observability_settings.py).
@@ -37,10 +38,10 @@ class Observability(pulumi.ComponentResource):
             "owned-dir",
             {"node": node.name, "path": obs.prometheus_data_dir, "owner": PROMETHEUS_UID},
             [node],
-            ssh_private_key=plan.ssh_private_key,
+            ssh_private_key=groups[0].ssh_private_key,
             opts=pulumi.ResourceOptions(parent=self),
         )
         for c in obs.containers:
-            former = find_node(plan, c.node).renamed_from
+            former = nodes[c.node].renamed_from
             sidecar_container(c, hosts[c.node], self, former, after=[data] if c.role == "prometheus" else None)
         self.register_outputs({"prometheusUrl": obs.prometheus_url, "grafanaUrl": obs.grafana_url})

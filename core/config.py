@@ -27,6 +27,7 @@ from .defaults import (
 )
 from .errors import ConfigError, describe, hide_secret_values, one_line_per_key, with_defaults_where_invalid
 from .flags import DERIVED_FLAGS, MODEL_FLAGS
+from .groups import group_problems, group_topology_problems
 from .images import image_reference_problem
 from .models import (
     Accuracy,
@@ -51,7 +52,6 @@ from .rules import (
     node_problems,
     observability_problems,
     setting_problems,
-    topology_problems,
 )
 
 __all__ = [
@@ -109,7 +109,7 @@ def load_config(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) 
     reported = {p.split(":", 1)[0] for p in problems}
     # Without a valid profile there is no hardware to judge the topology or the image tag by.
     hardware = "profile" not in stood_in
-    rules = node_problems(cfg, stood_in) + (topology_problems(cfg) if hardware else [])
+    rules = node_problems(cfg, stood_in) + group_problems(cfg) + (group_topology_problems(cfg) if hardware else [])
     rules += setting_problems(cfg, secret_keys) + front_door_problems(cfg) + observability_problems(cfg)
     rules += composed_image_problems(cfg) if hardware else []
     problems += [p for p in rules if p.split(":", 1)[0] not in reported]

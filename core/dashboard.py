@@ -113,7 +113,53 @@ NPUS = (
     Panel("NPU power", "watt", (("npu_chip_info_power", "{{node}} NPU {{id}}"),), "Chip power draw."),
     Panel("NPU health", "short", (("npu_chip_info_health_status", "{{node}} NPU {{id}}"),), "1 = healthy."),
 )
+# Several groups behind vllm-router: its view of them (vllm_router_* on router.metricsPort, one
+# series per worker URL, a group's head) beside each group's own vllm metrics (label `group`).
+ROUTER = (
+    Panel(
+        "Requests per group (router)",
+        "reqps",
+        (("sum by (worker) (rate(vllm_router_processed_requests_total[1m]))", "{{worker}}"),),
+        "Requests the router sends each group's head, failed attempts included.",
+    ),
+    Panel(
+        "Group health (router)",
+        "short",
+        (("vllm_router_worker_health", "{{worker}}"),),
+        "1 = the router routes to the group; 0 = its health checks fail. A group removed for a rollout "
+        "keeps its last value.",
+    ),
+    Panel(
+        "Requests running per group",
+        "short",
+        (('sum by (group) (vllm:num_requests_running{job="vllm"})', "{{group}}"),),
+        "Each group's running batch, from its own vllm.",
+    ),
+    Panel(
+        "Time to first token p99 per group",
+        "s",
+        (
+            (
+                'histogram_quantile(0.99, sum by (le, group) (rate(vllm:time_to_first_token_seconds_bucket{job="vllm"}[1m])))',
+                "{{group}}",
+            ),
+        ),
+        "TTFT p99 per group over 1 m.",
+    ),
+    Panel(
+        "End-to-end latency p99 per group",
+        "s",
+        (
+            (
+                'histogram_quantile(0.99, sum by (le, group) (rate(vllm:e2e_request_latency_seconds_bucket{job="vllm"}[1m])))',
+                "{{group}}",
+            ),
+        ),
+        "Request latency p99 per group over 1 m.",
+    ),
+)
 SECTIONS = (("Serving", SERVING), ("Cluster", CLUSTER), ("NPUs per node and chip", NPUS))
+GROUPS_SECTION = ("Groups behind the router", ROUTER)
 
 
 def _panel(panel: Panel, panel_id: int, x: int, y: int, no_value: str | None) -> dict:
@@ -135,11 +181,12 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int, no_value: str | None) ->
     }
 
 
-def dashboard(stack: str, npu_exporter: bool) -> dict:
-    """Without an NPU exporter the NPU panels stay, and say why they are empty."""
+def dashboard(stack: str, npu_exporter: bool, router: bool = False) -> dict:
+    """Without an NPU exporter the NPU panels stay, and say why they are empty; the groups' row only
+    with a router."""
     panels: list[dict] = []
     y = 0
-    for title, section in SECTIONS:
+    for title, section in (*SECTIONS[:1], *([GROUPS_SECTION] if router else []), *SECTIONS[1:]):
         panels.append(
             {"id": len(panels) + 1, "type": "row", "title": title, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}}
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .config import SECRET_ENV
 from .models import ClusterConfig
-from .plan import ClusterPlan, url_host
+from .plan import ClusterPlan, NodePlan, url_host
 from .sidecar import Sidecar, sidecar_labels
 from .supervision import Upload
 
@@ -22,7 +22,9 @@ PASSED_PREFIX = "/v1/"
 HEALTH_PATH = "/health"
 
 
-def haproxy_config(listen: str, port: int, backend: str, health_interval_seconds: int, with_key: bool) -> str:
+def haproxy_config(
+    listen: str, port: int, backend: str, check_path: str, health_interval_seconds: int, with_key: bool
+) -> str:
     """The proxy's whole configuration. The key stays out of it: HAProxy reads it from the
     container's environment when it parses the file, so the file is no secret."""
     key_check = (
@@ -59,27 +61,30 @@ def haproxy_config(listen: str, port: int, backend: str, health_interval_seconds
         "    default_backend vllm\n"
         "\n"
         "backend vllm\n"
-        f"    option httpchk GET {HEALTH_PATH}\n"
-        f"    server head {backend} check inter {health_interval_seconds}s\n"
+        f"    option httpchk GET {check_path}\n"
+        f"    server backend {backend} check inter {health_interval_seconds}s\n"
     )
 
 
-def plan_front_door(cfg: ClusterConfig, plan: ClusterPlan) -> Sidecar | None:
+def plan_front_door(
+    cfg: ClusterConfig, plan: ClusterPlan, node: NodePlan, backend: str, check_path: str = HEALTH_PATH
+) -> Sidecar | None:
+    """The front door on `node`, passing on to `backend` (host:port): the head's vllm, or the router,
+    judged healthy by `check_path`."""
     fd = cfg.front_door
     if not fd.enabled:
         return None
-    head, with_key = plan.head, plan.api_key is not None
-    backend = f"{url_host(plan.listen_host)}:{plan.port}"
-    config = haproxy_config(fd.listen_address, fd.port, backend, fd.health_interval_seconds, with_key)
+    with_key = plan.api_key is not None
+    config = haproxy_config(fd.listen_address, fd.port, backend, check_path, fd.health_interval_seconds, with_key)
     return Sidecar(
         role=FRONT_DOOR_ROLE,
-        node=head.name,
-        name=f"{head.container_name}-front-door",
+        node=node.name,
+        name=f"{node.container_name}-front-door",
         image=fd.image,
         argv=("haproxy", "-f", CONFIG_FILE),
         env=((API_KEY_ENV, plan.api_key),) if with_key else (),
         secret_env=frozenset({API_KEY_ENV}) if with_key else frozenset(),
         mounts=(),
         uploads=(Upload(CONFIG_FILE, config),),
-        labels=sidecar_labels(plan.stack, head.name, FRONT_DOOR_ROLE),
+        labels=sidecar_labels(plan.stack, node.name, FRONT_DOOR_ROLE),
     )

@@ -34,6 +34,7 @@ from .defaults import (
 from .front_door_settings import FrontDoor
 from .images import image_reference_problem, registry_problem, repository_problem, tag_problem
 from .observability_settings import Observability
+from .router_settings import Group, Router
 from .section import Section as _Section
 from .section import absolute_path as _absolute_path
 from .section import no_control_characters as _no_control_characters
@@ -575,6 +576,9 @@ class ClusterConfig(_Section):
     weights: Weights = Weights()
     observability: Observability = Observability()
     front_door: FrontDoor = FrontDoor()
+    # Several data-parallel groups behind one router; none: `nodes` is one group, as always.
+    groups: list[Group] = []
+    router: Router = Router()
     supervision: Supervision = Supervision()
     api_key: str | None = None
     modelscope_token: str | None = None
@@ -598,6 +602,13 @@ class ClusterConfig(_Section):
         if "env" in self._secret_keys:
             names |= set(self.env.single_node) | set(self.env.multi_node) | set(self.env.extra)
         return frozenset(names)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: list[Group]) -> list[Group]:
+        if len(v) == 1:
+            raise ValueError("one group is no group; list every node under nodes alone, or name two groups or more")
+        return v
 
     @property
     def api_host(self) -> str:

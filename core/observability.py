@@ -19,10 +19,12 @@ from supervision.protocol import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, PEE
 
 from .dashboard import DATASOURCE_UID, dashboard
 from .defaults import UNSPECIFIED_HOSTS
+from .groups import group_configs
 from .models import ClusterConfig
 from .observability_settings import PROMETHEUS_UID as PROMETHEUS_UID  # for the component and the dry run
 from .observability_settings import Alerts
 from .plan import ClusterPlan, Mount, NodePlan, url_host
+from .router import ROUTER_ROLE, RouterPlan
 from .sidecar import Sidecar, sidecar_labels
 from .supervision import Upload
 
@@ -39,7 +41,7 @@ GRAFANA_PASSWORD_ENV = "GF_SECURITY_ADMIN_PASSWORD"
 
 @dataclass(frozen=True)
 class Target:
-    job: Literal["vllm", "supervisor", "npu-exporter"]
+    job: Literal["vllm", "supervisor", "npu-exporter", "router"]
     address: str
     labels: tuple[tuple[str, str], ...]
 
@@ -71,7 +73,8 @@ def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None, api_host: s
     """
 
     def labels(node: NodePlan) -> tuple[tuple[str, str], ...]:
-        return (("stack", plan.stack), ("node", node.name), ("role", node.role), ("ranks", _ranks(node)))
+        group = (("group", plan.group),) if plan.group else ()
+        return (("stack", plan.stack), *group, ("node", node.name), ("role", node.role), ("ranks", _ranks(node)))
 
     head = plan.head
     targets = [Target("vllm", f"{url_host(api_host or head.ip)}:{plan.port}", labels(head))]
@@ -120,8 +123,9 @@ def _rule(name: str, expr: str, minutes: int, severity: str, summary: str, meani
     return rule
 
 
-def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
-    """The alert rules, each with what it means for the operator; NPU rules only where an exporter runs."""
+def alert_rules(alerts: Alerts, npu_metrics: bool, router: bool = False) -> str:
+    """The alert rules, each with what it means for the operator; NPU rules only where an exporter
+    runs, the router's only where several groups sit behind one."""
     a = alerts
     window = f"{a.latency_minutes}m"
     rules = [
@@ -130,11 +134,11 @@ def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
             # One alert per stack. Silent while the supervisors report that the group has not
             # served in its current generation (the weight load, a heal in progress: those are
             # GroupRestarting's and GroupRestartsCapped's); without supervisors, up alone decides.
-            f'(min by (stack) (up{{job="vllm"}}) == 0 or max by (stack) ({HEAD_HEALTHY}) == 0)'
-            f" unless on (stack) (max by (stack) ({GROUP_SERVED}) == 0)",
+            f'(min by (stack, group) (up{{job="vllm"}}) == 0 or max by (stack, group) ({HEAD_HEALTHY}) == 0)'
+            f" unless on (stack, group) (max by (stack, group) ({GROUP_SERVED}) == 0)",
             a.not_serving_minutes,
             "critical",
-            "{{ $labels.stack }}: the API is not serving",
+            "{{ $labels.stack }}{{ with $labels.group }}/{{ . }}{{ end }}: the API is not serving",
             "The group served, and now the head's API server does not answer, or answers /health with an "
             "error: no request is served.",
         ),
@@ -213,6 +217,30 @@ def alert_rules(alerts: Alerts, npu_metrics: bool) -> str:
             "vllm ran out of KV cache and evicted running requests, which recompute later.",
         ),
     ]
+    if router:
+        processed = "rate(vllm_router_processed_requests_total[10m])"
+        rules += [
+            _rule(
+                "GroupOutOfRouter",
+                # Unhealthy as the router sees it, or sent nothing while the others get requests: a
+                # group removed from the router keeps its last health value.
+                f"max by (stack, worker) (vllm_router_worker_health) == 0 or (sum by (stack, worker) ({processed}) == 0 "
+                f"and on (stack) sum by (stack) ({processed}) > 0)",
+                a.group_out_of_router_minutes,
+                "warning",
+                "{{ $labels.stack }}: the router has sent {{ $labels.worker }} nothing for a rollout's time",
+                "A group is out of the router for longer than a rollout takes: its containers failed, or a "
+                "`pulumi up` stopped between its drain and its return. The other groups carry its load.",
+            ),
+            _rule(
+                "NoGroupServing",
+                "max by (stack) (vllm_router_worker_health) == 0",
+                a.not_serving_minutes,
+                "critical",
+                "{{ $labels.stack }}: no group serves behind the router",
+                "Every group fails the router's health checks: no request is served.",
+            ),
+        ]
     if npu_metrics:
         rules += [
             _rule(
@@ -257,15 +285,25 @@ def grafana_dashboards_provider() -> str:
     return yaml.safe_dump({"apiVersion": 1, "providers": [{**provider, "allowUiUpdates": False}]}, sort_keys=False)
 
 
-def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPlan | None:
-    """Prometheus (and Grafana) on observability.node, an npu-exporter on every node when configured."""
+def plan_observability(
+    cfg: ClusterConfig, groups: tuple[ClusterPlan, ...], router: RouterPlan | None = None
+) -> ObservabilityPlan | None:
+    """Prometheus (and Grafana) on observability.node, an npu-exporter on every node when configured;
+    every group scraped, and the router."""
     obs = cfg.observability
     if not obs.enabled:
         return None
-    host = next((n for n in plan.nodes if n.name == obs.node), plan.head)
+    plan, nodes = groups[0], [n for g in groups for n in g.nodes]
+    host = next((n for n in nodes if n.name == obs.node), plan.head)
     exporter_port = obs.npu_exporter.port if obs.npu_exporter.image else None
-    api_host = None if cfg.api_host in UNSPECIFIED_HOSTS else cfg.api_host
-    targets = scrape_targets(plan, exporter_port, api_host)
+    targets: tuple[Target, ...] = ()
+    for group, (_, group_cfg) in zip(groups, group_configs(cfg), strict=True):
+        api_host = None if group_cfg.api_host in UNSPECIFIED_HOSTS else group_cfg.api_host
+        targets += scrape_targets(group, exporter_port, api_host)
+    if router is not None:
+        at = next(n for n in nodes if n.name == router.container.node)
+        labels = (("stack", plan.stack), ("node", at.name), ("role", ROUTER_ROLE))
+        targets += (Target("router", f"{url_host(at.ip)}:{cfg.router.metrics_port}", labels),)
     # Prometheus and Grafana listen on one address of their node, never on every interface; the
     # URLs (outputs, Grafana's datasource) are that address, which Grafana reaches on the same host.
     listen = obs.listen_address or host.ip
@@ -290,7 +328,10 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 Upload(
                     f"{PROMETHEUS_CONFIG_DIR}/prometheus.yml", prometheus_config(targets, p.scrape_interval_seconds)
                 ),
-                Upload(f"{PROMETHEUS_CONFIG_DIR}/rules.yml", alert_rules(obs.alerts, exporter_port is not None)),
+                Upload(
+                    f"{PROMETHEUS_CONFIG_DIR}/rules.yml",
+                    alert_rules(obs.alerts, exporter_port is not None, router=router is not None),
+                ),
             ),
             labels=sidecar_labels(plan.stack, host.name, "prometheus"),
         )
@@ -298,7 +339,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
     grafana_url = None
     if obs.grafana.enabled:
         grafana_url = f"http://{url_host(listen)}:{obs.grafana.port}"
-        board = dashboard(plan.stack, npu_exporter=exporter_port is not None)
+        board = dashboard(plan.stack, npu_exporter=exporter_port is not None, router=router is not None)
         containers.append(
             Sidecar(
                 role="grafana",
@@ -340,7 +381,7 @@ def plan_observability(cfg: ClusterConfig, plan: ClusterPlan) -> ObservabilityPl
                 labels=sidecar_labels(plan.stack, n.name, NPU_EXPORTER_ROLE),
                 devices=n.devices,
             )
-            for n in plan.nodes
+            for n in nodes
         ]
     return ObservabilityPlan(
         node=host.name,

@@ -124,6 +124,8 @@ class Alerts(Section):
     npu_temperature_celsius: float = Field(default=85, gt=0)
     # vllm claims serve.gpuMemoryUtilization (0.92) of HBM at start, so "nearly full" is above it.
     npu_hbm_usage: float = Field(default=0.98, gt=0, le=1)
+    # Longer than one group's rollout takes: the drain (router.drainTimeoutSeconds) and a weight load.
+    group_out_of_router_minutes: int = Field(default=90, ge=1)
 
 
 class Observability(Section):

@@ -52,6 +52,7 @@ STACK_LABEL = f"{LABEL_PREFIX}stack"
 # The labels naming a container's node and its role in the group (the policies read them).
 NODE_LABEL = f"{LABEL_PREFIX}node"
 ROLE_LABEL = f"{LABEL_PREFIX}role"
+GROUP_LABEL = f"{LABEL_PREFIX}group"
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,8 @@ class ClusterPlan:
     # Changes whenever anything the data-parallel group shares changes: every node is then
     # replaced together, because vllm cannot re-admit a single restarted rank.
     group_fingerprint: str
+    # The group's name when it is one of several behind the router; None: the stack's one group.
+    group: str | None = None
 
     @property
     def known_hosts_file(self) -> str:
@@ -234,11 +237,11 @@ class ClusterPlan:
             "temperature": 0,
         }
 
-    def smoke_curl(self, with_api_key: bool) -> str:
+    def smoke_curl(self, with_api_key: bool, endpoint: str | None = None) -> str:
         """The tutorial's request as a command to paste or pipe to `sh`, every value quoted. The
         API key's header reaches curl on its standard input (`-H @-`), from a here-document the
         shell itself expands, so the key is on no command line (`ps` shows every one)."""
-        url = shlex.quote(f"{self.endpoint}/completions")
+        url = shlex.quote(f"{endpoint or self.endpoint}/completions")
         body = shlex.quote(json.dumps(self.smoke_request))
         command = f"curl -sS {url} -H 'Content-Type: application/json' -d {body}"
         return f"{command} -H @- <<EOF\nAuthorization: Bearer $VLLM_API_KEY\nEOF" if with_api_key else command
@@ -288,8 +291,9 @@ def _fingerprint(nodes: list[NodePlan]) -> str:
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
-    """The plan for every node of a validated config; node 0 is the head."""
+def plan_cluster(cfg: ClusterConfig, stack: str, group: str | None = None) -> ClusterPlan:
+    """The plan for every node of a validated config; node 0 is the head. `group`: the group's
+    name when it is one of several behind the router (core/groups.py)."""
     profile = cfg.hardware
     count = len(cfg.nodes)
     dp_local = cfg.serve.data_parallel_size // count
@@ -323,7 +327,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
                 mounts=node_mounts(cfg, node.host_root),
                 env=env,
                 secret_env=cfg.secret_env_names & {k for k, _ in env},
-                argv=serve_argv(cfg, role, start, dp_local),
+                argv=serve_argv(cfg, role, start, dp_local, behind_router=group is not None),
                 entrypoint=(SUPERVISOR_PATH,) if cfg.supervision.enabled else (),
                 uploads=supervisor_uploads(cfg, index, group=""),
                 supervisor_port=cfg.supervision.metrics_port if cfg.supervision.enabled else None,
@@ -345,6 +349,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
             stack=stack,
             model=cfg.model.served_name,
             fingerprint=fingerprint,
+            group=group,
         )
         for n in unlabelled
     )
@@ -355,8 +360,10 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
         served_model_name=cfg.model.served_name,
         port=cfg.serve.port,
         listen_host=local_api_host(cfg.api_host),
-        client_url=_client_url(cfg, cfg.nodes[0].ip),
-        client_local_url=_client_url(cfg, None),
+        # One of several groups is reached through the router; its own URL is its head's API.
+        client_url=client_url(cfg, cfg.nodes[0].ip, door=group is None),
+        client_local_url=client_url(cfg, None, door=group is None),
+        group=group,
         model=cfg.model.name,
         required_hbm_gb=cfg.model.required_hbm_gb,
         preflight=cfg.preflight,
@@ -371,20 +378,24 @@ def plan_cluster(cfg: ClusterConfig, stack: str) -> ClusterPlan:
     )
 
 
-def _client_url(cfg: ClusterConfig, head_ip: str | None) -> str:
-    """The front door's URL, else vllm's: at the head's address (`head_ip`) where it listens on
-    every interface, else at the one address it listens on; None: as the head host reaches it."""
+def client_url(cfg: ClusterConfig, node_ip: str | None, door: bool) -> str:
+    """The front door's URL (`door` and frontDoor.enabled), else vllm's: at the address of the node
+    it runs on (`node_ip`) where it listens on every interface, else at the one address it listens
+    on; `node_ip` None: as that node itself reaches it."""
     fd = cfg.front_door
-    listen, port = (fd.listen_address, fd.port) if fd.enabled else (cfg.api_host, cfg.serve.port)
-    host = listen if listen not in UNSPECIFIED_HOSTS else head_ip or local_api_host(listen)
+    door = door and fd.enabled
+    listen, port = (fd.listen_address, fd.port) if door else (cfg.api_host, cfg.serve.port)
+    host = listen if listen not in UNSPECIFIED_HOSTS else node_ip or local_api_host(listen)
     return f"http://{url_host(host)}:{port}"
 
 
-def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str) -> NodePlan:
+def _with_labels(node: NodePlan, stack: str, model: str, fingerprint: str, group: str | None) -> NodePlan:
     labels = {
         STACK_LABEL: stack,
         NODE_LABEL: node.name,
         ROLE_LABEL: node.role,
+        # Which of several groups behind the router (the policy pack judges each group apart).
+        **({GROUP_LABEL: group} if group else {}),
         **{
             LABEL_PREFIX + key: value
             for key, value in {

@@ -11,7 +11,7 @@ import shlex
 from .config import AUTO_NIC
 from .deployment import Deployment
 from .observability import PROMETHEUS_UID
-from .plan import NIC_ENV, ClusterPlan, Device, NodePlan, find_node
+from .plan import NIC_ENV, ClusterPlan, Device, NodePlan
 from .sidecar import SIDECAR_RESTART, Sidecar
 from .supervision import Upload
 
@@ -142,13 +142,11 @@ def sidecar_script(deployment: Deployment, c: Sidecar) -> str:
 
 
 def render(deployment: Deployment, node_name: str | None = None) -> str:
-    """Every container the deployment runs, node by node: the vllm server, then what else runs
-    there (the front door, observability)."""
-    plan, obs = deployment.cluster, deployment.observability
-    nodes = plan.nodes if node_name is None else (find_node(plan, node_name),)
-    sidecars = ([deployment.front_door] if deployment.front_door else []) + list(obs.containers if obs else ())
+    """Every container the deployment runs, group by group and node by node: the vllm server, then
+    what else runs there (the router, the front door, observability)."""
     scripts = []
-    for node in nodes:
-        scripts.append(node_script(plan, node))
-        scripts += [sidecar_script(deployment, c) for c in sidecars if c.node == node.name]
+    for plan in deployment.groups:
+        for node in plan.nodes if node_name is None else [n for n in plan.nodes if n.name == node_name]:
+            scripts.append(node_script(plan, node))
+            scripts += [sidecar_script(deployment, c) for c in deployment.sidecars if c.node == node.name]
     return "\n".join(scripts)

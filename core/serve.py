@@ -29,7 +29,9 @@ def _flag_args(flag: str, value) -> list[str]:
     return [flag, str(value)]
 
 
-def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -> tuple[str, ...]:
+def serve_argv(
+    cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int, behind_router: bool = False
+) -> tuple[str, ...]:
     s = cfg.serve
     head_ip = cfg.nodes[0].ip
     argv = ["vllm", "serve", cfg.model.name, "--host", cfg.api_host, "--port", str(s.port)]
@@ -45,6 +47,13 @@ def serve_argv(cfg: ClusterConfig, role: Role, start_rank: int, dp_local: int) -
         argv += _flag_args(flag, _setting(cfg, path))
     if not s.enable_prefix_caching:
         argv.append("--no-enable-prefix-caching")
+    if behind_router:
+        # vllm aborts its requests on SIGTERM unless given time to finish them; the group was drained
+        # from the router first, so this only covers what the drain timeout left running. It ends
+        # before whoever stops vllm gives up: the supervisor, else Docker's stop grace.
+        sup = cfg.supervision
+        stopper = sup.stop_timeout_seconds if sup.enabled else cfg.container.stop_grace_seconds
+        argv += ["--shutdown-timeout", str(max(stopper - 5, 1))]
     return tuple(argv + list(s.extra_args))
 
 

@@ -84,14 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help="where Pulumi.<stack>.yaml lives")
     args = parser.parse_args(argv)
     try:
-        plan = plan_from_stack_file(args.project_dir, args.stack).cluster
+        groups = plan_from_stack_file(args.project_dir, args.stack).groups
     except StackFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # The pins `pulumi up` writes, from the same stack: never a stale or missing file.
-    write_known_hosts(plan)
-    with ThreadPoolExecutor(max_workers=len(plan.nodes)) as pool:
-        reports = list(pool.map(lambda n: collect(n, args.lines), plan.nodes))
+    write_known_hosts(*groups)
+    nodes = [n for plan in groups for n in plan.nodes]
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        reports = list(pool.map(lambda n: collect(n, args.lines), nodes))
     archive = args.out / f"diagnostics-{args.stack}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.tar.gz"
     text = summary(reports, str(archive))
     args.out.mkdir(parents=True, exist_ok=True)

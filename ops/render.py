@@ -13,7 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.plan import find_node
 from core.render import render
 from core.stack import StackFileError, plan_from_stack_file, stack_file
 
@@ -31,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except StackFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    plan = deployment.cluster
-    if args.node and find_node(plan, args.node) is None:
-        names = ", ".join(n.name for n in plan.nodes)
+    nodes = [n.name for plan in deployment.groups for n in plan.nodes]
+    if args.node and args.node not in nodes:
+        names = ", ".join(nodes)
         print(
             f"error: no node '{args.node}' in {stack_file(args.project_dir, args.stack).name}; nodes are: {names}",
             file=sys.stderr,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from core.flags import names_credential
+from core.plan import GROUP_LABEL
 from core.vllm_args import load_table
 from props import REMOTE_IMAGE, Argv, ContainerView, in_rank_order, is_unknown, plain, stack_views
 
@@ -208,24 +209,33 @@ def check_same_model_flags(group: DpGroup, report: Report) -> None:
             )
 
 
+def dp_groups(views: list[ContainerView]) -> list[list[ContainerView]]:
+    """The stack's data-parallel groups: one, or one per group label when several sit behind the
+    router (the label names the group; a container without one is in the stack's one group)."""
+    groups: dict[object, list[ContainerView]] = {}
+    for v in views:
+        groups.setdefault(v.labels.get(GROUP_LABEL), []).append(v)
+    return list(groups.values())
+
+
 def validate_dp_group(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    views = [v for v in stack_views(args) if v.may_serve]
-    known = in_rank_order(views)
-    if not known:
-        return
-    head = check_one_head(known, len(known) == len(views), report_violation)
-    if head is None:
-        return
-    group = DpGroup(known, head, len(views))
-    check_shared_flags(group, report_violation)
-    check_head_address(group, report_violation)
-    check_ranks(group, report_violation)
-    check_same_model_flags(group, report_violation)
+    for views in dp_groups([v for v in stack_views(args) if v.may_serve]):
+        known = in_rank_order(views)
+        if not known:
+            continue
+        head = check_one_head(known, len(known) == len(views), report_violation)
+        if head is None:
+            continue
+        group = DpGroup(known, head, len(views))
+        check_shared_flags(group, report_violation)
+        check_head_address(group, report_violation)
+        check_ranks(group, report_violation)
+        check_same_model_flags(group, report_violation)
 
 
 DP_GROUP = StackValidationPolicy(
     name="vllm-dp-group-consistent",
-    description="All nodes form one data-parallel group: one head, shared size, port, address and model flags, contiguous ranks.",
+    description="The nodes of each data-parallel group: one head, shared size, port, address and model flags, contiguous ranks.",
     validate=validate_dp_group,
     enforcement_level=EnforcementLevel.MANDATORY,
 )
@@ -286,8 +296,12 @@ def _listed(names: list[str]) -> str:
 
 
 def validate_one_image(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    nodes = in_rank_order(stack_views(args))
     resources = [r for r in args.resources if r.resource_type == REMOTE_IMAGE]
+    for group in dp_groups(stack_views(args)):
+        _one_image(in_rank_order(group), resources, report_violation)
+
+
+def _one_image(nodes: list[ContainerView], resources: list, report_violation: ReportViolation) -> None:
     images = {v.node: _node_image(v, resources) for v in nodes}
     differing = [v for v in nodes if any(images[v.node].differs(images[w.node]) for w in nodes)]
     if not differing:

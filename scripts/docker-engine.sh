@@ -15,7 +15,10 @@
 #   4. install Debian's prometheus (with promtool) when missing, and build the
 #      local stack's Prometheus image $PROM_IMAGE from it (sim/prometheus/);
 #   5. build the local stack's front door image $DOOR_IMAGE from Debian's
-#      haproxy package (sim/front-door/).
+#      haproxy package (sim/front-door/);
+#   6. build the local stack's router image $ROUTER_IMAGE from PyPI's pinned
+#      vllm-router wheels (sim/router/): pip downloads them on the host (PyPI is
+#      reachable from it, not from a build) and installs them offline in the image.
 #
 # Environment:
 #   SIM_BASE_IMAGE   base image name      (default deepseek-sim-base:bookworm)
@@ -25,6 +28,7 @@
 #   DOCKERD_WAIT     seconds to wait for dockerd (default 60)
 #   PROM_IMAGE       local Prometheus image (default deepseek-r1-ascend-prometheus:0.1)
 #   DOOR_IMAGE       local front door image (default deepseek-r1-ascend-front-door:0.1)
+#   ROUTER_IMAGE     local router image (default deepseek-r1-ascend-router:0.1)
 #   SKIP_SIM_BUILD=1 only ensure the engine (and base image)
 #   TOOLS_ONLY=1     only install prometheus/promtool (no Docker at all)
 set -euo pipefail
@@ -38,6 +42,7 @@ SIM_IMAGE="${SIM_IMAGE:-deepseek-r1-ascend-sim:0.1}"
 SIM_SUITE="${SIM_SUITE:-bookworm}"
 PROM_IMAGE="${PROM_IMAGE:-deepseek-r1-ascend-prometheus:0.1}"
 DOOR_IMAGE="${DOOR_IMAGE:-deepseek-r1-ascend-front-door:0.1}"
+ROUTER_IMAGE="${ROUTER_IMAGE:-deepseek-r1-ascend-router:0.1}"
 DOCKERD_WAIT="${DOCKERD_WAIT:-60}"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/deepseek-r1-ascend"
 
@@ -204,6 +209,39 @@ build_front_door_image() {
   build_in_context "$DOOR_IMAGE" "$context" "Debian's haproxy"
 }
 
+# ---------------------------------------------------------------- router
+# The base's python3 is CPython 3.11; the wheels must fit it and this machine's architecture,
+# whatever Python the host runs. sim/router/constraints.txt pins every version.
+build_router_image() {
+  local context arch
+  context="$(mktemp -d)"
+  mkdir -p "$context/wheels"
+  cp "$REPO_ROOT/sim/router/Dockerfile" "$REPO_ROOT/sim/router/constraints.txt" "$context/"
+  case "$(uname -m)" in
+    x86_64 | amd64) arch=x86_64 ;;
+    aarch64 | arm64) arch=aarch64 ;;
+    *) rm -rf "$context"; die "no vllm-router wheels for $(uname -m)" ;;
+  esac
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    log "installing python3-pip with apt-get (to download the router's wheels)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null \
+      || die "apt-get install python3-pip failed"
+  fi
+  log "pip download vllm-router and its dependencies (sim/router/constraints.txt, cp311 $arch)"
+  if ! python3 -m pip download --disable-pip-version-check --quiet --dest "$context/wheels" \
+       --only-binary=:all: --implementation cp --python-version 3.11 \
+       --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" \
+       --platform "manylinux2014_$arch" --platform "manylinux_2_5_$arch" \
+       --platform "manylinux1_$arch" --platform any \
+       --constraint "$context/constraints.txt" vllm-router pip >"$context/download.log" 2>&1; then
+    tail -n 20 "$context/download.log" >&2
+    rm -rf "$context"
+    die "pip download of vllm-router failed (is PyPI reachable from this machine?)"
+  fi
+  build_in_context "$ROUTER_IMAGE" "$context" "vllm-router from PyPI"
+}
+
 ensure_prometheus_tools
 if [ "${TOOLS_ONLY:-0}" = "1" ]; then
   exit 0
@@ -214,4 +252,5 @@ if [ "${SKIP_SIM_BUILD:-0}" != "1" ]; then
   build_sim_image
   build_prometheus_image
   build_front_door_image
+  build_router_image
 fi

@@ -14,8 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.plan import plan_cluster
-from core.stack import config_from_stack_file, stack_file
+from core.stack import plan_from_stack_file
 from sim import fake_host
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -26,11 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack", nargs="?", default="local")
     parser.add_argument("--remove", action="store_true", help="delete the fake hosts instead")
     args = parser.parse_args(argv)
-    plan = plan_cluster(config_from_stack_file(stack_file(PROJECT_DIR, args.stack)), stack=args.stack)
-    real = [n.name for n in plan.nodes if n.host_root == "/"]
+    nodes = [n for plan in plan_from_stack_file(PROJECT_DIR, args.stack).groups for n in plan.nodes]
+    real = [n.name for n in nodes if n.host_root == "/"]
     if real:
         raise SystemExit(f"local_hosts: {', '.join(real)} use the real host root; nothing to fake")
-    for node in plan.nodes:
+    for node in nodes:
         if args.remove:
             fake_host.remove(node.host_root)
         else:

@@ -12,7 +12,7 @@ import shlex
 
 from hoststubs import fixture
 
-from checks import group_view
+from checks import group_view, membership
 from checks.steps import STEPS, node_script
 from supervision.protocol import State, metrics_text
 
@@ -104,6 +104,9 @@ class FakeHosts:
         assert argv[1:3] == ["-m", "checks"], create
         step, spec = STEPS[argv[3]], json.loads(argv[4])
         script = node_script(argv[3], spec)
+        if argv[3] == membership.DRAIN:
+            # A membership's delete: its group left the router with nothing in flight.
+            return json.dumps(step.judge(spec, {spec["node"]: "drained after 0s, 0 requests left\n"}))
         if len(spec["nodes"]) == 1:
             outputs = {spec["nodes"][0]: self.stdout(name, script)}
         else:
@@ -119,6 +122,9 @@ class FakeHosts:
         if match:
             index, node = self.nodes[match["node"]]
             return self._check(match["check"], index, node, script)
+        if name.endswith("-router-membership"):
+            # A first deployment: no other group serves yet.
+            return "admitted when ready\n"
         if name.endswith("-readiness"):
             return "ready after 412s\n"
         if name.endswith("-smoke-test"):

@@ -18,6 +18,7 @@ from core.plan import STACK_LABEL
 from core.render import node_script
 
 STACK = "local"
+GROUPED = "local-groups"
 READY_TIMEOUT_S = 90
 
 
@@ -27,13 +28,13 @@ def sh(script: str, timeout: float = 120, env: dict | None = None) -> subprocess
     )
 
 
-def stack_containers() -> list[str]:
-    out = sh(f"docker ps -aq --filter label={STACK_LABEL}={STACK}").stdout
+def stack_containers(stack: str = STACK) -> list[str]:
+    out = sh(f"docker ps -aq --filter label={STACK_LABEL}={stack}").stdout
     return out.split()
 
 
-def remove_stack_containers():
-    ids = stack_containers()
+def remove_stack_containers(stack: str = STACK):
+    ids = stack_containers(stack)
     if ids:
         sh("docker rm -f " + " ".join(ids))
 
@@ -103,13 +104,15 @@ class Traffic:
     """Clients sending completions to the head from background threads, each request with a short
     timeout (a client that gives up aborts its request), until the block ends."""
 
-    def __init__(self, plan, clients: int = 3, max_tokens: int = 1000, timeout: float = 4.0):
-        self.url = f"{plan.head_local_url}/v1/completions"
+    def __init__(self, plan, clients: int = 3, max_tokens: int = 1000, timeout: float = 4.0, url: str | None = None):
+        self.url = f"{url or plan.head_local_url}/v1/completions"
         self.body = json.dumps({"model": plan.served_model_name, "prompt": "Tell me", "max_tokens": max_tokens})
         self.clients, self.timeout = clients, timeout
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.completed = self.failed = 0
+        # Why requests failed, the first few: what an assertion shows.
+        self.errors: list[str] = []
 
     def _client(self) -> None:
         while not self.stop.is_set():
@@ -120,8 +123,11 @@ class Traffic:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     response.read()
                 self.completed += 1
-            except OSError:
+            except OSError as error:
                 self.failed += 1
+                if len(self.errors) < 5:
+                    body = error.read().decode(errors="replace")[:200] if hasattr(error, "read") else ""
+                    self.errors.append(f"{error} {body}".strip())
                 self.stop.wait(0.2)
 
     def __enter__(self) -> Traffic:

@@ -39,7 +39,7 @@ def test_by_default_vllm_listens_on_the_heads_cluster_address_and_clients_reach_
     assert plan.client_local_url == "http://127.0.0.1:8080"
     text = config_text(deployment)
     assert "    bind 0.0.0.0:8080\n" in text
-    assert "    server head 192.0.2.11:8000 check inter 2s\n" in text
+    assert "    server backend 192.0.2.11:8000 check inter 2s\n" in text
     assert "unless { path_beg /v1/ } || { path /health }" in text
 
 
@@ -75,7 +75,7 @@ def test_ipv6_nodes_get_bracketed_addresses_everywhere():
     deployment = planned(nodes=nodes, frontDoor={"listenAddress": "::"})
     assert deployment.cluster.endpoint == "http://[2001:db8::11]:8080/v1"
     assert "    bind [::]:8080\n" in config_text(deployment)
-    assert "    server head [2001:db8::11]:8000 check" in config_text(deployment)
+    assert "    server backend [2001:db8::11]:8000 check" in config_text(deployment)
 
 
 def test_without_the_front_door_clients_reach_vllm_on_every_interface_as_in_the_tutorial():
@@ -89,7 +89,7 @@ def test_an_explicit_serve_host_wins():
     deployment = planned(serve={"host": "0.0.0.0"})
     assert deployment.cluster.head.argv[3:5] == ("--host", "0.0.0.0")
     # The front door then reaches vllm on the head itself.
-    assert "    server head 127.0.0.1:8000 check" in config_text(deployment)
+    assert "    server backend 127.0.0.1:8000 check" in config_text(deployment)
 
 
 @pytest.mark.parametrize(

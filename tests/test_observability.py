@@ -19,10 +19,11 @@ from pydantic import BaseModel
 
 from core import render as dry_run
 from core.config import ConfigError, load_config
-from core.dashboard import DATASOURCE_UID, NO_EXPORTER
+from core.dashboard import DATASOURCE_UID, NO_EXPORTER, dashboard
 from core.deployment import plan_deployment
 from core.models import ClusterConfig
-from core.observability import DASHBOARD_FILE, plan_observability
+from core.observability import DASHBOARD_FILE, alert_rules, plan_observability
+from core.observability_settings import Alerts
 from core.plan import plan_cluster
 from supervision.protocol import (
     GROUP_RESTARTS,
@@ -49,7 +50,7 @@ def settings(stack: str = "a2", **observability) -> dict:
 def planned(raw: dict, stack: str = "a2"):
     cfg = load_config(raw, frozenset({"grafanaAdminPassword"}))
     plan = plan_cluster(cfg, stack)
-    return plan, plan_observability(cfg, plan)
+    return plan, plan_observability(cfg, (plan,))
 
 
 def problems(raw: dict, secret_keys=frozenset({"grafanaAdminPassword"})) -> list[str]:
@@ -64,7 +65,7 @@ def uploads(container) -> dict[str, str]:
 
 def test_observability_is_off_unless_enabled():
     cfg = load_config(stack_settings("a2"))
-    assert plan_observability(cfg, plan_cluster(cfg, "a2")) is None
+    assert plan_observability(cfg, (plan_cluster(cfg, "a2"),)) is None
 
 
 def test_every_observability_mistake_is_named_at_once():
@@ -82,7 +83,8 @@ def test_every_observability_mistake_is_named_at_once():
         "observability.alerts.kvCacheUsage: got 1.5; input should be less than or equal to 1",
         "observability.alerts.ttftP99: unknown key; did you mean 'ttftP99Seconds'? known keys here: "
         "notServingMinutes, restartsPerHour, ttftP99Seconds, interTokenP99Seconds, latencyMinutes, kvCacheUsage, "
-        "queueGrowingMinutes, npuTemperatureCelsius, npuHbmUsage",
+        "queueGrowingMinutes, npuTemperatureCelsius, npuHbmUsage, "
+        "groupOutOfRouterMinutes",
         "observability.node: 'a2-9' is not a node; use one of a2-0, a2-1",
         "grafanaAdminPassword: required when observability.grafana.enabled is true; set it with "
         "`pulumi config set --secret grafanaAdminPassword <password>`, or disable Grafana",
@@ -620,7 +622,7 @@ def test_the_shipped_stacks_data_directories_pass():
         raw.setdefault("observability", {})["enabled"] = True
         raw["observability"].setdefault("grafana", {})["enabled"] = False
         cfg = load_config(raw)
-        assert plan_observability(cfg, plan_cluster(cfg, stack)).prometheus_data_dir.startswith("/var/lib/")
+        assert plan_observability(cfg, (plan_cluster(cfg, stack),)).prometheus_data_dir.startswith("/var/lib/")
 
 
 # --- where each server listens -------------------------------------------------------------------
@@ -713,7 +715,7 @@ def test_vllm_is_scraped_where_it_listens():
 
 def test_the_local_stack_listens_on_its_loopback_addresses():
     cfg = load_config(stack_settings("local"))
-    obs = plan_observability(cfg, plan_cluster(cfg, "local"))
+    obs = plan_observability(cfg, (plan_cluster(cfg, "local"),))
     assert listens(obs) == {("prometheus", "sim-0"): "127.0.0.1:9090"}
     assert obs.prometheus_url == "http://127.0.0.1:9090"
     assert {t.address for t in obs.targets} == {"127.0.0.1:8000", "127.0.0.1:9401", "127.0.0.2:9401"}
@@ -760,3 +762,83 @@ def test_the_security_page_names_every_port_the_stack_opens():
     assert {"observability.prometheus.port", "observability.grafana.port", "observability.npuExporter.port"} <= keys
     page = (PROJECT_DIR / "docs" / "security.md").read_text()
     assert {k for k in keys if f"`{k}`" not in page} == set()
+
+
+# --- several groups behind the router -------------------------------------------------------------------
+
+
+def router_rules_test(promtool, tmp_path, series: dict[str, str], evals: list[dict]) -> None:
+    (tmp_path / "rules.yml").write_text(alert_rules(Alerts(), npu_metrics=False, router=True))
+    inputs = [{"series": name, "values": values} for name, values in series.items()]
+    tests = yaml.safe_dump([{"interval": "1m", "input_series": inputs, "alert_rule_test": evals}], width=200)
+    spec = tmp_path / "tests.yml"
+    spec.write_text("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n" + textwrap.indent(tests, "  "))
+    result = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+BLUE, GREEN = 'stack="g",worker="http://10.0.0.1:8000"', 'stack="g",worker="http://10.0.0.3:8000"'
+
+
+def out_of_router(worker: str) -> dict:
+    return {
+        "exp_labels": {"severity": "warning", "stack": "g", "worker": worker},
+        "exp_annotations": {
+            "summary": f"g: the router has sent {worker} nothing for a rollout's time",
+            "description": "A group is out of the router for longer than a rollout takes: its containers failed, "
+            "or a `pulumi up` stopped between its drain and its return. The other groups carry its load.",
+        },
+    }
+
+
+def test_a_group_out_of_the_router_longer_than_a_rollout_alerts(promtool, tmp_path):
+    series = {
+        # Blue fails the router's health checks from the first minute on, and gets nothing; green serves.
+        f"vllm_router_worker_health{{{BLUE}}}": "1 0x130",
+        f"vllm_router_worker_health{{{GREEN}}}": "1x130",
+        f"vllm_router_processed_requests_total{{{BLUE}}}": "0 10x130",
+        f"vllm_router_processed_requests_total{{{GREEN}}}": "0+60x130",
+    }
+    evals = [
+        {"eval_time": "80m", "alertname": "GroupOutOfRouter", "exp_alerts": []},
+        {"eval_time": "100m", "alertname": "GroupOutOfRouter", "exp_alerts": [out_of_router("http://10.0.0.1:8000")]},
+        {"eval_time": "100m", "alertname": "NoGroupServing", "exp_alerts": []},
+    ]
+    router_rules_test(promtool, tmp_path, series, evals)
+
+
+def test_a_group_removed_from_the_router_alerts_though_its_health_stays_1(promtool, tmp_path):
+    series = {
+        # Removed at minute 10: its health series keeps its last value, but it gets no request.
+        f"vllm_router_worker_health{{{BLUE}}}": "1x130",
+        f"vllm_router_worker_health{{{GREEN}}}": "1x130",
+        f"vllm_router_processed_requests_total{{{BLUE}}}": "0+60x10 600x120",
+        f"vllm_router_processed_requests_total{{{GREEN}}}": "0+60x130",
+    }
+    evals = [
+        {"eval_time": "100m", "alertname": "GroupOutOfRouter", "exp_alerts": []},
+        {"eval_time": "125m", "alertname": "GroupOutOfRouter", "exp_alerts": [out_of_router("http://10.0.0.1:8000")]},
+    ]
+    router_rules_test(promtool, tmp_path, series, evals)
+
+
+def test_no_group_serving_alerts_at_once(promtool, tmp_path):
+    series = {f"vllm_router_worker_health{{{BLUE}}}": "1 0x10", f"vllm_router_worker_health{{{GREEN}}}": "1 0x10"}
+    firing = {
+        "exp_labels": {"severity": "critical", "stack": "g"},
+        "exp_annotations": {
+            "summary": "g: no group serves behind the router",
+            "description": "Every group fails the router's health checks: no request is served.",
+        },
+    }
+    evals = [
+        {"eval_time": "2m", "alertname": "NoGroupServing", "exp_alerts": []},
+        {"eval_time": "5m", "alertname": "NoGroupServing", "exp_alerts": [firing]},
+    ]
+    router_rules_test(promtool, tmp_path, series, evals)
+
+
+def test_the_dashboard_shows_each_group_and_the_routers_view_only_with_a_router():
+    rows = [p["title"] for p in dashboard("g", npu_exporter=False, router=True)["panels"] if p["type"] == "row"]
+    assert rows == ["Serving", "Groups behind the router", "Cluster", "NPUs per node and chip"]
+    assert "Groups behind the router" not in {p["title"] for p in dashboard("a2", npu_exporter=False)["panels"]}

@@ -132,6 +132,11 @@ class Metrics:
             self.queue.observe(queued)
             self._hold_kv(prompt_tokens)
 
+    def left_queue(self) -> None:
+        """A waiting request was aborted before it ran."""
+        with self.lock:
+            self.waiting -= 1
+
     def token(self, gap: float) -> None:
         """The client got a token `gap` seconds after the previous one."""
         with self.lock:

@@ -4,7 +4,6 @@ import json
 import os
 import select
 import socket
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +12,7 @@ from vllm_sim import textgen
 from vllm_sim.faults import stall_if_hung
 from vllm_sim.log import log
 from vllm_sim.metrics import Metrics
+from vllm_sim.sched import Ranks
 from vllm_sim.steps import ClientGone, Seq, StepLoop
 
 DEFAULT_MAX_MODEL_LEN = 163840  # DeepSeek-R1's max_position_embeddings
@@ -38,18 +38,20 @@ class Engine:
         self.api_keys = frozenset(k for k in keys if k)
         self.health_fn = health_fn
         self.created = int(time.time())
-        max_num_seqs = args.max_num_seqs or 256
+        max_num_seqs = args.max_num_seqs or 256  # per DP rank, as vllm's scheduler reads it
         spec = args.speculative_config or {}
-        # Room for every sequence at 1k tokens: a full batch of long requests fills it.
+        # Each rank has room for every sequence at 1k tokens: a full batch of long requests fills it.
+        kv_per_rank = int(os.environ.get("VLLM_SIM_KV_CACHE_TOKENS", max_num_seqs * 1024))
         self.metrics = Metrics(
             self.served_name,
-            kv_cache_tokens=int(os.environ.get("VLLM_SIM_KV_CACHE_TOKENS", max_num_seqs * 1024)),
+            kv_cache_tokens=kv_per_rank * args.data_parallel_size,
             spec_tokens=int(spec.get("num_speculative_tokens", 0)),
         )
-        self.slots = threading.Semaphore(max_num_seqs)
+        self.ranks = Ranks(self.metrics, args.data_parallel_size, max_num_seqs)
         # The engine's steps, a collective with the DP peers of `head` (dp.DPHead) each.
         tpot = float(os.environ.get("VLLM_SIM_TPOT_MS", "2")) / 1000.0
-        self.steps = StepLoop(self.metrics, head, tpot, hccl_timeout, fresh_gauge)
+        rank_rate = float(os.environ.get("VLLM_SIM_RANK_TOKENS_PER_S") or 0)
+        self.steps = StepLoop(self.metrics, head, tpot, hccl_timeout, fresh_gauge, rank_rate)
         self.prefill_per_tok = float(os.environ.get("VLLM_SIM_PREFILL_US_PER_TOKEN", "20")) / 1e6
         self.ttft_base = float(os.environ.get("VLLM_SIM_TTFT_BASE_MS", "5")) / 1000.0
 
@@ -115,12 +117,9 @@ class Engine:
         """Yield tokens as the engine's steps make them (`steps.StepLoop`); `gone()` says the
         client left, which aborts the request (steps.ClientGone)."""
         m = self.metrics
-        start = time.monotonic()
-        with m.lock:
-            m.waiting += 1
-        self.slots.acquire()
-        m.admitted(req["n_prompt"], time.monotonic() - start)
+        start = time.monotonic()  # TTFT counts the time queued for a place on a rank
         seq = Seq(req["n_prompt"], req["max_tokens"])
+        self.ranks.admit(seq, gone)
         ttft, yielded = 0.0, 0
         try:
             tokens = textgen.generate_tokens(req["prompt"], req["max_tokens"], req["seed"])
@@ -145,7 +144,7 @@ class Engine:
                     yield tok
         finally:
             self.steps.abort(seq)  # a no-op once the engine finished it
-            self.slots.release()
+            self.ranks.release(seq)
         m.finished(req["n_prompt"], req["max_tokens"], ttft, time.monotonic() - start)
 
 

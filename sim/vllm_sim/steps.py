@@ -7,6 +7,10 @@ has work, no forward pass and no collective runs. The simulator keeps that shape
 
 * Requests join a batch; every step gives each member one token. A step runs only while the
   batch is not empty: an idle group runs no collectives.
+* A step takes VLLM_SIM_TPOT_MS, or longer when a rank's share of the batch is more than its
+  token rate allows (VLLM_SIM_RANK_TOKENS_PER_S, unset: no limit): decoding is memory bound
+  at small batches, compute bound at large ones, and the ranks step in lockstep, so the
+  busiest rank sets the pace. How many requests a rank runs at all is `sched`'s part.
 * With remote ranks, a step ends only when every joined peer has acknowledged it (the
   headless engine core answers `step` with `step_done`). A hung or stalled rank never does, so
   the others wait in the collective; after HCCL_EXEC_TIMEOUT seconds (CANN: default 1836, 0 =
@@ -21,6 +25,7 @@ has work, no forward pass and no collective runs. The simulator keeps that shape
 
 import threading
 import time
+from collections import Counter
 
 from vllm_sim import engine_core, faults
 from vllm_sim.log import error
@@ -38,13 +43,15 @@ class Seq:
         self.produced = 0
         self.done = False
         self.aborted = False
+        self.rank = 0  # the DP rank the head placed it on (`sched`)
 
 
 class StepLoop:
-    def __init__(self, metrics, head=None, tpot: float = 0.002, hccl_timeout: float = 1836.0, fresh_gauge=False):
+    def __init__(self, metrics, head=None, tpot=0.002, hccl_timeout=1836.0, fresh_gauge=False, rank_tokens_per_s=0.0):
         self.m = metrics
         self.head = head
         self.tpot = tpot
+        self.rank_tokens_per_s = rank_tokens_per_s
         self.hccl_timeout = hccl_timeout
         self.fresh_gauge = fresh_gauge
         self.cond = threading.Condition()
@@ -90,7 +97,7 @@ class StepLoop:
                 running_at_start = self.m.running
                 self.pending = True
                 n = self.steps + 1
-            time.sleep(self.tpot)  # the forward pass
+            time.sleep(self._step_seconds(members))  # the forward pass
             faults.block_if_wedged()
             self._collective(n)
             faults.block_if_wedged()
@@ -116,6 +123,12 @@ class StepLoop:
                 self.cond.notify_all()
             if idle and self.head is not None:
                 self.head.broadcast({"type": "idle"})
+
+    def _step_seconds(self, members: list[Seq]) -> float:
+        if not self.rank_tokens_per_s:
+            return self.tpot
+        busiest = max(Counter(seq.rank for seq in members).values())
+        return max(self.tpot, busiest / self.rank_tokens_per_s)
 
     def _collective(self, n: int) -> None:
         """Every joined peer acknowledges step n, or this engine fails after HCCL_EXEC_TIMEOUT."""

@@ -67,15 +67,18 @@ def program_steps() -> dict[str, dict]:
         "weights": {"stage": True},
         "observability": {"enabled": True},
     }
-    deployment = run_program(raw, stack="a2", secret_keys=tuple(SECRETS))
-    assert deployment.error is None and not deployment.failed
+    grouped = stack_settings("a2-groups") | SECRETS
     specs: dict[str, dict] = {}
-    for resource in deployment.of_type("command:local:Command"):
-        create = resource.inputs["create"]
-        for canary in (*CANARIES.values(), SSH_KEY, "canary-ssh-key"):
-            assert canary not in create, resource.name
-        argv = shlex.split(create)
-        specs.setdefault(argv[3], json.loads(argv[4]))
+    for settings, stack in ((raw, "a2"), (grouped, "a2-groups")):
+        deployment = run_program(settings, stack=stack, secret_keys=tuple(SECRETS))
+        assert deployment.error is None and not deployment.failed
+        for resource in deployment.of_type("command:local:Command"):
+            for command in (resource.inputs["create"], resource.inputs.get("delete")):
+                for canary in (*CANARIES.values(), SSH_KEY, "canary-ssh-key"):
+                    assert canary not in (command or ""), resource.name
+                if command:
+                    argv = shlex.split(command)
+                    specs.setdefault(argv[3], json.loads(argv[4]))
     return specs
 
 

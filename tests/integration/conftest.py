@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from localstack import STACK, remove_stack_containers, sh, stack_containers
+from localstack import GROUPED, STACK, remove_stack_containers, sh, stack_containers
 from mocked import PROJECT_DIR
 
 
@@ -24,17 +24,32 @@ def engine():
         if os.environ.get("CI"):
             pytest.fail(f"the local-stack integration test must run in CI, but {problem}")
         pytest.skip(problem)
-    subprocess.run(
-        [sys.executable, "-m", "sim.local_hosts", STACK], cwd=PROJECT_DIR, check=True, capture_output=True, timeout=60
-    )
+    for stack in (STACK, GROUPED):
+        subprocess.run(
+            [sys.executable, "-m", "sim.local_hosts", stack],
+            cwd=PROJECT_DIR,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 @pytest.fixture
 def clean_stack(engine):
     """Starts nothing itself; removes whatever the test started, and checks nothing is left."""
-    remove_stack_containers()
+    yield from _clean(STACK)
+
+
+@pytest.fixture(scope="module")
+def clean_groups(engine):
+    """clean_stack for the local-groups stack, around a whole module: its tests share one start."""
+    yield from _clean(GROUPED)
+
+
+def _clean(stack: str):
+    remove_stack_containers(stack)
     networks = sh("docker network ls -q").stdout.split()
     yield
-    remove_stack_containers()
-    assert stack_containers() == []
+    remove_stack_containers(stack)
+    assert stack_containers(stack) == []
     assert sh("docker network ls -q").stdout.split() == networks

@@ -180,7 +180,7 @@ def traffic(plan, seconds: float) -> None:
 
 def test_prometheus_scrapes_the_cluster_and_every_dashboard_query_runs(cluster, config, tmp_path):
     plan = cluster
-    obs = plan_observability(config, plan)
+    obs = plan_observability(config, (plan,))
     assert obs.grafana_url is None  # Grafana is not in Debian: the local stack leaves it out
     start(plan)
     assert wait_ready(plan).returncode == 0
