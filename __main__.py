@@ -28,6 +28,8 @@ else:
     routed = RoutedGroups("deepseek-r1", deployment)
     hosts = routed.hosts
     pulumi.export("groups", routed.summaries())
+    checked = {"frontDoorSmokeTest": routed.smoke, **({"benchmark": routed.benchmark} if routed.benchmark else {})}
+    pulumi.export("verification", checked)
 if observability is not None:
     Observability("observability", deployment.groups, observability, hosts)
     pulumi.export("prometheusUrl", observability.prometheus_url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass
 
 from core.config import TOKEN_ENV, WEIGHTS_MOUNT, Accuracy, Benchmark
@@ -97,15 +98,67 @@ class SmokeResult:
     completion_tokens: int
 
 
-def smoke_command(base_url: str, request: dict) -> str:
+def smoke_command(base_url: str, request: dict, retry_seconds: int = 0) -> str:
+    """The request, once; with `retry_seconds`, again while the answer is 502 or 503 (a router or
+    proxy that has not admitted a group yet), until that many seconds passed."""
     body = shlex.quote(json.dumps(request))
+    send = f"api \"$@\" -w '\\n%{{http_code}} %{{time_total}}\\n' -d {body} {shlex.quote(base_url + '/v1/completions')}"
+    if not retry_seconds:
+        return "\n".join([API_FUNCTION, "set -- -sS --max-time 600 -H 'Content-Type: application/json'", send])
     return "\n".join(
         [
             API_FUNCTION,
             "set -- -sS --max-time 600 -H 'Content-Type: application/json'",
-            f"api \"$@\" -w '\\n%{{http_code}} %{{time_total}}\\n' -d {body} {shlex.quote(base_url + '/v1/completions')}",
+            f"deadline=$(( $(date +%s) + {int(retry_seconds)} ))",
+            "while :; do",
+            f"  out=$({send})",
+            '  case "$(printf \'%s\\n\' "$out" | tail -n 1)" in',
+            '    "502 "* | "503 "*) if [ "$(date +%s)" -lt "$deadline" ]; then sleep 2; continue; fi ;;',
+            "  esac",
+            "  printf '%s\\n' \"$out\"; break",
+            "done",
         ]
     )
+
+
+_LOST_KV = (
+    "a model decoding without its KV cache answers like this (with prefill-decode: a lost KV transfer, "
+    "`Mooncake transfer failed` in the decoder's log)"
+)
+# Words: runs of letters and digits, and each CJK character on its own (Chinese is written without
+# spaces). Punctuation is left out: Markdown's rules and tables repeat it in real answers.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+# A word this many times in a row is a loop.
+DEGENERATE_RUN = 6
+# From this many words on, no one word or pair of words covers more than half of an answer;
+# shorter texts are too short to tell.
+DEGENERATE_MIN_WORDS = 8
+
+
+def degenerate(text: str) -> str | None:
+    """Why `text` is a loop rather than an answer, or None: no word at all (only punctuation), one
+    word `DEGENERATE_RUN` or more times in a row, or, in a text of `DEGENERATE_MIN_WORDS` words or
+    more, one word or 2-gram covering more than half of them. A decoder without its KV cache (a lost
+    KV transfer) repeats itself exactly so."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return "not one word in it"
+    run = 1
+    for i in range(1, len(words)):
+        run = run + 1 if words[i] == words[i - 1] else 1
+        if run == DEGENERATE_RUN:
+            return f"the word {words[i]!r} repeated {DEGENERATE_RUN} or more times in a row"
+    if len(words) < DEGENERATE_MIN_WORDS:
+        return None
+    for n in (1, 2):
+        grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        gram, count = grams.most_common(1)[0]
+        # Overlapping pairs of one repeated word count twice; those are caught as single words.
+        covered = min(count * n, len(words))
+        if covered * 2 > len(words):
+            return f"{' '.join(gram)!r} makes up {covered} of its {len(words)} words"
+    return None
 
 
 def parse_smoke(output: str) -> SmokeResult:
@@ -123,8 +176,16 @@ def parse_smoke(output: str) -> SmokeResult:
         text = answer["choices"][0]["text"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise ServiceCheckFailed(f"smoke test: not an OpenAI completion: {body[:300]!r}") from None
-    if not text:
-        raise ServiceCheckFailed("smoke test: the model returned an empty completion")
+    if not isinstance(text, str) or not text.strip():
+        raise ServiceCheckFailed(
+            f"smoke test: the model returned an empty completion ({text!r}): it answers nothing to the prompt; "
+            f"{_LOST_KV}"
+        )
+    why = degenerate(text)
+    if why:
+        raise ServiceCheckFailed(
+            f"smoke test: the model returned degenerate text {text[:80]!r}: {why}, which no answer does; {_LOST_KV}"
+        )
     tokens = int((answer.get("usage") or {}).get("completion_tokens") or 0)
     return SmokeResult(text=text, latency_ms=round(seconds * 1000, 1), completion_tokens=tokens)
 

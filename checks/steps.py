@@ -23,7 +23,9 @@ from . import (
     group_view,
     hccn,
     image,
+    kv_ports,
     membership,
+    mooncake,
     nic,
     npu_holders,
     npu_smi,
@@ -88,6 +90,16 @@ def _npu_idle(spec: dict, outputs: dict[str, str]) -> dict:
     if own:
         return {"seen": f"this stack's container {', '.join(own)} holds the NPUs"}
     return _verdict(npu_smi.judge_npu_smi(spec["node"], smi, spec["npus"])[1])
+
+
+def _kv_ports(spec: dict, outputs: dict[str, str]) -> dict:
+    # As for the NPUs: while this stack's own container runs there (it is being replaced), its
+    # own vllm holds the KV ports.
+    ports, _, holders = _one(outputs).partition(_HOLDERS_MARK + "\n")
+    own = npu_holders.judge_npu_holders(spec["node"], holders, spec["stack"]).detail.get("own")
+    if own:
+        return {"seen": f"this stack's container {', '.join(own)} holds the KV ports"}
+    return _verdict(kv_ports.judge_kv_ports(spec["node"], ports, spec["ranges"]))
 
 
 def _driver_files(spec: dict, outputs: dict[str, str]) -> dict:
@@ -222,6 +234,17 @@ STEPS: dict[str, Step] = {
     driver_files.CHECK: Step(lambda s: driver_files.driver_files_command(s["paths"], s["versionFile"]), _driver_files),
     board.CHECK: Step(lambda s: board.board_command(s["npuIds"]), _npu_board),
     image.CHECK: Step(lambda s: image.image_host_command(s["imageId"], s["versionFile"]), _image_host),
+    # PD nodes only: the KV port ranges their engines bind, and Mooncake in their pulled image.
+    kv_ports.CHECK: Step(
+        lambda s: (
+            f"{kv_ports.kv_ports_command()}; echo '{_HOLDERS_MARK}'; {npu_holders.npu_holders_command(s['label'])}"
+        ),
+        _kv_ports,
+    ),
+    mooncake.CHECK: Step(
+        lambda s: mooncake.mooncake_command(s["imageId"]),
+        lambda s, out: _verdict(mooncake.judge_mooncake(s["node"], _one(out), s["image"])),
+    ),
     docker.CHECK: Step(
         lambda s: docker.docker_version_command(),
         lambda s, out: _verdict(docker.judge_docker(s["node"], _one(out))),
@@ -254,7 +277,7 @@ STEPS: dict[str, Step] = {
         ),
     ),
     "smoke-test": Step(
-        lambda s: servicechecks.smoke_command(s["url"], s["request"]),
+        lambda s: servicechecks.smoke_command(s["url"], s["request"], s.get("retrySeconds", 0)),
         _service(servicechecks.parse_smoke, AGAIN),
     ),
     "benchmark": Step(

@@ -23,6 +23,7 @@ class VllmCluster(pulumi.ComponentResource):
     front door clients reach them by, and the verification of the service they form."""
 
     endpoint: pulumi.Input[str]
+    plan: ClusterPlan
     verification: ServiceVerification
     # The nodes' vllm containers, head first.
     containers: list[pulumi.CustomResource]
@@ -43,7 +44,7 @@ class VllmCluster(pulumi.ComponentResource):
         groups declared them; `after`: what the containers wait for besides the checks (the
         previous group's membership of the router)."""
         super().__init__("deepseek-r1-ascend:index:VllmCluster", name, None, opts)
-        self._plan = plan
+        self.plan = plan
         child = pulumi.ResourceOptions(parent=self)
         per_node = {n.name: _node_options(self, n) for n in plan.nodes}
         if hosts is None:
@@ -118,7 +119,7 @@ class VllmCluster(pulumi.ComponentResource):
         """Behind the router, a group's other containers wait for its head's: replaced, the head's
         goes first, after the group's drain from the router (the membership's delete, which only the
         head's replacement waits for), so no node stops while the group still has requests."""
-        plan = self._plan
+        plan = self.plan
         if plan.group is None or node is plan.head:
             return []
         return [self._servers[plan.head.name].container]
@@ -126,7 +127,7 @@ class VllmCluster(pulumi.ComponentResource):
     def _stage_weights(self, node: NodePlan, mode: str, after: list[pulumi.Resource]) -> pulumi.Resource:
         """Download the weights (or verify another node's download) once every check passed and the
         node's image is there, with the image's own tools."""
-        plan = self._plan
+        plan = self.plan
         spec = {
             "node": node.name,
             "image": node.image,
@@ -167,7 +168,7 @@ class VllmCluster(pulumi.ComponentResource):
                     else {}
                 ),
             }
-            for n in self._plan.nodes
+            for n in self.plan.nodes
         }
 
 

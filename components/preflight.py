@@ -18,7 +18,22 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker
 
-from checks import board, compat, devices, disk, docker, driver_files, hccn, image, nic, npu_holders, npu_smi, ping
+from checks import (
+    board,
+    compat,
+    devices,
+    disk,
+    docker,
+    driver_files,
+    hccn,
+    image,
+    kv_ports,
+    mooncake,
+    nic,
+    npu_holders,
+    npu_smi,
+    ping,
+)
 from checks.steps import CHECKS_PASSED, NPU_IPS
 from core.config import AUTO_NIC
 from core.plan import STACK_LABEL, ClusterPlan, NodePlan, under_root
@@ -108,6 +123,11 @@ class HostPreflight(pulumi.ComponentResource):
         }
         if len(plan.nodes) > 1:
             specs[hccn.NETWORK_CHECK] = {"npus": node.npus}
+        if plan.kv is not None:
+            # A prefill or decode instance: its KV ports free on the node, Mooncake in its image.
+            kv = plan.kv
+            specs[kv_ports.CHECK] = {"ranges": [[kv.kv_port, kv.last_port, kv.engine_id]], **owner}
+            specs[mooncake.CHECK] = pulled.image_id.apply(lambda image_id: {"image": node.image, "imageId": image_id})
         self.checks = {check: _check(self, plan, node, check, spec) for check, spec in specs.items()}
         for check in (board.CHECK, image.CHECK):
             _warn(self.checks[check])

@@ -23,6 +23,8 @@ class ServiceVerification(pulumi.ComponentResource):
     another on the head node; `outputs` is the `verification` stack output."""
 
     outputs: dict[str, pulumi.Output]
+    # Every node serves: what a check of the whole service (through the front door) waits for.
+    readiness: pulumi.Resource
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class ServiceVerification(pulumi.ComponentResource):
             },
             containers,
         )
+        self.readiness = readiness
         outputs: dict[str, pulumi.Output] = {"readyAfterSeconds": report(readiness).apply(lambda r: r["result"])}
         last = readiness
         for node, container_id in zip(plan.nodes, container_ids, strict=True) if node_supervised(plan) else ():

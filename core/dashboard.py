@@ -1,4 +1,5 @@
-"""The Grafana dashboard: serving, cluster and NPU panels over the provisioned Prometheus.
+"""The Grafana dashboard: serving, cluster and NPU panels over the provisioned Prometheus, and the
+groups' and the prefill and decode roles' where the deployment has them.
 
 Queries name metrics only (no Grafana variables), so every one of them also runs as is against
 Prometheus' own API, which is how the integration test checks them.
@@ -8,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervision.protocol import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, RESTART_CAPPED, VLLM_UP
+from supervision.protocol import (
+    GROUP_RESTARTS,
+    GROUP_SERVED,
+    HEAD_HEALTHY,
+    KV_TRANSFER_FAILURES,
+    RESTART_CAPPED,
+    VLLM_UP,
+)
 
 # The provisioned datasource's uid; the dashboard refers to it, never to a name a user can rename.
 DATASOURCE_UID = "deepseek-prometheus"
@@ -158,8 +166,45 @@ ROUTER = (
         "Request latency p99 per group over 1 m.",
     ),
 )
+
+
+def _by_role(metric: str) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (
+            f'histogram_quantile({q}, sum by (le, pd_role) (rate({metric}_bucket{{job="vllm"}}[1m])))',
+            f"{{{{pd_role}}}} p{round(q * 100)}",
+        )
+        for q in (0.5, 0.99)
+    )
+
+
+# Prefill-decode disaggregation: vllm's targets carry `pd_role`, so each role's own work shows
+# apart. A prefill instance answers one token per request (its TTFT is the prompt's compute), and
+# a decode instance's TTFT is its wait for the KV transfer.
+PD = (
+    Panel(
+        "Time to first token by role",
+        "s",
+        _by_role("vllm:time_to_first_token_seconds"),
+        "Prefill: computing the prompt. Decode: waiting for its KV from the prefill instance, then the first token.",
+    ),
+    Panel(
+        "Inter-token latency by role",
+        "s",
+        _by_role("vllm:inter_token_latency_seconds"),
+        "Decode's work; prefill instances generate a single token and have none.",
+    ),
+    Panel(
+        "KV transfers failed per node",
+        "short",
+        ((f"sum by (node) (increase({KV_TRANSFER_FAILURES}[5m]))", "{{node}}"),),
+        "Failed in 5 m, from vllm's log (the supervisor's count). In vllm-ascend v0.18.0 each one is a "
+        "request answered with garbage, not an error: anything above 0 is wrong answers.",
+    ),
+)
 SECTIONS = (("Serving", SERVING), ("Cluster", CLUSTER), ("NPUs per node and chip", NPUS))
 GROUPS_SECTION = ("Groups behind the router", ROUTER)
+PD_SECTION = ("Prefill and decode", PD)
 
 
 def _panel(panel: Panel, panel_id: int, x: int, y: int, no_value: str | None) -> dict:
@@ -181,12 +226,13 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int, no_value: str | None) ->
     }
 
 
-def dashboard(stack: str, npu_exporter: bool, router: bool = False) -> dict:
+def dashboard(stack: str, npu_exporter: bool, router: bool = False, *, pd: bool = False) -> dict:
     """Without an NPU exporter the NPU panels stay, and say why they are empty; the groups' row only
-    with a router."""
+    with a router, the roles' only with prefill-decode disaggregation."""
     panels: list[dict] = []
     y = 0
-    for title, section in (*SECTIONS[:1], *([GROUPS_SECTION] if router else []), *SECTIONS[1:]):
+    optional = (*([GROUPS_SECTION] if router else []), *([PD_SECTION] if pd else []))
+    for title, section in (*SECTIONS[:1], *optional, *SECTIONS[1:]):
         panels.append(
             {"id": len(panels) + 1, "type": "row", "title": title, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}}
         )

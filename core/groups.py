@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .models import ClusterConfig
+from .pd import DERIVED_PD_FLAGS, instances, is_pd, mooncake_random_end, role_config
 from .router_settings import CACHE_AWARE, Group
 from .rules import topology_problems
-from .vllm_args import load_table
+from .vllm_args import ArgError, dotted_key, load_table, normalised, resolve
 
 # vllm's flag that lets a group finish its requests on SIGTERM (0, its default, aborts them).
 SHUTDOWN_TIMEOUT = "--shutdown-timeout"
@@ -28,7 +29,7 @@ def group_configs(cfg: ClusterConfig) -> list[tuple[str | None, ClusterConfig]]:
 
 def _group_config(cfg: ClusterConfig, group: Group) -> ClusterConfig:
     by_name = {n.name: n for n in cfg.nodes}
-    return cfg.model_copy(update={"nodes": [by_name[n] for n in group.nodes], "groups": []})
+    return role_config(cfg, group, [by_name[n] for n in group.nodes])
 
 
 def router_node(cfg: ClusterConfig) -> str:
@@ -94,7 +95,7 @@ def group_problems(cfg: ClusterConfig) -> list[str]:
             "key of its own, given on its command line, where every user of its node reads it (ps); with apiKey "
             "set use round_robin, random or consistent_hash"
         )
-    return problems + _router_port_problems(cfg)
+    return problems + _router_port_problems(cfg) + pd_problems(cfg)
 
 
 def _router_port_problems(cfg: ClusterConfig) -> list[str]:
@@ -113,3 +114,83 @@ def _router_port_problems(cfg: ClusterConfig) -> list[str]:
             problems.append(f"{key}: {port} is also {clash}; the router needs ports of its own on its node")
         taken[key] = port
     return problems
+
+
+def pd_problems(cfg: ClusterConfig) -> list[str]:
+    """Roles that cannot form a prefill-decode deployment, each with its key and its reason."""
+    if not is_pd(cfg):
+        return []
+    problems = []
+    roles = [g.role for g in cfg.groups]
+    for i, group in enumerate(cfg.groups):
+        if not group.role:
+            problems.append(
+                f"groups[{i}].role: group {group.name} has none, but others have; in a prefill-decode deployment "
+                "every group is prefill or decode"
+            )
+    missing = [r for r in ("prefill", "decode") if r not in roles]
+    if missing:
+        problems.append(f"groups: no {' and no '.join(missing)} group; a prefill-decode deployment needs both")
+    p, d = cfg.pd.prefill.tensor_parallel_size, cfg.pd.decode.tensor_parallel_size
+    if p < d or p % d:
+        problems.append(
+            f"pd.prefill.tensorParallelSize: {p} must be at least pd.decode.tensorParallelSize ({d}) and a multiple "
+            "of it: a prefiller's KV blocks are split among the decoder's tensor-parallel ranks"
+        )
+    problems += _kv_port_problems(cfg)
+    if not cfg.supervision.enabled:
+        problems.append(
+            "supervision.enabled: prefill and decode instances need what the vllm-ascend image sets only in an "
+            "interactive shell (jemalloc, /usr/local/lib), which the supervisor gives vllm; keep it on"
+        )
+    for flag in _derived_pd_flags(cfg):
+        problems.append(
+            f"serve.extraArgs: {flag} is derived from each group's role (pd.* and groups[].role); remove it"
+        )
+    return problems
+
+
+def _derived_pd_flags(cfg: ClusterConfig) -> list[str]:
+    """The flags of serve.extraArgs that the roles derive, read as vllm reads them: unique prefixes,
+    underscores and dotted JSON keys (`--kv-transfer-config.kv_port 1`) name them too."""
+    table, found = load_table(cfg.image.vllm), []
+    for item in normalised(cfg.serve.extra_args):
+        dotted = dotted_key(item)
+        try:
+            option = resolve(dotted[0] if dotted else item, table)
+        except ArgError:
+            continue  # flags.py reports an unknown or ambiguous flag
+        if option is not None and option.flag.name in DERIVED_PD_FLAGS and option.flag.name not in found:
+            found.append(option.flag.name)
+    return found
+
+
+def _kv_port_problems(cfg: ClusterConfig) -> list[str]:
+    """KV ports above Mooncake's random range, within 65535, and apart from every other port."""
+    runs = instances(cfg)
+    if not runs:
+        return []
+    first, last = runs[0].kv_port, runs[-1].last_port
+    random_end = mooncake_random_end(cfg)
+    if first <= random_end:
+        return [
+            f"pd.kvPortBase: {first} is inside Mooncake's random port range 20000-{random_end} on {cfg.profile}, "
+            f"where its transfers collide with the KV ports now and then; use {random_end + 1} or above"
+        ]
+    if last > 65535:
+        return [f"pd.kvPortBase: the KV ports would run to {last}, past 65535; use at most {65535 - (last - first)}"]
+    taken = {
+        "serve.port": cfg.serve.port,
+        "serve.dataParallelRpcPort": cfg.serve.data_parallel_rpc_port,
+        "supervision.metricsPort": cfg.supervision.metrics_port,
+        "frontDoor.port": cfg.front_door.port,
+        "router.port": cfg.router.port,
+        "router.metricsPort": cfg.router.metrics_port,
+    }
+    return [
+        f"pd.kvPortBase: the KV ports of group {run.group} ({run.kv_port}-{run.last_port}) include {key} {port}; "
+        "move one of them"
+        for run in runs
+        for key, port in taken.items()
+        if run.kv_port <= port <= run.last_port
+    ]

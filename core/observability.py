@@ -15,7 +15,15 @@ from typing import Literal
 
 import yaml
 
-from supervision.protocol import GROUP_RESTARTS, GROUP_SERVED, HEAD_HEALTHY, PEER_UP, RESTART_CAPPED, VLLM_UP
+from supervision.protocol import (
+    GROUP_RESTARTS,
+    GROUP_SERVED,
+    HEAD_HEALTHY,
+    KV_TRANSFER_FAILURES,
+    PEER_UP,
+    RESTART_CAPPED,
+    VLLM_UP,
+)
 
 from .dashboard import DATASOURCE_UID, dashboard
 from .defaults import UNSPECIFIED_HOSTS
@@ -74,7 +82,16 @@ def scrape_targets(plan: ClusterPlan, npu_exporter_port: int | None, api_host: s
 
     def labels(node: NodePlan) -> tuple[tuple[str, str], ...]:
         group = (("group", plan.group),) if plan.group else ()
-        return (("stack", plan.stack), *group, ("node", node.name), ("role", node.role), ("ranks", _ranks(node)))
+        # Prefill or decode (core/pd.py): the dashboard splits the latencies by it.
+        pd = (("pd_role", plan.kv.role),) if plan.kv else ()
+        return (
+            ("stack", plan.stack),
+            *group,
+            *pd,
+            ("node", node.name),
+            ("role", node.role),
+            ("ranks", _ranks(node)),
+        )
 
     head = plan.head
     targets = [Target("vllm", f"{url_host(api_host or head.ip)}:{plan.port}", labels(head))]
@@ -123,9 +140,10 @@ def _rule(name: str, expr: str, minutes: int, severity: str, summary: str, meani
     return rule
 
 
-def alert_rules(alerts: Alerts, npu_metrics: bool, router: bool = False) -> str:
+def alert_rules(alerts: Alerts, npu_metrics: bool, router: bool = False, *, pd: bool = False) -> str:
     """The alert rules, each with what it means for the operator; NPU rules only where an exporter
-    runs, the router's only where several groups sit behind one."""
+    runs, the router's only where several groups sit behind one, the KV transfer's only with
+    prefill-decode disaggregation."""
     a = alerts
     window = f"{a.latency_minutes}m"
     rules = [
@@ -241,6 +259,22 @@ def alert_rules(alerts: Alerts, npu_metrics: bool, router: bool = False) -> str:
                 "Every group fails the router's health checks: no request is served.",
             ),
         ]
+    if pd:
+        rules.append(
+            _rule(
+                "KvTransferFailed",
+                # Any failure, at once: vllm-ascend v0.18.0 answers it with garbage and a 200, so no
+                # error rate or latency shows it. An hour's window keeps a single failure in sight.
+                f"increase({KV_TRANSFER_FAILURES}[1h]) > 0",
+                0,
+                "critical",
+                "{{ $labels.stack }}: KV transfers failed on {{ $labels.node }}: answers are wrong",
+                "vllm logged a failed KV transfer (Mooncake) on this node within the last hour. vllm-ascend "
+                "v0.18.0 does not fail such a request: it decodes without the prompt's KV and returns garbage "
+                "as a success. Check /etc/hccn.conf, the KV ports and the NPU network between the prefill and "
+                "decode nodes; vllm's line is in the node's container log.",
+            )
+        )
     if npu_metrics:
         rules += [
             _rule(
@@ -296,11 +330,13 @@ def plan_observability(
     plan, nodes = groups[0], [n for g in groups for n in g.nodes]
     host = next((n for n in nodes if n.name == obs.node), plan.head)
     exporter_port = obs.npu_exporter.port if obs.npu_exporter.image else None
+    # The alerts and dashboard rows of vllm-router's groups, and of prefill and decode.
+    routed, pd = router is not None and router.rolls_out, any(g.kv for g in groups)
     targets: tuple[Target, ...] = ()
     for group, (_, group_cfg) in zip(groups, group_configs(cfg), strict=True):
         api_host = None if group_cfg.api_host in UNSPECIFIED_HOSTS else group_cfg.api_host
         targets += scrape_targets(group, exporter_port, api_host)
-    if router is not None:
+    if router is not None and router.container.role == ROUTER_ROLE:
         at = next(n for n in nodes if n.name == router.container.node)
         labels = (("stack", plan.stack), ("node", at.name), ("role", ROUTER_ROLE))
         targets += (Target("router", f"{url_host(at.ip)}:{cfg.router.metrics_port}", labels),)
@@ -330,7 +366,7 @@ def plan_observability(
                 ),
                 Upload(
                     f"{PROMETHEUS_CONFIG_DIR}/rules.yml",
-                    alert_rules(obs.alerts, exporter_port is not None, router=router is not None),
+                    alert_rules(obs.alerts, exporter_port is not None, router=routed, pd=pd),
                 ),
             ),
             labels=sidecar_labels(plan.stack, host.name, "prometheus"),
@@ -339,7 +375,7 @@ def plan_observability(
     grafana_url = None
     if obs.grafana.enabled:
         grafana_url = f"http://{url_host(listen)}:{obs.grafana.port}"
-        board = dashboard(plan.stack, npu_exporter=exporter_port is not None, router=router is not None)
+        board = dashboard(plan.stack, npu_exporter=exporter_port is not None, router=routed, pd=pd)
         containers.append(
             Sidecar(
                 role="grafana",

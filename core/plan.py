@@ -27,6 +27,7 @@ from .config import (
 )
 from .connection import docker_ssh_opts, known_hosts_file, known_hosts_line, machine
 from .defaults import UNSPECIFIED_HOSTS
+from .pd import Instance
 from .serve import Role, node_env, serve_argv
 from .supervision import SUPERVISOR_PATH, Upload, local_api_host, supervisor_stop_seconds, supervisor_uploads
 
@@ -195,6 +196,8 @@ class ClusterPlan:
     group_fingerprint: str
     # The group's name when it is one of several behind the router; None: the stack's one group.
     group: str | None = None
+    # A prefill or decode instance's engine and KV ports (core/pd.py); None: it serves both.
+    kv: Instance | None = None
 
     @property
     def known_hosts_file(self) -> str:
@@ -291,9 +294,10 @@ def _fingerprint(nodes: list[NodePlan]) -> str:
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def plan_cluster(cfg: ClusterConfig, stack: str, group: str | None = None) -> ClusterPlan:
+def plan_cluster(cfg: ClusterConfig, stack: str, group: str | None = None, kv: Instance | None = None) -> ClusterPlan:
     """The plan for every node of a validated config; node 0 is the head. `group`: the group's
-    name when it is one of several behind the router (core/groups.py)."""
+    name when it is one of several behind the router (core/groups.py); `kv`: its engine and KV
+    ports when it is a prefill or decode instance (core/pd.py)."""
     profile = cfg.hardware
     count = len(cfg.nodes)
     dp_local = cfg.serve.data_parallel_size // count
@@ -364,6 +368,7 @@ def plan_cluster(cfg: ClusterConfig, stack: str, group: str | None = None) -> Cl
         client_url=client_url(cfg, cfg.nodes[0].ip, door=group is None),
         client_local_url=client_url(cfg, None, door=group is None),
         group=group,
+        kv=kv,
         model=cfg.model.name,
         required_hbm_gb=cfg.model.required_hbm_gb,
         preflight=cfg.preflight,

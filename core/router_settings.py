@@ -8,6 +8,7 @@ groups, each a whole deployment of its own (checks, supervisors, fingerprint, ve
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -28,6 +29,8 @@ class Group(Section):
     name: str
     # Names from `nodes`; the first is the group's head.
     nodes: list[str] = Field(min_length=1)
+    # Prefill-decode disaggregation (core/pd.py): what the group serves; None serves both.
+    role: Literal["prefill", "decode"] | None = None
 
     @field_validator("name")
     @classmethod

@@ -7,6 +7,7 @@ import json
 from typing import Literal
 
 from .config import MODEL_FLAGS, NETWORK_ENV, SECRET_ENV, ClusterConfig, to_snake
+from .pd import transfers_kv
 
 # A node's part in the group: alone, the head serving the API, or a headless member.
 Role = Literal["single", "head", "headless"]
@@ -63,4 +64,7 @@ def node_env(cfg: ClusterConfig, ip: str, nic: str) -> tuple[tuple[str, str], ..
     modelscope = {"VLLM_USE_MODELSCOPE": "True" if cfg.model.use_modelscope else "False"}
     secrets = {name: getattr(cfg, to_snake(key)) for key, name in SECRET_ENV.items()}
     secrets = {name: value for name, value in secrets.items() if value is not None}
-    return tuple({**network, **tuned, **modelscope, **secrets}.items())
+    # A KV producer advertises this address to its consumers; unset, Mooncake takes the source
+    # address of a route to the internet, which need not be the cluster NIC's.
+    advertised = {"VLLM_HOST_IP": ip} if transfers_kv(cfg) else {}
+    return tuple({**network, **tuned, **modelscope, **advertised, **secrets}.items())

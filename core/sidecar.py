@@ -11,7 +11,7 @@ from typing import Literal
 from .plan import NODE_LABEL, ROLE_LABEL, STACK_LABEL, Device, Mount
 from .supervision import Upload
 
-SidecarRole = Literal["front-door", "prometheus", "grafana", "npu-exporter"]
+SidecarRole = Literal["front-door", "router", "pd-proxy", "prometheus", "grafana", "npu-exporter"]
 # They keep running across reboots, and stay stopped when an operator stops them.
 SIDECAR_RESTART = "unless-stopped"
 

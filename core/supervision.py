@@ -16,6 +16,7 @@ from supervision.protocol import SETTINGS_FILE
 
 from .defaults import UNSPECIFIED_HOSTS
 from .models import ClusterConfig
+from .pd import transfers_kv
 
 # The addresses on which vllm listens on every interface.
 
@@ -76,6 +77,8 @@ def supervisor_settings(cfg: ClusterConfig, index: int, group: str) -> dict:
         "poll_seconds": sup.poll_seconds,
         # In the container's own layer: it survives a container restart, not a replacement.
         "state_file": f"{SUPERVISOR_DIR}/state.json",
+        # A prefill or decode instance runs Mooncake, which needs the image's shell additions.
+        "interactive_env": transfers_kv(cfg),
     }
 
 

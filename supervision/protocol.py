@@ -24,6 +24,7 @@ GROUP_SERVED = "deepseek_supervisor_group_served"
 GENERATION = "deepseek_supervisor_generation"
 CONSECUTIVE_RESTARTS = "deepseek_supervisor_consecutive_restarts"
 PEER_UP = "deepseek_supervisor_peer_up"
+KV_TRANSFER_FAILURES = "deepseek_supervisor_kv_transfer_failures_total"
 
 # What the supervisor reads from the head's /metrics (vllm's own series).
 START_TIME = "process_start_time_seconds"
@@ -60,11 +61,27 @@ class Settings:
     barrier_timeout_seconds: float
     poll_seconds: float
     state_file: str
+    # Give vllm what the image sets only in an interactive shell (its ~/.bashrc): Mooncake needs it.
+    interactive_env: bool
 
     @classmethod
     def from_json(cls, text: str) -> Settings:
         raw = json.loads(text)
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+
+
+# What vllm-ascend's Dockerfiles append to ~/.bashrc only, which `docker run ... vllm serve` never
+# reads; without them Mooncake aborts ("corrupted size vs. prev_size", vllm-ascend #5609).
+LIBRARY_DIR = "/usr/local/lib"
+JEMALLOC = "/usr/lib/{machine}-linux-gnu/libjemalloc.so.2"
+
+
+def interactive_env(environ: dict[str, str], machine: str) -> dict[str, str]:
+    """The image's interactive-shell additions over `environ`: jemalloc preloaded, /usr/local/lib
+    last on the library path (after the image's own, which `environ` holds)."""
+    preload = [JEMALLOC.format(machine=machine), *filter(None, environ.get("LD_PRELOAD", "").split(":"))]
+    libraries = [*filter(None, environ.get("LD_LIBRARY_PATH", "").split(":")), LIBRARY_DIR]
+    return {"LD_PRELOAD": ":".join(preload), "LD_LIBRARY_PATH": ":".join(libraries)}
 
 
 @dataclass(frozen=True)
@@ -279,13 +296,47 @@ def on_start(st: State | None, peers: dict[str, Peer | None], lost: str | None =
     return st, Restart(following, f"this container restarted ({why})")
 
 
+# How much of one line of vllm's log is judged: vllm-ascend's messages start near the beginning of
+# their line, and a line without end (binary output, a progress bar) must not grow memory.
+LOG_LINE_HEAD = 4096
+
+
+def kv_transfer_failed(line: bytes) -> bool:
+    """Whether a line of vllm's log reports a KV transfer that failed, each failure once.
+
+    vllm-ascend v0.18.0 does not fail the request: the decoder logs the failure and decodes on KV
+    that never arrived. Its connector (kv_p2p/mooncake_connector.py) logs `Mooncake transfer
+    failed for request <id>` (the layerwise one `... for send requests`, or `... to create link`),
+    then raises `Mooncake transfer failed, ret: <n>`, which its caller logs again with the
+    traceback as `Failed to transfer KV cache for request <id>: <error>`. So the raised text is
+    an echo of a failure already counted, and the caller's line counts only for other errors (a
+    failed handshake), which lose the KV the same way.
+    """
+    if b"Mooncake transfer failed" in line:
+        return b"Mooncake transfer failed, ret:" not in line
+    return b"Failed to transfer KV cache for request" in line
+
+
+def scan_log(head: bytes, chunk: bytes) -> tuple[bytes, int]:
+    """The failures in the lines that `chunk` ends, given the head of the line it continues;
+    returns the head of the line it leaves unfinished (at most LOG_LINE_HEAD bytes)."""
+    *ended, rest = chunk.split(b"\n")
+    found = 0
+    for part in ended:
+        found += kv_transfer_failed(head + part[: LOG_LINE_HEAD - len(head)])
+        head = b""
+    return head + rest[: LOG_LINE_HEAD - len(head)], found
+
+
 def state_body(s: Settings, st: State) -> str:
     return json.dumps(
         {"group": s.group, "gen": st.gen, "reason": st.reason, "phase": st.phase, "consecutive": st.consecutive}
     )
 
 
-def metrics_text(st: State, vllm_up: bool, head_healthy: bool, peers_up: dict[str, bool] | None = None) -> str:
+def metrics_text(
+    st: State, vllm_up: bool, head_healthy: bool, peers_up: dict[str, bool] | None = None, kv_failures: int = 0
+) -> str:
     """Without labels of their own (Prometheus adds the node's from its scrape target), but the
     peer a reachability series is about."""
     series = (
@@ -306,6 +357,12 @@ def metrics_text(st: State, vllm_up: bool, head_healthy: bool, peers_up: dict[st
         ),
         (GENERATION, "gauge", "The group generation this node runs.", st.gen),
         (CONSECUTIVE_RESTARTS, "gauge", "Group restarts since the group last served.", st.consecutive),
+        (
+            KV_TRANSFER_FAILURES,
+            "counter",
+            "KV transfers that failed on this node, from vllm's log; each one is a wrong answer in v0.18.0.",
+            kv_failures,
+        ),
     )
     lines = []
     for name, kind, help_, value in series:

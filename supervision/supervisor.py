@@ -29,21 +29,25 @@ child), and the supervisors of one group agree on a *generation* number:
   healthy and every peer answers at this node's generation. Restarts back off (`backoffSeconds`,
   doubling up to `maxBackoffSeconds`); after `maxRestarts` restarts without the group serving
   in between, the supervisor gives up, leaves vllm stopped and says so in its log and metrics.
+- vllm's output passes through the supervisor unchanged to the container's stdout and stderr,
+  and the supervisor counts the KV transfers it reports failed, which vllm-ascend v0.18.0 only
+  logs. It reads until the pipes close, whatever arrives, so vllm never blocks on a full pipe.
 - The supervisor never makes things worse than no supervisor: an error of its own (a full or
   read-only disk, an unreadable state file) is logged and outlived, never allowed to kill PID 1
   and with it a serving vllm.
 
 The decisions are pure functions in `protocol.py` (`decide`, `stalled`, `begin_restart`,
-`barrier`, `on_start`, `parse_peer`); `Supervisor` here does the I/O: the vllm process group, the
-state file, HTTP. Both are placed into the container as the package `supervision` beside a
-launcher (`core/supervision.py`) and run by the image's python3, so they use nothing but the
-standard library.
+`barrier`, `on_start`, `parse_peer`, `scan_log`); `Supervisor` here does the I/O: the vllm process
+group and its output, the state file, HTTP. Both are placed into the container as the package
+`supervision` beside a launcher (`core/supervision.py`) and run by the image's python3, so they
+use nothing but the standard library.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -71,14 +75,20 @@ from .protocol import (
     begin_restart,
     decide,
     durable,
+    interactive_env,
+    kv_transfer_failed,
     load_state,
     metrics_text,
     newest_peer,
     on_start,
     parse_peer,
+    scan_log,
     state_body,
     sum_of,
 )
+
+# A pipe's capacity: one read takes what vllm wrote meanwhile, and memory stays bounded.
+RELAY_CHUNK = 65536
 
 
 class Supervisor:
@@ -94,6 +104,8 @@ class Supervisor:
         self.stopping = False
         self.saved: dict | None = None
         self.last_error: str | None = None
+        self.kv_failures = 0
+        self.relays: list[threading.Thread] = []
 
     # -- output
     def log(self, message: str) -> None:
@@ -165,8 +177,9 @@ class Supervisor:
             def do_GET(self):
                 with sup.lock:
                     st, up, healthy, peers_up = sup.state, sup.vllm_up, sup.head_healthy, dict(sup.peers_up)
+                    failures = sup.kv_failures
                 if self.path == "/metrics":
-                    body, kind = metrics_text(st, up, healthy, peers_up), "text/plain; version=0.0.4"
+                    body, kind = metrics_text(st, up, healthy, peers_up, failures), "text/plain; version=0.0.4"
                 elif self.path == "/state":
                     body, kind = state_body(sup.s, st), "application/json"
                 else:
@@ -246,13 +259,43 @@ class Supervisor:
         self.log(f"starting generation {self.state.gen}: {' '.join(self.argv)}")
         self.exit_status = None
         try:
-            # Its own process group: stopping vllm also stops every worker it spawned.
-            self.proc = subprocess.Popen(self.argv, start_new_session=True)
+            # Its own process group: stopping vllm also stops every worker it spawned. Its
+            # output comes through pipes (unbuffered), which its workers inherit too.
+            env = {**os.environ, **(interactive_env(os.environ, platform.machine()) if self.s.interactive_env else {})}
+            self.proc = subprocess.Popen(
+                self.argv, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=env
+            )
         except OSError as e:
             self.complain("cannot start vllm", e)
             # Seen as an exit by the next poll: a counted restart, with its back-off.
             self.exit_status = 127
+        else:
+            self.relays = [
+                threading.Thread(target=self.relay, args=a, daemon=True)
+                for a in ((self.proc.stdout, 1), (self.proc.stderr, 2))
+            ]
+            for thread in self.relays:
+                thread.start()
         self.set_state(replace(self.state, phase="starting", started_at=time.monotonic()))
+
+    def relay(self, pipe, fd: int) -> None:
+        """Copy one of vllm's pipes to this process's `fd` as it comes, counting failed KV
+        transfers line by line, until every process holding the pipe is gone."""
+        head = b""
+        with pipe:
+            for chunk in iter(lambda: pipe.read(RELAY_CHUNK), b""):
+                head, found = scan_log(head, chunk)
+                with self.lock:
+                    self.kv_failures += found
+                try:
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk) :]
+                except OSError:
+                    # The container's output is gone (nothing to log to either): drop this chunk
+                    # but keep reading, or vllm would block writing its next line.
+                    pass
+        with self.lock:
+            self.kv_failures += kv_transfer_failed(head)
 
     # -- observations
     def fetch(self, url: str, timeout: float = 2.0, body: bytes | None = None) -> tuple[int, str]:
@@ -381,6 +424,9 @@ class Supervisor:
         self.stopping = True
         self.log(f"signal {signum}: stopping vllm")
         self.stop_vllm()
+        # vllm's last words (its shutdown log) may still be in the pipes.
+        for thread in self.relays:
+            thread.join(timeout=2.0)
         sys.exit(0)
 
 

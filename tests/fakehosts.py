@@ -12,7 +12,7 @@ import shlex
 
 from hoststubs import fixture
 
-from checks import group_view, membership
+from checks import group_view, membership, npu_holders
 from checks.steps import STEPS, node_script
 from supervision.protocol import State, metrics_text
 
@@ -167,6 +167,10 @@ class FakeHosts:
                 fixture(f"board/{family}_chip0.txt"),
             ),
             "docker": lambda: "28.2.2\n",
+            # A prefill or decode node: its KV ports free and no container of its own yet; Mooncake
+            # in its image.
+            "kv-ports": lambda: f"=== ss\n{fixture('kv_ports/ss_free.txt')}=== end\n=== {npu_holders.CHECK}\n",
+            "mooncake": lambda: fixture("mooncake/ok.txt"),
             "npu-free": lambda: "",
             "weights-disk": lambda: fixture("disk/ok.txt"),
             "nic-ip": lambda: (

@@ -35,7 +35,8 @@ def test_shipped_stacks_are_valid():
 def test_unknown_top_level_key_is_an_error_with_a_suggestion():
     assert problems(a2(nodez=[])) == [
         "nodez: unknown key; did you mean 'nodes'? known keys here: profile, nodes, image, model, serve, "
-        "env, container, ssh, preflight, verify, benchmark, accuracy, weights, observability, frontDoor, groups, router, supervision, "
+        "env, container, ssh, preflight, verify, benchmark, accuracy, weights, observability, frontDoor, groups, router, pd, "
+        "supervision, "
         "apiKey, "
         "modelscopeToken, hfToken, sshPrivateKey, grafanaAdminPassword"
     ]

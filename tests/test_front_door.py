@@ -1,5 +1,5 @@
 """The front door: what it passes, where it and vllm listen, its key, and the config that refuses
-a front door that cannot work. Its behaviour on a real proxy is tests/integration/test_front_door.py."""
+a front door that cannot work. Its behaviour on a real proxy is tests/integration/test_api_key_at_the_front_door.py."""
 
 import pytest
 from mocked import run_program, stack_settings

@@ -59,8 +59,8 @@ def test_the_router_routes_to_every_groups_head_behind_the_front_door(grouped):
     assert router.container.node == door.node == "blue-0"
     assert router.container.argv == (
         "vllm-router",
-        "--host", "192.0.2.11", "--port", "30000",
         "--worker-urls", "http://192.0.2.11:8000", "http://192.0.2.13:8000",
+        "--host", "192.0.2.11", "--port", "30000",
         "--policy", "round_robin",
         "--health-check-interval-secs", "5",
         "--worker-startup-timeout-secs", "3600", "--worker-startup-check-interval", "5",

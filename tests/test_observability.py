@@ -767,8 +767,9 @@ def test_the_security_page_names_every_port_the_stack_opens():
 # --- several groups behind the router -------------------------------------------------------------------
 
 
-def router_rules_test(promtool, tmp_path, series: dict[str, str], evals: list[dict]) -> None:
-    (tmp_path / "rules.yml").write_text(alert_rules(Alerts(), npu_metrics=False, router=True))
+def rules_test(promtool, tmp_path, series: dict[str, str], evals: list[dict], **rules) -> None:
+    """promtool's unit test of the alert rules planned with `rules` (router=, pd=) on `series`."""
+    (tmp_path / "rules.yml").write_text(alert_rules(Alerts(), npu_metrics=False, **rules))
     inputs = [{"series": name, "values": values} for name, values in series.items()]
     tests = yaml.safe_dump([{"interval": "1m", "input_series": inputs, "alert_rule_test": evals}], width=200)
     spec = tmp_path / "tests.yml"
@@ -804,7 +805,7 @@ def test_a_group_out_of_the_router_longer_than_a_rollout_alerts(promtool, tmp_pa
         {"eval_time": "100m", "alertname": "GroupOutOfRouter", "exp_alerts": [out_of_router("http://10.0.0.1:8000")]},
         {"eval_time": "100m", "alertname": "NoGroupServing", "exp_alerts": []},
     ]
-    router_rules_test(promtool, tmp_path, series, evals)
+    rules_test(promtool, tmp_path, series, evals, router=True)
 
 
 def test_a_group_removed_from_the_router_alerts_though_its_health_stays_1(promtool, tmp_path):
@@ -819,7 +820,7 @@ def test_a_group_removed_from_the_router_alerts_though_its_health_stays_1(promto
         {"eval_time": "100m", "alertname": "GroupOutOfRouter", "exp_alerts": []},
         {"eval_time": "125m", "alertname": "GroupOutOfRouter", "exp_alerts": [out_of_router("http://10.0.0.1:8000")]},
     ]
-    router_rules_test(promtool, tmp_path, series, evals)
+    rules_test(promtool, tmp_path, series, evals, router=True)
 
 
 def test_no_group_serving_alerts_at_once(promtool, tmp_path):
@@ -835,10 +836,72 @@ def test_no_group_serving_alerts_at_once(promtool, tmp_path):
         {"eval_time": "2m", "alertname": "NoGroupServing", "exp_alerts": []},
         {"eval_time": "5m", "alertname": "NoGroupServing", "exp_alerts": [firing]},
     ]
-    router_rules_test(promtool, tmp_path, series, evals)
+    rules_test(promtool, tmp_path, series, evals, router=True)
 
 
 def test_the_dashboard_shows_each_group_and_the_routers_view_only_with_a_router():
     rows = [p["title"] for p in dashboard("g", npu_exporter=False, router=True)["panels"] if p["type"] == "row"]
     assert rows == ["Serving", "Groups behind the router", "Cluster", "NPUs per node and chip"]
     assert "Groups behind the router" not in {p["title"] for p in dashboard("a2", npu_exporter=False)["panels"]}
+
+
+# --- prefill-decode disaggregation ------------------------------------------------------------------------
+
+
+# The supervisor's series, by the name the rule and the panel must use.
+KV_TRANSFER_FAILURES = "deepseek_supervisor_kv_transfer_failures_total"
+DECODER = {"job": "supervisor", "stack": "p", "node": "p-2", "role": "head", "ranks": "0-15", "pd_role": "decode"}
+PREFILLER = {**DECODER, "node": "p-0", "ranks": "0-1", "pd_role": "prefill"}
+
+
+def _series(labels: dict[str, str]) -> str:
+    return KV_TRANSFER_FAILURES + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def test_a_single_failed_kv_transfer_alerts_at_once_for_an_hour(promtool, tmp_path):
+    # One failure on the decoder at minute 10, none on the prefiller.
+    series = {_series(DECODER): "0x9 1x100", _series(PREFILLER): "0x110"}
+    firing = {
+        "exp_labels": {"severity": "critical", **DECODER},
+        "exp_annotations": {
+            "summary": "p: KV transfers failed on p-2: answers are wrong",
+            "description": "vllm logged a failed KV transfer (Mooncake) on this node within the last hour. "
+            "vllm-ascend v0.18.0 does not fail such a request: it decodes without the prompt's KV and returns "
+            "garbage as a success. Check /etc/hccn.conf, the KV ports and the NPU network between the prefill "
+            "and decode nodes; vllm's line is in the node's container log.",
+        },
+    }
+    evals = [
+        {"eval_time": "9m", "alertname": "KvTransferFailed", "exp_alerts": []},
+        {"eval_time": "10m", "alertname": "KvTransferFailed", "exp_alerts": [firing]},
+        {"eval_time": "65m", "alertname": "KvTransferFailed", "exp_alerts": [firing]},
+        {"eval_time": "75m", "alertname": "KvTransferFailed", "exp_alerts": []},
+    ]
+    rules_test(promtool, tmp_path, series, evals, pd=True)
+
+
+def test_a_supervisor_restart_is_no_failed_kv_transfer(promtool, tmp_path):
+    # Three failures counted, then the container restarts: the count starts again from 0.
+    series = {_series(PREFILLER): "3x80 0x40"}
+    evals = [{"eval_time": f"{m}m", "alertname": "KvTransferFailed", "exp_alerts": []} for m in (70, 85, 110)]
+    rules_test(promtool, tmp_path, series, evals, pd=True)
+
+
+def test_the_kv_transfer_alert_and_panels_only_with_prefill_decode():
+    assert "KvTransferFailed" not in alert_rules(Alerts(), npu_metrics=True, router=True)
+    assert "KvTransferFailed" in alert_rules(Alerts(), npu_metrics=False, pd=True)
+    rows = [p["title"] for p in dashboard("p", npu_exporter=False, pd=True)["panels"] if p["type"] == "row"]
+    assert rows == ["Serving", "Prefill and decode", "Cluster", "NPUs per node and chip"]
+    for router in (False, True):
+        assert "Prefill and decode" not in {p["title"] for p in dashboard("g", False, router)["panels"]}
+    panels = {p["title"]: p for p in dashboard("p", npu_exporter=False, pd=True)["panels"]}
+    queries = [t["expr"] for t in panels["Time to first token by role"]["targets"]]
+    assert (
+        'histogram_quantile(0.99, sum by (le, pd_role) (rate(vllm:time_to_first_token_seconds_bucket{job="vllm"}[1m])))'
+        in queries
+    )
+    assert {t["legendFormat"] for t in panels["Inter-token latency by role"]["targets"]} == {
+        "{{pd_role}} p50",
+        "{{pd_role}} p99",
+    }
+    assert KV_TRANSFER_FAILURES in panels["KV transfers failed per node"]["targets"][0]["expr"]

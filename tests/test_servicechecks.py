@@ -11,6 +11,7 @@ from fakehosts import BENCHMARK_RESULT, LM_EVAL_TABLE, smoke_output
 
 from checks import servicechecks as sc
 from core.config import Accuracy, Benchmark
+from vllm_sim import textgen
 
 
 def test_readiness_reports_the_wait():
@@ -41,6 +42,59 @@ def test_smoke_failures_say_what_came_back(output, message):
     with pytest.raises(sc.ServiceCheckFailed) as caught:
         sc.parse_smoke(output)
     assert str(caught.value).startswith(message)
+
+
+# What a lost KV transfer makes the decoder say (vllm-ascend #8427, #7711): loops, not answers.
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (" the the the the the the future", "the word 'the' repeated 6 or more times in a row"),
+        ("的的的的的的的的", "the word '的' repeated 6 or more times in a row"),
+        ("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", "not one word in it"),
+        (" is the is the is the is the future of AI", "'is the' makes up 8 of its 11 words"),
+        (" AI is, AI was; AI AI will be AI AI.", "'ai' makes up 6 of its 10 words"),
+        (" AI, AI, AI. AI AI AI is the future", "the word 'ai' repeated 6 or more times in a row"),
+    ],
+)
+def test_smoke_refuses_degenerate_text_and_says_what_and_why(text, why):
+    with pytest.raises(sc.ServiceCheckFailed) as caught:
+        sc.parse_smoke(smoke_output(text))
+    message = str(caught.value)
+    assert message.startswith(f"smoke test: the model returned degenerate text {text[:80]!r}: {why}, which no answer")
+    assert "lost KV transfer" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\n", None])
+def test_smoke_refuses_an_empty_completion_and_shows_it(text):
+    body = json.dumps({"choices": [{"text": text}]})
+    with pytest.raises(sc.ServiceCheckFailed, match=r"^smoke test: the model returned an empty completion \("):
+        sc.parse_smoke(f"{body}\n200 0.1\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " bright, and it is already here.",  # the fake hosts' answer
+        " bright and full of possibilities. As artificial intelligence continues to evolve, it is transforming "
+        "industries, from healthcare to finance, and reshaping how we live and work. However, with great power "
+        "comes great responsibility, and we must",
+        '<think>\nOkay, the user wrote "The future of AI is" and stopped. They probably want me to complete the '
+        "sentence, so I should",
+        " 人工智能的未来是光明的，它将改变我们的生活和工作方式。",
+        " a question.\n\n------\n\n| year | model |\n|---|---|\n| 2025 | R1 |",
+        " ok",
+    ],
+)
+def test_smoke_passes_real_answers(text):
+    assert sc.parse_smoke(smoke_output(text)).text == text
+
+
+def test_smoke_passes_every_text_the_simulator_generates():
+    # The local stack's smoke test answers with these: many seeds and lengths, none a loop.
+    for seed in range(400):
+        for n in (1, 8, 16, 50, 64):
+            text = "".join(textgen.generate_tokens("The future of AI is", n, seed))
+            assert sc.degenerate(text) is None, (seed, n, text)
 
 
 def test_smoke_command_sends_the_request_with_the_key_from_the_environment():
@@ -184,3 +238,28 @@ def test_staging_is_skipped_once_the_marker_exists():
     )
     assert "if [ -f /root/.cache/.staged-vllm-ascend_DeepSeek-R1-W8A8 ]" in script
     assert "huggingface-cli download" in sc.staging_command("i:1", "/w", "org/m", use_modelscope=False)
+
+
+def test_the_smoke_request_through_a_router_waits_out_its_503s_within_a_bound(tmp_path):
+    """A router or proxy answers 503 until it has admitted a group: with retrySeconds the step
+    asks again; a 200 then counts, a 500 at once does not."""
+    answers = tmp_path / "answers"
+    answers.write_text("503\n503\n200\n")
+    curl = tmp_path / "curl"
+    curl.write_text(
+        "#!/bin/sh\n"
+        f"code=$(head -n 1 {answers}); sed -i 1d {answers}\n"
+        'printf \'{"choices":[{"text":" bright"}],"usage":{"completion_tokens":1}}\\n%s 0.01\\n\' "$code"\n'
+    )
+    curl.chmod(0o755)
+    script = sc.smoke_command("http://127.0.0.1:8080", {"prompt": "x"}, retry_seconds=30)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(
+        ["sh", "-c", script.replace("sleep 2", "sleep 0")], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "200 0.01"
+    assert answers.read_text() == ""
+    answers.write_text("500\n200\n")
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    assert done.stdout.splitlines()[-1] == "500 0.01"

@@ -146,12 +146,12 @@ def tools(tmp_path_factory) -> Path:
 
 def scripts(cfg: ClusterConfig) -> dict[str, str]:
     deployment = plan_deployment(cfg, stack="fuzz")
-    plan, obs = deployment.cluster, deployment.observability
+    plan = deployment.cluster
     out = {}
     for node in plan.nodes:
         out[f"render-{node.name}"] = node_script(plan, node)
         out[f"diagnose-{node.name}"] = collect_command(node, log_lines=5)
-    for container in ([deployment.front_door] if deployment.front_door else []) + list(obs.containers if obs else ()):
+    for container in deployment.sidecars:
         out[f"render-{container.name}"] = sidecar_script(deployment, container)
     out["smoke-with-key"] = plan.smoke_curl(with_api_key=True)
     out["smoke"] = plan.smoke_curl(with_api_key=False)

@@ -21,10 +21,12 @@ from supervision.protocol import (
     begin_restart,
     decide,
     durable,
+    kv_transfer_failed,
     load_state,
     metrics_text,
     on_start,
     parse_peer,
+    scan_log,
     sum_of,
 )
 
@@ -47,6 +49,7 @@ SETTINGS = Settings(
     barrier_timeout_seconds=120,
     poll_seconds=2,
     state_file="/opt/deepseek-r1-ascend/state.json",
+    interactive_env=False,
 )
 SERVING = State(gen=3, phase="serving", started_at=0.0, served=True, head_start_time=1000.0, restarts=2)
 
@@ -319,6 +322,77 @@ def test_metrics_say_which_peers_answer():
     assert 'deepseek_supervisor_peer_up{peer="a2-0"} 0' in text.splitlines()
 
 
+# One failed transfer as vllm-ascend v0.18.0's decoder logs it (kv_p2p/mooncake_connector.py): its
+# own line, then its caller's with the raised error and the traceback.
+FAILED_TRANSFER = [
+    b"(EngineCore_DP0 pid=412) ERROR 12-01 03:00:01 [mooncake_connector.py:547] Mooncake transfer failed for "
+    b"request cmpl-7-0",
+    b"(EngineCore_DP0 pid=412) ERROR 12-01 03:00:01 [mooncake_connector.py:441] Failed to transfer KV cache for "
+    b"request cmpl-7-0: Mooncake transfer failed, ret: -1",
+    b"Traceback (most recent call last):",
+    b'  File "/vllm-workspace/vllm-ascend/vllm_ascend/distributed/kv_transfer/kv_p2p/mooncake_connector.py", '
+    b"line 438, in _handle_request",
+    b"RuntimeError: Mooncake transfer failed, ret: -1",
+]
+
+
+def test_a_failed_kv_transfer_counts_once_however_many_lines_it_logs():
+    assert [kv_transfer_failed(line) for line in FAILED_TRANSFER] == [True, False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # The caller's line for another error: the request decodes without its KV all the same.
+        b"ERROR [mooncake_connector.py:441] Failed to transfer KV cache for request cmpl-8-0: timed out",
+        # The layerwise connector, on the prefill side, and a link that cannot be made.
+        b"ERROR [mooncake_layerwise_connector.py:482] Mooncake transfer failed for send requests ['r1'] kv cache",
+        b"ERROR [mooncake_layerwise_connector.py:1748] Mooncake transfer failed to create link to device 10.0.0.2",
+    ],
+)
+def test_other_failed_transfers_count(line):
+    assert kv_transfer_failed(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"INFO [mooncake_connector.py:560] KV cache transfer for request cmpl-7-0 took 2.02 ms",
+        b"INFO 12-01 03:00:00 [loggers.py:123] Engine 000: Avg prompt throughput: 12.0 tokens/s",
+        b"\xff\xfe\x00\x1b[2K garbage",
+        b"",
+    ],
+)
+def test_the_rest_of_the_log_counts_nothing(line):
+    assert not kv_transfer_failed(line)
+
+
+def test_the_log_is_scanned_line_by_line_however_it_is_cut():
+    log = b"\n".join([b"INFO starting", *FAILED_TRANSFER, b"INFO serving", FAILED_TRANSFER[0], b""])
+    for size in (1, 7, 64, len(log)):
+        head, total = b"", 0
+        for at in range(0, len(log), size):
+            head, found = scan_log(head, log[at : at + size])
+            total += found
+        assert (head, total) == (b"", 2)
+    # A line not ended yet is judged once it ends (or once vllm's pipe closes).
+    assert scan_log(b"", FAILED_TRANSFER[0]) == (FAILED_TRANSFER[0], 0)
+
+
+def test_a_line_without_end_keeps_only_its_head():
+    head, found = scan_log(b"", b"\xff" * 10_000_000)
+    assert (len(head), found) == (4096, 0)
+    head, found = scan_log(head, b" Mooncake transfer failed for request r\n")
+    assert (head, found) == (b"", 0)
+    assert scan_log(b"", b"x" * 4000 + b" Mooncake transfer failed for request r\n")[1] == 1
+
+
+def test_metrics_count_failed_kv_transfers():
+    lines = metrics_text(SERVING, vllm_up=True, head_healthy=True, kv_failures=3).splitlines()
+    assert "# TYPE deepseek_supervisor_kv_transfer_failures_total counter" in lines
+    assert "deepseek_supervisor_kv_transfer_failures_total 3" in lines
+
+
 @pytest.fixture
 def a2_raw():
     return {
@@ -444,3 +518,16 @@ def test_a_single_node_watches_its_own_vllm_wherever_it_listens():
     }
     plan = plan_cluster(load_config(raw), "a3")
     assert Settings.from_json(plan.nodes[0].uploads[-1].content).head_url == "http://127.0.0.1:8000"
+
+
+def test_a_kv_transferring_instance_gets_what_the_image_sets_only_in_an_interactive_shell():
+    from supervision.protocol import interactive_env
+
+    image = {"LD_LIBRARY_PATH": "/usr/local/Ascend/driver/lib64:/usr/local/python3.11/lib", "LD_PRELOAD": ""}
+    assert interactive_env(image, "aarch64") == {
+        "LD_PRELOAD": "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+        "LD_LIBRARY_PATH": "/usr/local/Ascend/driver/lib64:/usr/local/python3.11/lib:/usr/local/lib",
+    }
+    assert interactive_env({"LD_PRELOAD": "/x.so"}, "x86_64")["LD_PRELOAD"] == (
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:/x.so"
+    )

@@ -1,17 +1,23 @@
 """The supervisor's I/O with real processes and a real file system (no container): what it stops,
-what it writes, and what it outlives. The test process stands in for PID 1 as a subreaper, so
-vllm's orphans are reparented to it as they are to the supervisor in a container."""
+what it writes, what it passes through and what it outlives. The test process stands in for PID 1
+as a subreaper, so vllm's orphans are reparented to it as they are to the supervisor in a
+container."""
 
 import ctypes
 import json
 import os
+import socket
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from dataclasses import replace
 
 import pytest
 from test_supervisor import SETTINGS
 
-from supervision.protocol import State
+from supervision.protocol import KV_TRANSFER_FAILURES, State
 from supervision.supervisor import Supervisor
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -117,3 +123,67 @@ def test_a_restarted_container_reads_its_saved_state(tmp_path):
         State(gen=5, phase="capped", consecutive=6, restarts=9, capped=True),
         None,
     )
+
+
+# What vllm writes, and how: lines cut across writes, binary output, a line longer than any buffer,
+# a failed KV transfer as vllm-ascend v0.18.0 logs it (counted once), and a last line without end.
+CHILD = r"""
+import sys, time
+out, err = sys.stdout.buffer, sys.stderr.buffer
+out.write(b"INFO [api_server.py:1] Starting vLLM API server\n"); out.flush()
+err.write(b"(EngineCore_DP0 pid=7) ERROR [mooncake_connector.py:547] Mooncake transfer failed for request a\n")
+err.write(b"(EngineCore_DP0 pid=7) ERROR [mooncake_connector.py:441] Failed to transfer KV cache for request a: "
+          b"Mooncake transfer failed, ret: -1\nTraceback (most recent call last):\n"
+          b"RuntimeError: Mooncake transfer failed, ret: -1\n"); err.flush()
+out.write(b"\xff\xfe\x00\x1b[2K" * 50000 + b"\n" + b"y" * 3_000_000 + b"\n")
+out.write(b"ERROR Mooncake trans"); out.flush(); time.sleep(0.1)
+out.write(b"fer failed for request b\nINFO done\n")
+err.write(b"ERROR Mooncake transfer failed for request c"); err.flush()
+"""
+
+
+def child_output() -> tuple[bytes, bytes]:
+    """What CHILD writes to its stdout and stderr, read without any supervisor."""
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, check=True, timeout=30)
+    return done.stdout, done.stderr
+
+
+def metrics_of(sup: Supervisor) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sup.s.port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_vllms_output_passes_through_unchanged_while_failed_kv_transfers_are_counted(tmp_path, capfdbinary):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sup = supervisor(tmp_path, [sys.executable, "-c", CHILD], bind="127.0.0.1", port=port)
+    sup.serve_http()
+    assert f"{KV_TRANSFER_FAILURES} 0" in metrics_of(sup).splitlines()
+    sup.start_vllm()
+    assert sup.proc.wait(timeout=30) == 0
+    for relay in sup.relays:
+        relay.join(timeout=10)
+        assert not relay.is_alive()
+    assert f"{KV_TRANSFER_FAILURES} 3" in metrics_of(sup).splitlines()
+    out, err = capfdbinary.readouterr()
+    expected_out, expected_err = child_output()
+    assert out == expected_out
+    # After the supervisor's own line announcing the generation.
+    assert err.endswith(expected_err) and err.startswith(b"supervisor[a2-1]: starting generation 0")
+
+
+def test_vllm_never_blocks_on_its_output_when_the_containers_output_is_gone(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    noisy = "import sys; sys.stdout.buffer.write(b'ERROR Mooncake transfer failed for request r\\n' * 200000)"
+    child = subprocess.Popen([sys.executable, "-c", noisy], stdout=subprocess.PIPE, bufsize=0)
+    sup = supervisor(tmp_path, ["true"])
+    relay = threading.Thread(target=sup.relay, args=(child.stdout, write_end), daemon=True)
+    relay.start()
+    try:
+        assert child.wait(timeout=30) == 0
+        relay.join(timeout=10)
+    finally:
+        os.close(write_end)
+    assert not relay.is_alive() and sup.kv_failures == 200000

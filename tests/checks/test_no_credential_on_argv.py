@@ -68,8 +68,9 @@ def program_steps() -> dict[str, dict]:
         "observability": {"enabled": True},
     }
     grouped = stack_settings("a2-groups") | SECRETS
+    disaggregated = stack_settings("a3-pd") | SECRETS
     specs: dict[str, dict] = {}
-    for settings, stack in ((raw, "a2"), (grouped, "a2-groups")):
+    for settings, stack in ((raw, "a2"), (grouped, "a2-groups"), (disaggregated, "a3-pd")):
         deployment = run_program(settings, stack=stack, secret_keys=tuple(SECRETS))
         assert deployment.error is None and not deployment.failed
         for resource in deployment.of_type("command:local:Command"):
