@@ -252,3 +252,11 @@ def test_the_benchmark_runs_once_through_the_front_door_not_per_instance(pd):
     assert (spec["node"], spec["container"], spec["url"]) == ("prefill-0", "vllm-ascend", "http://127.0.0.1:8080")
     assert deployment.named("deepseek-r1-front-door-smoke-test").urn in benches[0].dependencies
     assert deployment.outputs["verification"]["benchmark"]["completed"] > 0
+
+
+def test_each_instance_is_supervised_as_its_own_group(pd):
+    """A prefill crash restarts that prefill instance only: no supervisor has a peer in another."""
+    groups = planned(pd).groups
+    peers = {n.name: set(json.loads(n.uploads[-1].content)["peers"]) for g in groups for n in g.nodes}
+    assert peers == {"prefill-0": set(), "prefill-1": set(), "decode-0": {"decode-1"}, "decode-1": {"decode-0"}}
+    assert len({g.group_fingerprint for g in groups}) == 3
