@@ -71,6 +71,18 @@ def preview(raw: dict, repeat: int) -> tuple[Deployment, float]:
     return deployment, statistics.median(times)
 
 
+def measured(stacks: list[dict], repeat: int) -> dict[str, list[str]]:
+    """Per measure, its value for each stack's preview."""
+    rows: dict[str, list[str]] = {"resources": [], "dependency edges": [], "dependency depth": [], "preview ms": []}
+    for raw in stacks:
+        deployment, ms = preview(raw, repeat)
+        rows["resources"].append(str(len(deployment.resources)))
+        rows["dependency edges"].append(f"{deployment.dependency_edges():,}")
+        rows["dependency depth"].append(str(deployment.dependency_depth()))
+        rows["preview ms"].append(f"{ms:.0f}")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
@@ -78,26 +90,12 @@ def main() -> int:
     print("| weights staging | measure | " + " | ".join(f"{n} nodes" for n in SIZES) + " |")
     print("|---|---|" + "---:|" * len(SIZES))
     for label, weights in WEIGHTS:
-        rows: dict[str, list[str]] = {"resources": [], "dependency edges": [], "dependency depth": [], "preview ms": []}
-        for nodes in SIZES:
-            deployment, ms = preview(settings(nodes, weights), args.repeat)
-            rows["resources"].append(str(len(deployment.resources)))
-            rows["dependency edges"].append(f"{deployment.dependency_edges():,}")
-            rows["dependency depth"].append(str(deployment.dependency_depth()))
-            rows["preview ms"].append(f"{ms:.0f}")
-        for measure, values in rows.items():
+        for measure, values in measured([settings(n, weights) for n in SIZES], args.repeat).items():
             print(f"| {label} | {measure} | " + " | ".join(values) + " |")
     print()
     print("| measure | " + " | ".join(f"{g} group{'s' if g > 1 else ''}" for g in GROUPS) + " |")
     print("|---|" + "---:|" * len(GROUPS))
-    rows = {"resources": [], "dependency edges": [], "dependency depth": [], "preview ms": []}
-    for groups in GROUPS:
-        deployment, ms = preview(grouped(groups), args.repeat)
-        rows["resources"].append(str(len(deployment.resources)))
-        rows["dependency edges"].append(f"{deployment.dependency_edges():,}")
-        rows["dependency depth"].append(str(deployment.dependency_depth()))
-        rows["preview ms"].append(f"{ms:.0f}")
-    for measure, values in rows.items():
+    for measure, values in measured([grouped(g) for g in GROUPS], args.repeat).items():
         print(f"| {measure} | " + " | ".join(values) + " |")
     return 0
 

@@ -47,7 +47,6 @@ def sidecar_container(
         or None,
         uploads=[docker.ContainerUploadArgs(file=u.path, content=u.content) for u in c.uploads],
         network_mode="host",
-        privileged=c.privileged,
         restart=SIDECAR_RESTART,
         must_run=True,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in c.labels],

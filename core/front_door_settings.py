@@ -8,13 +8,11 @@ cluster address, where the supervisors and Prometheus reach /health and /metrics
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, field_validator
 
-from .defaults import DOCKER_HUB_MIRROR, UNSPECIFIED_HOSTS
+from .defaults import DOCKER_HUB_MIRROR
 from .images import pinned_image
-from .section import Section
+from .section import Section, ip_address
 
 
 class FrontDoor(Section):
@@ -36,12 +34,4 @@ class FrontDoor(Section):
     @field_validator("listen_address")
     @classmethod
     def _listen_address(cls, v: str) -> str:
-        if "%" in v:
-            raise ValueError(f"{v!r} has an IPv6 scope ID; use an address without '%'")
-        try:
-            address = ipaddress.ip_address(v)
-        except ValueError:
-            raise ValueError(
-                f"{v!r} is not an IP address; use 0.0.0.0 (every interface) or one address of the head node"
-            ) from None
-        return v if v in UNSPECIFIED_HOSTS else str(address)
+        return ip_address(v, "use 0.0.0.0 (every interface) or one address of the head node")

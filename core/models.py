@@ -8,7 +8,6 @@ reference, and its sections share nothing but `section.py`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Any, Literal
@@ -39,6 +38,7 @@ from .preflight_settings import Preflight
 from .router_settings import Group, Router
 from .section import Section as _Section
 from .section import absolute_path as _absolute_path
+from .section import ip_address
 from .section import no_control_characters as _no_control_characters
 from .vllm_releases import RELEASES, SUPPORTED_VLLM, release_of, tag_of
 
@@ -60,18 +60,6 @@ _DOCKER_HOSTS = {
     "npipe": re.compile(r"npipe://[A-Za-z0-9._/\\-]+"),
 }
 _DOCKER_HOST_FORMS = "ssh://user@host[:port] or unix:///path/to/docker.sock"
-
-
-def _ip_address(v: str, use: str, what: str = "an IP address") -> str:
-    """An IP address in its normal form, or ValueError saying what to `use` instead. An IPv6
-    scope ID (`fe80::1%eth0`) is refused: Python accepts any text after the '%', shell code
-    included, and a link-local address cannot carry the group's traffic anyway."""
-    if "%" in v:
-        raise ValueError(f"{v!r} has an IPv6 scope ID, which is not supported; {use}, without '%...'")
-    try:
-        return str(ipaddress.ip_address(v))
-    except ValueError:
-        raise ValueError(f"{v!r} is not {what}; {use}") from None
 
 
 # ssh options that change which host keys ssh trusts or what it sends, or read a whole other
@@ -141,7 +129,7 @@ class Node(_Section):
     @field_validator("ip")
     @classmethod
     def _ip(cls, v: str) -> str:
-        return _ip_address(v, "use the address of the node's NIC, e.g. 192.0.2.10")
+        return ip_address(v, "use the address of the node's NIC, e.g. 192.0.2.10")
 
     @field_validator("nic")
     @classmethod
@@ -324,7 +312,7 @@ class Serve(_Section):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str | None) -> str | None:
-        return v if v is None else _ip_address(v, "use 0.0.0.0 or a node address", "an IP address to listen on")
+        return v if v is None else ip_address(v, "use 0.0.0.0 or a node address", "an IP address to listen on")
 
     @field_validator("quantization")
     @classmethod

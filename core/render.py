@@ -36,7 +36,8 @@ def docker_run_argv(node: NodePlan) -> list[str]:
         options += ["--stop-timeout", str(node.docker_stop_seconds)]
     if node.entrypoint:
         options += ["--entrypoint", shlex.join(node.entrypoint)]
-    return _docker_argv(node, node.container_name, node.argv, options + _device_options(node.devices))
+    options += _device_options(node.devices) + (["--privileged"] if node.privileged else [])
+    return _docker_argv(node, node.container_name, node.argv, options)
 
 
 def _device_options(devices: tuple[Device, ...]) -> list[str]:
@@ -49,8 +50,6 @@ def _device_options(devices: tuple[Device, ...]) -> list[str]:
 
 def _docker_argv(c: NodePlan | Sidecar, name: str, command: tuple[str, ...], options: list[str]) -> list[str]:
     argv = ["docker", *(["create"] if c.uploads else ["run", "-d"]), "--name", name, "--net=host", *options]
-    if c.privileged:
-        argv.append("--privileged")
     for mount in c.mounts:
         argv += ["-v", f"{mount.host_path}:{mount.container_path}" + (":ro" if mount.read_only else "")]
     for env_name, _ in c.env:

@@ -3,6 +3,7 @@ and text without control characters."""
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 
@@ -74,3 +75,15 @@ def system_directory(path: str) -> bool:
     every top-level directory, everything in SYSTEM_TREES, and the directories directly under
     SHARED_ROOTS."""
     return system_tree(path) is not None or path.count("/") <= 1 or posixpath.dirname(path) in SHARED_ROOTS
+
+
+def ip_address(v: str, use: str, what: str = "an IP address") -> str:
+    """An IP address in its normal form, or ValueError saying what to `use` instead. An IPv6
+    scope ID (`fe80::1%eth0`) is refused: Python accepts any text after the '%', shell code
+    included, and a link-local address cannot carry the group's traffic anyway."""
+    if "%" in v:
+        raise ValueError(f"{v!r} has an IPv6 scope ID, which is not supported; {use}, without '%...'")
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ValueError(f"{v!r} is not {what}; {use}") from None

@@ -30,7 +30,6 @@ class Sidecar:
     labels: tuple[tuple[str, str], ...]
     # Only npu-exporter: it reads the NPUs through the driver's management devices.
     devices: tuple[Device, ...] = ()
-    privileged: bool = False
 
 
 def sidecar_labels(stack: str, node: str, role: SidecarRole) -> tuple[tuple[str, str], ...]:

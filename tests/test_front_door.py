@@ -34,7 +34,7 @@ def test_by_default_vllm_listens_on_the_heads_cluster_address_and_clients_reach_
     assert (door.node, door.name, door.role) == ("a2-0", "vllm-ascend-front-door", "front-door")
     assert door.image == "m.daocloud.io/docker.io/library/haproxy:2.6.22"
     assert door.argv == ("haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg")
-    assert (door.privileged, door.devices, door.mounts) == (False, (), ())
+    assert (door.devices, door.mounts) == ((), ())
     assert plan.endpoint == "http://192.0.2.11:8080/v1"
     assert plan.client_local_url == "http://127.0.0.1:8080"
     text = config_text(deployment)
@@ -115,7 +115,8 @@ def test_an_explicit_serve_host_wins():
         (
             {"listenAddress": "fe80::1%eth0"},
             {},
-            "frontDoor.listenAddress: 'fe80::1%eth0' has an IPv6 scope ID; use an address without '%'",
+            "frontDoor.listenAddress: 'fe80::1%eth0' has an IPv6 scope ID, which is not supported; use 0.0.0.0 "
+            "(every interface) or one address of the head node, without '%...'",
         ),
         (
             {"listenAddress": "public"},

@@ -13,7 +13,7 @@ import sys
 import urllib.request
 
 import pytest
-from localstack import GROUPED, Traffic, api_server_pid, sh, wait_for, wait_ready
+from localstack import GROUPED, Traffic, api_server_pid, get, sh, wait_for, wait_ready
 from mocked import PROJECT_DIR
 
 from checks import membership, servicechecks
@@ -52,18 +52,8 @@ def serving(clean_groups, deployment):
         ready = wait_ready(plan)
         assert ready.returncode == 0, ready.stderr
     wait_for(lambda: healthy_workers(deployment) == 2, 60, "the router to see both groups healthy")
-    wait_for(lambda: status(f"{front_door(deployment)}/v1/models") == 200, 30, "the front door to see the router")
+    wait_for(lambda: get(f"{front_door(deployment)}/v1/models")[0] == 200, 30, "the front door to see the router")
     return deployment
-
-
-def status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
 
 
 def get_json(url: str) -> dict:
